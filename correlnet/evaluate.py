@@ -1,0 +1,201 @@
+"""Evaluation on synthetic defects (as the paper's Table 1) and the scene-feature trap.
+
+Each sequence is a clean clip (T, H, W). For evenly spaced centre frames t we take the clean triplet
+(t-1, t, t+1), add synthetic defects with a generator seeded from (seed, sequence name, t), predict the
+middle frame at full resolution (tiled) and count TP/FP/FN pixels against the middle frame's mask.
+Precision, recall and F1 come from the TP/FP/FN totals over all frames (per sequence and overall),
+as the paper reports them, not from an average of per-frame scores.
+
+The scene-feature trap repeats the same triplets with defect-like blobs painted into the scene
+(correlnet.scene_trap: in all three frames, moving with the camera) before the defects are added,
+and reports how many blob pixels the model flags: the false-positive rate a single-frame detector
+cannot avoid and that the correlation is meant to remove (Sec. 1, Fig. 1).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from correlnet.metrics import PixelCounts, count_pixels
+from correlnet.scene_trap import SceneBlobConfig, add_scene_blobs
+from correlnet.tiling import TilingConfig, predict_triplet_tiled
+
+# Fig. 5 colours (RGB): true positives green, false positives blue, false negatives red.
+TP_COLOUR = (0, 255, 0)
+FP_COLOUR = (0, 0, 255)
+FN_COLOUR = (255, 0, 0)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """seed fixes the defects; triplets_per_sequence centre frames are spread evenly over each clip."""
+
+    seed: int = 0
+    triplets_per_sequence: int = 12
+    threshold: float = 0.5
+    scene_trap: bool = True
+    scene_blobs: SceneBlobConfig = field(default_factory=SceneBlobConfig)
+    tiling: TilingConfig = field(default_factory=lambda: TilingConfig(tile=768, overlap=64, batch=1))
+    # A blob counts as flagged when at least this fraction of its pixels is predicted defect.
+    blob_flag_fraction: float = 0.5
+
+
+@dataclass
+class SceneTrapResult:
+    blob_pixels: int = 0
+    flagged_pixels: int = 0
+    blobs: int = 0
+    blobs_flagged: int = 0
+    counts: PixelCounts = field(default_factory=lambda: PixelCounts(0, 0, 0))  # defect P/R/F1 with blobs present
+
+    @property
+    def fp_rate(self) -> float:
+        """Fraction of scene-blob pixels (not also a true defect) predicted as defect."""
+        return self.flagged_pixels / self.blob_pixels if self.blob_pixels else 0.0
+
+    @property
+    def blob_fp_rate(self) -> float:
+        return self.blobs_flagged / self.blobs if self.blobs else 0.0
+
+
+@dataclass
+class EvalReport:
+    per_sequence: dict[str, PixelCounts]
+    total: PixelCounts
+    frames: int
+    seconds_per_frame: float
+    scene: SceneTrapResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def pr(c: PixelCounts) -> dict[str, float]:
+            return {"precision": c.precision, "recall": c.recall, "f1": c.f1, "tp": c.tp, "fp": c.fp, "fn": c.fn}
+
+        out: dict[str, Any] = {
+            "overall": pr(self.total),
+            "per_sequence": {k: pr(v) for k, v in self.per_sequence.items()},
+            "frames": self.frames,
+            "seconds_per_frame": self.seconds_per_frame,
+        }
+        if self.scene is not None:
+            out["scene_trap"] = {
+                "fp_rate": self.scene.fp_rate, "blob_fp_rate": self.scene.blob_fp_rate,
+                "blob_pixels": self.scene.blob_pixels, "flagged_pixels": self.scene.flagged_pixels,
+                "blobs": self.scene.blobs, "blobs_flagged": self.scene.blobs_flagged,
+                "with_blobs": pr(self.scene.counts),
+            }
+        return out
+
+
+def centre_frames(length: int, n: int) -> list[int]:
+    """Up to n distinct centre indices spread evenly over 1 .. length-2 (each has two neighbours)."""
+    if length < 3:
+        raise ValueError(f"a sequence needs at least 3 frames to form a triplet; got {length}")
+    return sorted({int(round(x)) for x in np.linspace(1, length - 2, num=min(n, length - 2))})
+
+
+def triplet_rng(seed: int, sequence: str, centre: int, salt: int = 0) -> np.random.Generator:
+    """Generator for one triplet: independent of which other sequences or frames are evaluated."""
+    return np.random.default_rng([seed, zlib.crc32(sequence.encode()), centre, salt])
+
+
+def fig5_picture(frame: np.ndarray, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Fig. 5 style picture: the grayscale frame with TP green, FP blue and FN red.
+
+    frame: (H, W) float in [0, 1]; pred, true: (H, W) bool. Returns (H, W, 3) uint8 RGB.
+    """
+    if not frame.shape == pred.shape == true.shape:
+        raise ValueError(f"frame, pred and true must share one (H, W); got {frame.shape}, {pred.shape}, {true.shape}")
+    gray = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    pred, true = pred.astype(bool), true.astype(bool)
+    rgb[pred & true] = TP_COLOUR
+    rgb[pred & ~true] = FP_COLOUR
+    rgb[~pred & true] = FN_COLOUR
+    return rgb
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2  # OpenCV writes BGR
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), rgb[..., ::-1]):
+        raise OSError(f"could not write {path}: check that the folder is writable")
+
+
+def _predict(model: nn.Module, frames: np.ndarray, cfg: EvalConfig, device: torch.device) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    probs = predict_triplet_tiled(model, frames, cfg.tiling, device)
+    return probs >= cfg.threshold, time.perf_counter() - t0
+
+
+def _trap_triplet(model: nn.Module, clean: np.ndarray, synth_cfg: Any, cfg: EvalConfig, rng: np.random.Generator,
+                  device: torch.device, result: SceneTrapResult) -> None:
+    from correlnet.synth import degrade_triplet
+
+    scene, _, blobs = add_scene_blobs(clean, cfg.scene_blobs, rng)
+    degraded, masks = degrade_triplet(scene, synth_cfg, rng)
+    pred, _ = _predict(model, degraded, cfg, device)
+    true = masks[1].astype(bool)
+    result.counts = result.counts + count_pixels(pred, true)
+    for blob in blobs:
+        blob = blob & ~true  # a defect drawn over a blob is a true defect there, not a trap pixel
+        n = int(blob.sum())
+        if n == 0:
+            continue
+        flagged = int((pred & blob).sum())
+        result.blobs += 1
+        result.blob_pixels += n
+        result.flagged_pixels += flagged
+        result.blobs_flagged += int(flagged >= cfg.blob_flag_fraction * n)
+
+
+def evaluate_sequences(
+    model: nn.Module,
+    sequences: Mapping[str, np.ndarray],
+    synth_cfg: Any,
+    cfg: EvalConfig,
+    device: torch.device,
+    pictures_dir: str | Path | None = None,
+    on_frame: Callable[[str, int], None] | None = None,
+) -> EvalReport:
+    """Precision / recall / F1 of `model` on synthetic defects, per sequence and overall.
+
+    sequences: name -> clean clip (T, H, W) float32 in [0, 1], T >= 3. synth_cfg: a SynthConfig
+    (SynthConfig.paper() for the paper's generator, SynthConfig() for the full one).
+    pictures_dir: when set, one Fig. 5 PNG per evaluated frame, "<sequence>_<centre:06d>.png".
+    Deterministic for cfg.seed. on_frame(sequence, centre) is called after each frame.
+    """
+    from correlnet.synth import degrade_triplet
+
+    model.eval()
+    per_sequence: dict[str, PixelCounts] = {}
+    scene = SceneTrapResult() if cfg.scene_trap else None
+    seconds, frames = 0.0, 0
+    for name, clip in sequences.items():
+        if clip.ndim != 3:
+            raise ValueError(f"sequence {name!r}: expected a clean clip (T, H, W); got shape {clip.shape}")
+        counts = PixelCounts(0, 0, 0)
+        for t in centre_frames(clip.shape[0], cfg.triplets_per_sequence):
+            clean = np.ascontiguousarray(clip[t - 1 : t + 2], dtype=np.float32)
+            degraded, masks = degrade_triplet(clean, synth_cfg, triplet_rng(cfg.seed, name, t))
+            pred, dt = _predict(model, degraded, cfg, device)
+            true = masks[1].astype(bool)
+            counts = counts + count_pixels(pred, true)
+            seconds, frames = seconds + dt, frames + 1
+            if pictures_dir is not None:
+                write_png(Path(pictures_dir) / f"{name}_{t:06d}.png", fig5_picture(degraded[1], pred, true))
+            if scene is not None:
+                _trap_triplet(model, clean, synth_cfg, cfg, triplet_rng(cfg.seed, name, t, salt=1), device, scene)
+            if on_frame is not None:
+                on_frame(name, t)
+        per_sequence[name] = counts
+    total = sum(per_sequence.values(), PixelCounts(0, 0, 0))
+    return EvalReport(per_sequence, total, frames, seconds / max(frames, 1), scene)

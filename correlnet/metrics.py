@@ -1,0 +1,96 @@
+"""Pixel precision, recall and F1 from TP/FP/FN counts, per sequence and summed over a dataset.
+
+The paper reports dataset-level scores from TP/FP/FN summed over every frame, not the mean of
+per-frame F1 (which over-weights frames with few defect pixels); `MetricsAccumulator.total()`
+does the former.
+
+Conventions when a denominator is zero (documented choice, consistent with "nothing to find,
+nothing wrongly found is perfect"):
+- precision = tp / (tp + fp), and 1.0 when nothing is predicted (no false alarm made);
+- recall = tp / (tp + fn), and 1.0 when nothing is true (nothing missed);
+- f1 = 2 tp / (2 tp + fp + fn), and 1.0 when both masks are empty. With a non-empty truth and
+  an empty prediction, f1 = 0 (precision 1, recall 0): f1 uses the counts, not the two ratios.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class PixelCounts:
+    """True positive, false positive and false negative pixel counts."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __add__(self, other: "PixelCounts") -> "PixelCounts":
+        if not isinstance(other, PixelCounts):
+            return NotImplemented
+        return PixelCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    @property
+    def precision(self) -> float:
+        return 1.0 if self.tp + self.fp == 0 else self.tp / (self.tp + self.fp)
+
+    @property
+    def recall(self) -> float:
+        return 1.0 if self.tp + self.fn == 0 else self.tp / (self.tp + self.fn)
+
+    @property
+    def f1(self) -> float:
+        denom = 2 * self.tp + self.fp + self.fn
+        return 1.0 if denom == 0 else 2 * self.tp / denom
+
+    def as_dict(self) -> dict[str, float]:
+        """Counts and scores as plain numbers (for JSON, checkpoints and the DB)."""
+        return {"tp": self.tp, "fp": self.fp, "fn": self.fn,
+                "precision": self.precision, "recall": self.recall, "f1": self.f1}
+
+
+def _as_bool(mask, name: str) -> np.ndarray:
+    arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if arr.dtype == bool:
+        return arr
+    if not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name} must be boolean or {{0, 1}}; got values in [{arr.min()}, {arr.max()}]: "
+                         "threshold probabilities first, e.g. probs > 0.5")
+    return arr.astype(bool)
+
+
+def count_pixels(pred_mask, true_mask) -> PixelCounts:
+    """pred_mask, true_mask: same-shape arrays or tensors, bool or {0, 1} -> PixelCounts."""
+    pred, true = _as_bool(pred_mask, "pred_mask"), _as_bool(true_mask, "true_mask")
+    if pred.shape != true.shape:
+        raise ValueError(f"pred_mask {pred.shape} and true_mask {true.shape} must have the same shape")
+    return PixelCounts(int(np.count_nonzero(pred & true)), int(np.count_nonzero(pred & ~true)),
+                       int(np.count_nonzero(~pred & true)))
+
+
+class MetricsAccumulator:
+    """Sums pixel counts per sequence; `total()` is the dataset-level sum (the paper's score)."""
+
+    def __init__(self) -> None:
+        self._per_sequence: OrderedDict[str, PixelCounts] = OrderedDict()
+
+    def add(self, sequence: str, pred, true) -> PixelCounts:
+        """Add one frame (or a batch: any shape) of `sequence`; returns that frame's counts."""
+        counts = count_pixels(pred, true)
+        self.add_counts(sequence, counts)
+        return counts
+
+    def add_counts(self, sequence: str, counts: PixelCounts) -> None:
+        self._per_sequence[sequence] = self._per_sequence.get(sequence, PixelCounts()) + counts
+
+    def per_sequence(self) -> dict[str, PixelCounts]:
+        """{sequence: counts summed over its frames}, in the order sequences were first added."""
+        return dict(self._per_sequence)
+
+    def total(self) -> PixelCounts:
+        """Counts summed over every frame of every sequence."""
+        return sum(self._per_sequence.values(), PixelCounts())

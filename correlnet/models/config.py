@@ -1,0 +1,100 @@
+"""`ModelConfig`: everything needed to rebuild a network, recorded in every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# The paper's networks (Fig. 2, Table 2) and the Table 1 baselines.
+ARCHS: tuple[str, ...] = (
+    "correlnet",
+    "efficient-correlnet",
+    "efficient-trinet",
+    "efficient-unet",
+    "unet",
+    "deeplabv3plus",
+    "nasfpn",
+)
+
+# Encoder used when `build_model(arch)` is given none. smp archs take a timm name and are
+# built as smp's "tu-<name>" encoder so every Table 1 row shares the same backbone family.
+DEFAULT_ENCODERS: dict[str, str] = {
+    "correlnet": "plain",
+    "efficient-correlnet": "efficientnet_b0",
+    "efficient-trinet": "efficientnet_b0",
+    "efficient-unet": "efficientnet_b0",
+    "unet": "efficientnet_b0",
+    "deeplabv3plus": "efficientnet_b0",
+    "nasfpn": "efficientnet_b0",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters (defaults = the paper's where it gives one).
+
+    arch: one of `ARCHS`.
+    encoder: timm model name (efficientnet_b0 ... b7, tf_efficientnet_*, test_efficientnet) or, for
+        `unet`/`deeplabv3plus`, any smp encoder name; "plain" for `correlnet`.
+    max_displacement, kernel_size, stride1, stride2: the correlation layer (Sec. 3.1: 10, 3, 1, 1).
+    encoder_depth: number of stride-2 stages kept (5 -> output stride 32; 4 truncates the
+        EfficientNet after its stride-16 stage, which drops most parameters for little compute).
+    decoder_channels: U-Net decoder width per stage, deepest first, one per encoder stage; the
+        last one runs at full resolution, so it dominates the 1080p cost and is kept small.
+    base_channels: width of the plain `correlnet` encoder at stride 2 (doubled per stage, max 8x).
+    fpn_channels, fpn_repeats: NAS-FPN width and number of stacked NAS-FPN blocks.
+    """
+
+    arch: str = "efficient-correlnet"
+    encoder: str = "efficientnet_b0"
+    max_displacement: int = 10
+    kernel_size: int = 3
+    stride1: int = 1
+    stride2: int = 1
+    encoder_depth: int = 5
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 8)
+    base_channels: int = 32
+    fpn_channels: int = 64
+    fpn_repeats: int = 3
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
+        # Accept lists (e.g. from a JSON/DB round trip) but store a hashable tuple.
+        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        if not 3 <= self.encoder_depth <= 5:
+            raise ValueError(f"encoder_depth must be 3, 4 or 5; got {self.encoder_depth}")
+        if len(self.decoder_channels) != self.encoder_depth or min(self.decoder_channels) < 1:
+            raise ValueError(
+                f"decoder_channels needs one positive width per encoder stage ({self.encoder_depth}); got "
+                f"{self.decoder_channels}, e.g. {(128, 64, 32, 16, 8)[5 - self.encoder_depth:]}"
+            )
+        if self.stride1 != 1:
+            # The decoder needs a correlation map at the feature resolution.
+            raise ValueError(f"stride1 must be 1 for the segmentation networks; got {self.stride1}")
+        if self.max_displacement < 0 or self.kernel_size < 1 or self.kernel_size % 2 == 0 or self.stride2 < 1:
+            raise ValueError(
+                "need max_displacement >= 0, an odd kernel_size and stride2 >= 1; got "
+                f"{self.max_displacement}, {self.kernel_size}, {self.stride2}"
+            )
+
+    @property
+    def corr_channels(self) -> int:
+        """Channels of one correlation map: (2*(d//stride2)+1)^2 (441 for the paper's d=10)."""
+        return (2 * (self.max_displacement // self.stride2) + 1) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists for tuples), safe for JSON and `torch.load(weights_only=True)`."""
+        d = dataclasses.asdict(self)
+        d["decoder_channels"] = list(self.decoder_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Inverse of `to_dict`; raises ValueError naming unknown fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}: written by a newer correlnet?")
+        return cls(**d)

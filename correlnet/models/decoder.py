@@ -1,0 +1,48 @@
+"""Light U-Net decoder: from the deepest features back to full resolution, one conv per stage."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ConvBNReLU
+
+
+class UNetDecoder(nn.Module):
+    """U-Net decoder ending in one logit channel at the input resolution.
+
+    encoder_channels: channels of the encoder features at strides 2, 4, ..., 2^depth (high-res
+        first); the last one is the bottleneck, the others are skips.
+    decoder_channels: width of each decoder stage, deepest first; stage i upsamples x2, concats
+        the skip at that stride (none at stride 1) and applies one 3x3 conv-BN-ReLU. One conv
+        per stage rather than U-Net's two keeps the full-resolution stages cheap at 1080p.
+    """
+
+    def __init__(self, encoder_channels: list[int], decoder_channels: tuple[int, ...]):
+        super().__init__()
+        if len(encoder_channels) != len(decoder_channels):
+            raise ValueError(
+                f"one decoder width per encoder stage: {len(encoder_channels)} stages, got {decoder_channels}"
+            )
+        skips = list(encoder_channels[:-1])[::-1] + [0]  # deepest skip first, nothing at stride 1
+        in_ch = encoder_channels[-1]
+        stages = []
+        for skip_ch, out_ch in zip(skips, decoder_channels):
+            stages.append(ConvBNReLU(in_ch + skip_ch, out_ch))
+            in_ch = out_ch
+        self.stages = nn.ModuleList(stages)
+        self.logits = nn.Conv2d(in_ch, 1, kernel_size=1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: [(B, C_k, Hp/2^k, Wp/2^k) for k = 1..depth] -> logits (B, 1, Hp, Wp)."""
+        x = features[-1]
+        skips = features[:-1][::-1]
+        for i, stage in enumerate(self.stages):
+            if i < len(skips):
+                x = F.interpolate(x, size=skips[i].shape[-2:], mode="nearest")
+                x = torch.cat([x, skips[i]], 1)
+            else:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = stage(x)
+        return self.logits(x)

@@ -1,0 +1,234 @@
+"""Streaming detection over a sequence, reusing per-frame features and per-pair correlations.
+
+In Correl-Net (Sec. 3.1) each frame goes through the same encoder stem on its own and the
+middle frame is correlated with each neighbour; frame i's stem features serve the triplets of
+i-1, i and i+1, and the pair (i, i+1) serves frame i (as corr_next) and frame i+1 (as corr_prev,
+flipped with `flip_correlation` instead of recomputed). So a film costs one stem and one
+correlation per frame instead of three and two. A small cache keeps only what later frames still
+need: each entry is dropped after the last step that uses it (bounded memory, a few frames).
+
+Tiles sit at the same places in every frame (same size, same `TileGrid`), so features are cached
+per frame as a batch of tiles. Models without the branch API fall back to the stacked triplet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from correlnet.correlation import Correlation, flip_correlation, local_correlation, patch_average
+from correlnet.models.padding import InputPadder
+from correlnet.tiling import TileGrid, TilingConfig, make_grid, predict_triplet_tiled, size_multiple_of
+
+Feats = Any  # a tensor (N, C, h, w) or a tuple/list/dict of them, as the model's stem returns
+
+
+def default_neighbours(n: int) -> list[tuple[int, int]]:
+    """(prev, next) for a plain sequence of n frames; the first and last use their one neighbour twice."""
+    if n < 1:
+        raise ValueError(f"a sequence needs at least one frame; got n={n}")
+    if n == 1:
+        return [(0, 0)]
+    return [(1 if i == 0 else i - 1, n - 2 if i == n - 1 else i + 1) for i in range(n)]
+
+
+def is_branch_model(model: nn.Module) -> bool:
+    """True when the model exposes a working streaming API (stem_features, pair_correlation, head);
+    efficient-trinet has the methods but no correlation (`use_correlation` False)."""
+    api = all(callable(getattr(model, name, None)) for name in ("stem_features", "pair_correlation", "head"))
+    return api and bool(getattr(model, "use_correlation", True))
+
+
+def _tree_map(fn: Callable[[torch.Tensor], torch.Tensor], feats: Feats) -> Feats:
+    if isinstance(feats, torch.Tensor):
+        return fn(feats)
+    if isinstance(feats, dict):
+        return {k: _tree_map(fn, v) for k, v in feats.items()}
+    return type(feats)(_tree_map(fn, v) for v in feats)
+
+
+def _tree_cat(parts: list[Feats]) -> Feats:
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, dict):
+        return {k: _tree_cat([p[k] for p in parts]) for k in first}
+    return type(first)(_tree_cat([p[k] for p in parts]) for k in range(len(first)))
+
+
+def _batched(fn: Callable[..., Feats], batch: int, n: int, *args: Feats) -> Feats:
+    """fn over slices of `batch` tiles of each argument (tensors or trees of tensors)."""
+    out = []
+    for i in range(0, n, batch):
+        out.append(fn(*(_tree_map(lambda t, i=i: t[i : i + batch], a) for a in args)))
+    return _tree_cat(out)
+
+
+def _pairs(neighbours: Sequence[Any]) -> list[tuple[int, int]]:
+    n = len(neighbours)
+    out = []
+    for i, nb in enumerate(neighbours):
+        p, q = (nb.prev, nb.next) if hasattr(nb, "prev") else nb
+        if not (0 <= p < n and 0 <= q < n):
+            raise ValueError(f"frame {i}: neighbours ({p}, {q}) fall outside the sequence of {n} frames")
+        out.append((int(p), int(q)))
+    return out
+
+
+def _last_use(order: list[int], pairs: list[tuple[int, int]]) -> tuple[dict, dict]:
+    """Step after which each frame's features / each pair's correlation is no longer needed."""
+    frames: dict[int, int] = {}
+    links: dict[frozenset, int] = {}
+    for step, i in enumerate(order):
+        p, q = pairs[i]
+        for j in (i, p, q):
+            frames[j] = step
+        for j in (p, q):
+            links[frozenset((i, j))] = step
+    return frames, links
+
+
+class _BranchCache:
+    """Per-frame tile features and per-pair correlations, each computed once.
+
+    flip_correlation is exact only for kernel_size 1 (see its docstring), so for the paper's
+    kernel_size 3 (Sec. 3.1) the cache keeps the kernel-1 map of each pair and applies the patch
+    average per use: patch_average(flip(c1)) equals the reverse correlation exactly. Models whose
+    correlation layer is not a `Correlation` module compute each direction with pair_correlation.
+    """
+
+    def __init__(self, model: nn.Module, load_tiles: Callable[[int], torch.Tensor], n_tiles: int, batch: int):
+        self.model, self.load_tiles, self.n, self.batch = model, load_tiles, n_tiles, batch
+        layer = getattr(model, "corr", None)
+        self.layer = layer if isinstance(layer, Correlation) and layer.stride1 == 1 else None
+        self.feats: dict[int, Feats] = {}
+        self.raw: dict[tuple[int, int], torch.Tensor] = {}
+
+    def features(self, j: int) -> Feats:
+        if j not in self.feats:
+            self.feats[j] = _batched(self.model.stem_features, self.batch, self.n, self.load_tiles(j))
+        return self.feats[j]
+
+    def _raw_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if self.layer is None or self.layer.kernel_size == 1:
+            return self.model.pair_correlation
+        c = self.layer
+        return lambda a, b: local_correlation(a, b, c.max_displacement, 1, 1, c.stride2)
+
+    def correlation(self, a: int, b: int) -> tuple[torch.Tensor, bool]:
+        """(stored map, flipped) for corr(a, b), a the middle frame: flipped means the map is
+        corr(b, a) and must go through `finish(map, True)`; computed only when neither is stored."""
+        if (a, b) in self.raw:
+            return self.raw[(a, b)], False
+        if self.layer is not None and (b, a) in self.raw:
+            return self.raw[(b, a)], True
+        self.raw[(a, b)] = _batched(self._raw_fn(), self.batch, self.n, self.features(a), self.features(b))
+        return self.raw[(a, b)], False
+
+    def finish(self, raw: torch.Tensor, flipped: bool) -> torch.Tensor:
+        """A stored map (a batch of its tiles) -> the correlation the head expects."""
+        if self.layer is None:
+            return raw
+        c = self.layer
+        if flipped:
+            raw = flip_correlation(raw, c.max_displacement, c.stride2)
+        return patch_average(raw, c.kernel_size)
+
+    def evict(self, step: int, frame_last: dict, link_last: dict) -> None:
+        self.feats = {j: f for j, f in self.feats.items() if frame_last[j] > step}
+        self.raw = {k: c for k, c in self.raw.items() if link_last[frozenset(k)] > step}
+
+
+def _read(read_frame: Callable[[int], np.ndarray], j: int, shape: tuple[int, int] | None) -> torch.Tensor:
+    img = torch.as_tensor(np.asarray(read_frame(j), dtype=np.float32))
+    if img.dim() != 2 or (shape is not None and tuple(img.shape) != shape):
+        raise ValueError(
+            f"read_frame({j}) gave shape {tuple(img.shape)}; every frame must be (H, W) grayscale"
+            + (f" of the same size {shape}" if shape else "")
+        )
+    return img
+
+
+def detect_frames(
+    model: nn.Module,
+    read_frame: Callable[[int], np.ndarray],
+    neighbours: Sequence[Any],
+    cfg: TilingConfig,
+    device: torch.device,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    indices: Iterable[int] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Predict each frame of a sequence at full resolution.
+
+    read_frame(i) -> (H, W) float32 in [0, 1]; all frames the same size.
+    neighbours: per frame, (prev_index, next_index) or an object with .prev/.next
+        (`default_neighbours(n)` for a plain sequence).
+    indices: the frames to predict (default: all), e.g. those not yet predicted when resuming.
+    Yields (index, probs (H, W) float32 numpy) in increasing index order; on_frame(index, probs)
+    is called for each just before it is yielded. The model must be in eval mode.
+    """
+    pairs = _pairs(neighbours)
+    order = sorted(set(range(len(pairs)) if indices is None else (int(i) for i in indices)))
+    if order and not (0 <= order[0] and order[-1] < len(pairs)):
+        raise ValueError(f"indices must lie in [0, {len(pairs)}); got {order[0]}..{order[-1]}")
+    run = _stream_branch if is_branch_model(model) else _stream_stacked
+    for index, probs in run(model, read_frame, pairs, order, cfg, device):
+        if on_frame is not None:
+            on_frame(index, probs)
+        yield index, probs
+
+
+def _stream_stacked(model, read_frame, pairs, order, cfg, device):
+    """Fallback for models without the branch API: tiled forward on each stacked triplet."""
+    frame_last, _ = _last_use(order, pairs)
+    cache: dict[int, torch.Tensor] = {}
+    shape = None
+    for step, i in enumerate(order):
+        for j in (pairs[i][0], i, pairs[i][1]):
+            if j not in cache:
+                cache[j] = _read(read_frame, j, shape)
+                shape = tuple(cache[j].shape)
+        triplet = torch.stack([cache[pairs[i][0]], cache[i], cache[pairs[i][1]]])
+        yield i, predict_triplet_tiled(model, triplet, cfg, device)
+        cache = {j: f for j, f in cache.items() if frame_last[j] > step}
+
+
+@torch.inference_mode()
+def _branch_logits(cache: _BranchCache, i: int, p: int, q: int, batch: int) -> torch.Tensor:
+    """Logits (N, 1, tile_h, tile_w) of frame i's tiles, with neighbours p (prev) and q (next)."""
+    feats = cache.features(i)
+    (raw_p, flip_p), (raw_q, flip_q) = cache.correlation(i, p), cache.correlation(i, q)
+    out = []
+    for k in range(0, cache.n, batch):
+        sl = slice(k, k + batch)
+        corr_prev, corr_next = cache.finish(raw_p[sl], flip_p), cache.finish(raw_q[sl], flip_q)
+        out.append(cache.model.head(_tree_map(lambda t: t[sl], feats), corr_prev, corr_next))
+    return torch.cat(out)
+
+
+def _stream_branch(model, read_frame, pairs, order, cfg, device):
+    if not order:
+        return
+    first = _read(read_frame, order[0], None)
+    shape = tuple(first.shape)
+    m = size_multiple_of(model)
+    padder = InputPadder(shape[0], shape[1], m)
+    grid: TileGrid = make_grid(*padder.padded_size, cfg, m)
+
+    def load_tiles(j: int) -> torch.Tensor:
+        img = first if j == order[0] else _read(read_frame, j, shape)
+        return grid.extract(padder.pad(img.to(device)[None, None])[0])
+
+    frame_last, link_last = _last_use(order, pairs)
+    cache = _BranchCache(model, load_tiles, len(grid), cfg.batch)
+    for step, i in enumerate(order):
+        p, q = pairs[i]
+        logits = _branch_logits(cache, i, p, q, cfg.batch)
+        with torch.inference_mode():
+            probs = torch.sigmoid(padder.unpad(grid.blend(logits))[0]).float().cpu().numpy()
+        cache.evict(step, frame_last, link_last)
+        yield i, probs

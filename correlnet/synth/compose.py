@@ -1,0 +1,115 @@
+"""`degrade_triplet`: clean triplet in, degraded triplet and defect masks out.
+
+Order of operations (the random draws follow it, so a seed fixes everything):
+
+1. Texture, not defects: grain then flicker on each clean frame -> the *base* frames
+   (`texture_triplet`).
+2. Defects on a copy of the base, each family optional (`SynthConfig`): per frame,
+   independently, the paper's Perlin blotches (Sec. 4.1), dust specks, hairs; then persistent
+   scratches across the three frames (`draw_defects`).
+3. Optics, not a defect: one slight Gaussian blur per frame, applied alike to the degraded frame
+   and to its base, so defect edges are as soft as the scene's (as after scanning).
+
+Blending and labelling rule. Every defect is alpha-blended (``out = base + a (colour - base)``)
+or, for scratches, added; values stay in [0, 1]. A pixel is in the mask exactly when the
+defects moved its value by at least ``cfg.min_contrast`` (0.05, i.e. 13/255) from its base
+value (after the blur); pixels that a defect moved by less (faint fringes, a dark speck on a black
+region) are reset to the base value. So every masked pixel changed visibly, and every unmasked
+pixel equals the base frame: it differs from the clean input only by grain, flicker and blur.
+The target of the network is ``masks[1]``, the centre frame's mask.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from correlnet.synth.config import SynthConfig
+from correlnet.synth.dust import draw_dust
+from correlnet.synth.grain import add_flicker, add_grain
+from correlnet.synth.hairs import draw_hairs
+from correlnet.synth.paper import draw_blotches
+from correlnet.synth.scratches import draw_scratches
+
+__all__ = ["degrade_triplet", "degrade_triplet_with_base", "texture_triplet", "draw_defects"]
+
+
+def degrade_triplet(
+    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply grain/flicker and synthetic defects to a clean triplet.
+
+    Args:
+        clean: (3, H, W) float32 in [0, 1]: frame_prev, frame_mid, frame_next, grayscale.
+        cfg: which defect families to draw and their parameters.
+        rng: seeded ``numpy.random.Generator``; the same seed gives the same output.
+
+    Returns:
+        degraded: (3, H, W) float32 in [0, 1].
+        masks: (3, H, W) bool, True where a defect visibly changed the pixel (see module
+        docstring); the training target is ``masks[1]``.
+
+    Raises:
+        ValueError: if `clean` is not (3, H, W) with values in [0, 1].
+    """
+    degraded, masks, _ = degrade_triplet_with_base(clean, cfg, rng)
+    return degraded, masks
+
+
+def degrade_triplet_with_base(
+    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`degrade_triplet` plus the base: the clean triplet with grain, flicker and blur but no
+    defect, (3, H, W) float32; ``degraded == base`` wherever ``masks`` is False."""
+    base = texture_triplet(_checked(clean), cfg, rng)
+    degraded = draw_defects(base, cfg, rng)
+    if cfg.blur:
+        for t in range(base.shape[0]):
+            sigma = rng.uniform(*cfg.blur_sigma)
+            if sigma > 0.1:  # below this the 3-tap kernel is the identity to float precision
+                base[t] = cv2.GaussianBlur(base[t], (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                degraded[t] = cv2.GaussianBlur(degraded[t], (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    masks = np.abs(degraded - base) >= cfg.min_contrast
+    degraded[~masks] = base[~masks]
+    return degraded, masks, base
+
+
+def texture_triplet(clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """Grain and flicker (not defects) on a copy of `clean` ((3, H, W) float32 in [0, 1])."""
+    base = np.array(clean, dtype=np.float32, copy=True)
+    for frame in base:
+        if cfg.grain:
+            add_grain(frame, cfg, rng)
+        if cfg.flicker:
+            add_flicker(frame, cfg, rng)
+    return base
+
+
+def draw_defects(base: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """Defects drawn on a copy of `base` ((3, H, W) float32 in [0, 1]); returns the copy."""
+    out = base.copy()
+    for frame in out:
+        if cfg.blotches:
+            draw_blotches(frame, cfg, rng)
+        if cfg.dust:
+            draw_dust(frame, cfg, rng)
+        if cfg.hairs:
+            draw_hairs(frame, cfg, rng)
+    if cfg.scratches:
+        draw_scratches(out, cfg, rng)
+    return out
+
+
+def _checked(clean: np.ndarray) -> np.ndarray:
+    clean = np.asarray(clean)
+    if clean.ndim != 3 or clean.shape[0] != 3:
+        raise ValueError(
+            f"clean must be a (3, H, W) triplet (frame_prev, frame_mid, frame_next), got shape "
+            f"{clean.shape}; stack three grayscale frames with np.stack([a, b, c])"
+        )
+    if clean.size and (float(clean.min()) < 0.0 or float(clean.max()) > 1.0):
+        raise ValueError(
+            f"clean values must lie in [0, 1], got [{clean.min():.3g}, {clean.max():.3g}]; "
+            "divide 8-bit frames by 255 and 16-bit frames by 65535 (frames.to_gray_float)"
+        )
+    return clean.astype(np.float32, copy=False)

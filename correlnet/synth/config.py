@@ -1,0 +1,107 @@
+"""`SynthConfig`: every knob of the synthetic defect generator, with its default.
+
+`SynthConfig()` is the full generator (the paper's blotches plus dust, hairs, persistent
+scratches, grain, flicker and a slight optical blur), used for the shipped model.
+`SynthConfig.paper()` is the paper's generator alone (Sec. 4.1, Fig. 3), used for the Table 1
+style evaluation.
+
+Sizes are in pixels of the frame the generator draws on. Training draws on 256x256 crops
+taken from the source at its native resolution, and the dust statistics below are those of
+a 2K-wide scan, so a crop is treated as a 256-pixel window of a 2K scan.
+
+Ranges are (low, high) pairs drawn uniformly unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["SynthConfig"]
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Configuration of `degrade_triplet`; frozen so it can be recorded in a checkpoint."""
+
+    # --- The paper's generator (Sec. 4.1, Fig. 3) ---
+    blotches: bool = True
+    # Sec. 4.1: 8x8 periods on a 256x256 field, i.e. one period per 32 px; larger frames keep
+    # the period in pixels so a blotch keeps its paper size.
+    perlin_period_px: float = 32.0
+    perlin_octaves: int = 5  # Sec. 4.1
+    perlin_persistence: float = 0.5  # Sec. 4.1
+    perlin_lacunarity: float = 2.0  # Sec. 4.1
+    dark_band: Range = (-0.8, -0.65)  # Sec. 4.1: dark defects where the noise is in this band
+    light_band: Range = (0.65, 0.8)  # Sec. 4.1: light defects
+    # "Uniform colour" (Sec. 4.1): our choice of ranges, one colour per connected blotch.
+    dark_colour: Range = (0.0, 0.15)
+    light_colour: Range = (0.85, 1.0)
+    # "Random transparency" (Sec. 4.1): opacity per connected blotch.
+    blotch_opacity: Range = (0.5, 1.0)
+
+    # --- Beyond the paper: dust specks and dirt ---
+    dust: bool = True
+    # Specks per 256x256 area of one frame: the rate itself is drawn per frame from this
+    # range, so some frames are clean and some dirty.
+    dust_per_256: Range = (0.0, 20.0)
+    # Log-normal speck areas: hand annotation of 35 mm scans puts the median near 53 px^2 at
+    # 5K width, i.e. about 6 px^2 at 2K width.
+    dust_median_area: float = 6.0
+    dust_log_sigma: float = 1.0
+    dust_max_area: int = 400  # the log-normal tail above this is dirt we leave to blotches
+    dust_dark_prob: float = 0.7  # dust on the print is dark, on the negative light
+    dust_opacity: Range = (0.6, 1.0)
+    dust_edge_blur: Range = (0.0, 0.8)  # Gaussian sigma in px: scans are never perfectly sharp
+
+    # --- Beyond the paper: hairs and fibres ---
+    hairs: bool = True
+    hairs_per_256: float = 0.6  # Poisson mean per 256x256 area of one frame
+    hair_length: Range = (15.0, 120.0)
+    hair_curl: float = 0.12  # std of the heading change per pixel of length, radians
+    hair_dark_prob: float = 0.75
+    hair_opacity: Range = (0.5, 1.0)
+
+    # --- Beyond the paper: persistent vertical line scratches ---
+    scratches: bool = True
+    scratch_prob: float = 0.3  # probability that a triplet has scratches at all
+    scratch_max_count: int = 2
+    scratch_drift: float = 0.7  # std of the horizontal drift, px per frame
+    scratch_width: Range = (0.5, 1.5)  # decay length tau of the damped sinusoid, px
+    scratch_amplitude: Range = (0.15, 0.5)
+    scratch_dark_prob: float = 0.4
+    scratch_full_height_prob: float = 0.7
+
+    # --- Not defects: texture applied to the clean frames (never in the mask) ---
+    grain: bool = True
+    grain_sigma: Range = (0.0, 0.03)  # std of the grain in mid-grey, in [0, 1] units
+    grain_size: Range = (0.4, 1.0)  # Gaussian sigma of the grain clumps, px
+    flicker: bool = True
+    flicker_gain: float = 0.05  # std of the per-frame gain around 1
+    flicker_offset: float = 0.02  # std of the per-frame offset
+    flicker_ramp: float = 0.03  # std of a linear brightness ramp across the frame
+
+    # Scanner/printer optics: one Gaussian blur per frame (sigma range, px) over the whole degraded
+    # frame and its base alike, after the defects, so defect edges are as soft as the scene's.
+    blur: bool = True
+    blur_sigma: Range = (0.0, 0.8)
+
+    # --- Labelling rule (see compose.py) ---
+    # A pixel is in the mask when its value moved by at least this much from the textured
+    # clean frame (13/255); smaller changes are undone, so unmasked pixels differ from the
+    # clean frame only by grain and flicker.
+    min_contrast: float = 0.05
+
+    @classmethod
+    def paper(cls) -> "SynthConfig":
+        """The paper's generator only (Sec. 4.1): Perlin blotches, no grain, flicker or blur."""
+        return cls(dust=False, hairs=False, scratches=False, grain=False, flicker=False, blur=False)
+
+    def only(self, **flags: bool) -> "SynthConfig":
+        """A copy with every family off except those passed as True (used by tests and benches)."""
+        names = ("blotches", "dust", "hairs", "scratches", "grain", "flicker", "blur")
+        unknown = set(flags) - set(names)
+        if unknown:
+            raise ValueError(f"unknown defect families {sorted(unknown)}; choose from {names}")
+        return replace(self, **{n: bool(flags.get(n, False)) for n in names})

@@ -1,0 +1,70 @@
+"""The paper's blotch generator (Sec. 4.1, Fig. 3): thresholded fractal Perlin noise.
+
+A fractal Perlin field in [-1, 1] (8x8 periods on 256x256, 5 octaves, lacunarity 2,
+persistence 0.5) is drawn for one frame; pixels where it lies in [-0.8, -0.65] become dark
+defects and pixels in [0.65, 0.8] light ones. Each connected blotch gets one uniform colour
+(dark near black, light near white, ranges in `SynthConfig`) and one random opacity, and is
+alpha-blended into the frame. Each of the three frames gets its own independent field.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from correlnet.noise import fractal_perlin
+from correlnet.synth.config import SynthConfig
+
+__all__ = ["blotch_field", "band_masks", "draw_blotches"]
+
+
+def blotch_field(shape: tuple[int, int], cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """The fractal Perlin field behind the blotches of one frame.
+
+    Returns (H, W) float32 in [-1, 1]. The number of periods scales with the frame so a
+    period stays `cfg.perlin_period_px` pixels (8 periods on 256 px, Sec. 4.1).
+    """
+    h, w = shape
+    res = (h / cfg.perlin_period_px, w / cfg.perlin_period_px)
+    return fractal_perlin(
+        (h, w),
+        res=res,
+        octaves=cfg.perlin_octaves,
+        persistence=cfg.perlin_persistence,
+        lacunarity=cfg.perlin_lacunarity,
+        rng=rng,
+    )
+
+
+def band_masks(field: np.ndarray, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(dark, light) boolean masks of the noise bands (Sec. 4.1), each (H, W)."""
+    dark = (field >= cfg.dark_band[0]) & (field <= cfg.dark_band[1])
+    light = (field >= cfg.light_band[0]) & (field <= cfg.light_band[1])
+    return dark, light
+
+
+def draw_blotches(image: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> None:
+    """Blend the paper's dark and light blotches into `image` ((H, W) float32, in place)."""
+    dark, light = band_masks(blotch_field(image.shape, cfg, rng), cfg)
+    _blend_components(image, dark, cfg.dark_colour, cfg.blotch_opacity, rng)
+    _blend_components(image, light, cfg.light_colour, cfg.blotch_opacity, rng)
+
+
+def _blend_components(
+    image: np.ndarray,
+    binary: np.ndarray,
+    colour_range: tuple[float, float],
+    opacity_range: tuple[float, float],
+    rng: np.random.Generator,
+) -> None:
+    """One uniform colour and one opacity per 8-connected component of `binary`."""
+    count, labels = cv2.connectedComponents(binary.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return
+    colour = rng.uniform(*colour_range, size=count).astype(np.float32)
+    alpha = rng.uniform(*opacity_range, size=count).astype(np.float32)
+    alpha[0] = 0.0  # label 0 is the background
+    inside = labels > 0
+    lab = labels[inside]
+    a = alpha[lab]
+    image[inside] = image[inside] * (1.0 - a) + a * colour[lab]

@@ -1,0 +1,345 @@
+"""Training loop: one function with a progress callback (minGPT's trainer, not a class of hooks).
+
+`train` is shared by `correlnet pretrain` (synthetic defects on clean clips) and the per-film
+fine-tuning worker (a restorer's corrected masks): it takes any DataLoader of
+{"frames": (B, 3, H, W) float in [0, 1], "mask": (B, 1, H, W) or (B, H, W) in {0, 1}} batches.
+
+Determinism and resuming. The run is cut into segments of `checkpoint_every` steps. At the start
+of each segment the global torch / numpy / python RNGs are seeded from (seed, segment) and a fresh
+loader iterator is made, so the data a segment sees does not depend on what came before. A
+checkpoint (written atomically with `correlnet.checkpoint.save_checkpoint`) holds the model, the
+optimizer, the AMP scaler, the step and the RNG states; a killed run resumed from it re-seeds its
+segment, skips the batches that segment had already used and restores the RNG states, so on a
+deterministic device it ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from correlnet.losses import soft_dice_loss
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says at which step and what to try."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. `steps` counts optimizer steps; `epochs`, when set, overrides it as
+    epochs * len(loader). Paper (Sec. 4.2): Adam, lr 1e-5, 150 epochs of DAVIS on a GPU; on CPU
+    a larger lr with a short cosine schedule converges in the budget we have (docs/training.md)."""
+
+    steps: int = 2000
+    epochs: int | None = None
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    batch_size: int = 8  # recorded for the checkpoint; the loader decides the real batch
+    seed: int = 0
+    checkpoint_every: int = 100
+    bce_weight: float = 0.5  # Sec. 3.2 uses Dice alone; a little BCE helps early on empty crops
+    grad_clip: float | None = 1.0
+    amp: bool = True  # used on CUDA only
+    dry_run: bool = False  # stop after 2 steps: every code path, cheaply
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 and self.epochs is None:
+            raise ValueError(f"steps must be >= 1 (got {self.steps}); or set epochs")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1 (got {self.epochs})")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0 (got {self.lr}); the CPU default is 1e-3")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 (got {self.checkpoint_every})")
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What `on_progress` receives after every optimizer step."""
+
+    step: int  # steps done so far (1-based after the first step)
+    total: int
+    loss: float  # this step's loss
+    loss_avg: float  # mean loss of the last (up to) 50 steps
+    lr: float
+    eta_seconds: float
+    val: dict[str, float] | None = None  # set on the steps where val_fn ran
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    total_steps: int
+    final_loss: float  # mean of the last (up to) 50 step losses
+    loss_history: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss of the window)
+    val_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: bool = False  # should_stop() ended the run early
+    resumed_from: int = 0
+
+
+def total_steps(cfg: TrainConfig, loader: Any) -> int:
+    """Number of optimizer steps the run will do (2 for a dry run)."""
+    if cfg.dry_run:
+        return 2
+    if cfg.epochs is not None:
+        try:
+            per_epoch = len(loader)
+        except TypeError as exc:
+            raise ValueError("epochs needs a loader with a length; use steps for an endless loader") from exc
+        return max(1, cfg.epochs * per_epoch)
+    return cfg.steps
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """Linear warm-up then cosine decay to lr * min_lr_ratio; `step` is 0-based."""
+    warm = min(cfg.warmup_steps, max(total - 1, 0))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    span = max(total - warm, 1)
+    cos = 0.5 * (1 + math.cos(math.pi * min(step - warm, span) / span))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Global RNG states as tensors and plain numbers (loadable with torch.load(weights_only=True))."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _batches(loader: Any, cfg: TrainConfig, segment: int, skip: int) -> Iterator[Any]:
+    """Endless batches for one segment, seeded from (seed, segment), with the first `skip` drawn
+    and dropped now (not lazily), so that RNG states restored afterwards are not disturbed."""
+    _seed_everything(cfg.seed * 1_000_003 + segment)
+    batches = _cycle(loader, iter(loader))
+    for _ in range(skip):
+        next(batches)
+    return batches
+
+
+def _cycle(loader: Any, it: Iterator[Any]) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in it:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the training loader yields no batches: give it more frames or a smaller batch size")
+        it = iter(loader)
+
+
+def _unpack(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(batch, dict) or "frames" not in batch or "mask" not in batch:
+        raise ValueError("train() needs batches as dicts with 'frames' (B, 3, H, W) and 'mask' (B, 1, H, W)")
+    frames = batch["frames"].to(device, non_blocking=True).float()
+    mask = batch["mask"].to(device, non_blocking=True).float()
+    if mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    if frames.dim() != 4 or frames.shape[1] != 3 or mask.shape != (frames.shape[0], 1, *frames.shape[2:]):
+        raise ValueError(
+            f"batch shapes: frames {tuple(frames.shape)}, mask {tuple(mask.shape)}; expected frames "
+            "(B, 3, H, W) (previous, current, next frame) and mask (B, 1, H, W) of the current frame"
+        )
+    return frames, mask
+
+
+def train_state_path(checkpoint_path: str | Path) -> Path:
+    """Where `train` keeps the resumable state beside a checkpoint: "<name>.train-state.pt".
+
+    Why a second file: checkpoints hold plain metadata (correlnet.checkpoint), while the optimizer
+    and RNG states are tensors. The state file holds the model weights too, so it is consistent on
+    its own whatever moment the process is killed; it is written first, each file atomically.
+    """
+    path = Path(checkpoint_path)
+    return path.with_name(path.name + ".train-state.pt")
+
+
+def _save(path: Path, model: nn.Module, cfg: TrainConfig, state: dict[str, Any], metrics: dict[str, Any]) -> None:
+    from correlnet.checkpoint import save_checkpoint  # pulls in the model factory: import when needed
+
+    state = {**state, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    side = train_state_path(path)
+    side.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{side.name}.", suffix=".tmp", dir=side.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, side)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    save_checkpoint(path, model, metrics=metrics, train_config=asdict(cfg),
+                    extra={"train_state_file": side.name, "step": int(state["step"])})
+
+
+def load_train_state(path: str | Path) -> dict[str, Any]:
+    """The resumable state `train` keeps beside checkpoint `path` ("model", "optimizer", "scaler",
+    "step", "rng"). Raises FileNotFoundError naming the file when there is none."""
+    side = train_state_path(path)
+    if not side.is_file():
+        raise FileNotFoundError(
+            f"cannot resume: {side} is missing (it is written beside {Path(path).name} by `correlnet pretrain`); "
+            "start a new run without --resume or pick another --out"
+        )
+    return torch.load(side, map_location="cpu", weights_only=True)
+
+
+def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: Any) -> dict[str, Any]:
+    state = load_train_state(path)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    return state
+
+
+def _check_loss(loss: torch.Tensor, step: int, lr: float) -> float:
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"the training loss became {value} at step {step + 1} (lr {lr:.3g}): lower the learning rate "
+            "(--lr), keep gradient clipping on, and check that the input frames hold no NaN or inf values"
+        )
+    return value
+
+
+def train(
+    model: nn.Module,
+    loader: Any,
+    cfg: TrainConfig,
+    device: torch.device,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    val_fn: Callable[[nn.Module], dict[str, float]] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train `model` (already on `device`) with Adam on the soft Dice loss (Sec. 3.2, + cfg.bce_weight * BCE).
+
+    loader: batches {"frames": (B, 3, H, W) float in [0, 1], "mask": (B, 1, H, W) or (B, H, W) in {0, 1}}.
+    on_progress(TrainProgress) runs after every step; val_fn(model) -> metrics runs (in eval mode, no grad)
+    at every checkpoint and at the end; should_stop() is polled after every step and ends the run cleanly
+    (a checkpoint is written). With checkpoint_path, an atomic checkpoint is written every
+    cfg.checkpoint_every steps and at the end; resume=True continues from it when it exists.
+    Raises TrainingDiverged when the loss is NaN/inf, ValueError for malformed batches.
+    """
+    total = total_steps(cfg, loader)
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    start, rng = 0, None
+    if resume and path is not None and train_state_path(path).exists():
+        state = _resume(path, model, opt, scaler)
+        start, rng = int(state["step"]), state.get("rng")
+    result = TrainResult(steps_done=start, total_steps=total, final_loss=float("nan"), resumed_from=start)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    model.train()
+    batches: Iterator[Any] | None = None
+    for step in range(start, total):
+        if batches is None or step % cfg.checkpoint_every == 0:
+            batches = _batches(loader, cfg, step // cfg.checkpoint_every, skip=step % cfg.checkpoint_every)
+            if rng is not None and step % cfg.checkpoint_every:
+                _set_rng_state(rng)  # resumed mid-segment: continue the RNG streams where they stopped
+            rng = None
+        frames, mask = _unpack(next(batches), device)
+        lr = learning_rate(cfg, step, total)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device_type=device.type, enabled=use_amp):
+            logits = model(frames)
+        loss = soft_dice_loss(logits.float(), mask, bce_weight=cfg.bce_weight)
+        value = _check_loss(loss, step, lr)
+        _optimizer_step(model, opt, scaler, loss, cfg.grad_clip)
+        losses.append(value)
+        done = step + 1
+        result.steps_done = done
+        window = losses[-50:]
+        val = None
+        stop = bool(should_stop and should_stop())
+        at_checkpoint = done % cfg.checkpoint_every == 0 or done == total or stop
+        if at_checkpoint and val_fn is not None:
+            val = _validate(model, val_fn)
+            result.val_history.append((done, val))
+        if done % 50 == 0 or done == total or stop:
+            result.loss_history.append((done, sum(window) / len(window)))
+        if at_checkpoint and path is not None:
+            state = {"step": done, "optimizer": opt.state_dict(), "rng": _rng_state(),
+                     "scaler": scaler.state_dict() if scaler is not None else None}
+            _save(path, model, cfg, state, {"loss": sum(window) / len(window), "step": done, **(val or {})})
+        if on_progress is not None:
+            rate = (time.perf_counter() - t0) / (done - start)
+            on_progress(TrainProgress(done, total, value, sum(window) / len(window), lr, rate * (total - done), val))
+        if stop:
+            result.stopped = True
+            break
+    model.eval()
+    result.seconds = time.perf_counter() - t0
+    if losses:
+        result.final_loss = sum(losses[-50:]) / len(losses[-50:])
+    return result
+
+
+def _optimizer_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, loss: torch.Tensor,
+                    grad_clip: float | None) -> None:
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+    else:
+        loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+
+
+def _validate(model: nn.Module, val_fn: Callable[[nn.Module], dict[str, float]]) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        val = {k: float(v) for k, v in val_fn(model).items()}
+    model.train()
+    return val

@@ -1,0 +1,118 @@
+"""Files the store points to: written atomically, named by the caller, checked by sha256.
+
+A row must never point to a half-written file, so every write goes to a temporary file in the
+destination directory, is fsync'ed and then renamed over the final name with `os.replace`
+(atomic on POSIX and Windows). Callers write the file first and insert the row second.
+Images are PNG (lossless; 8- or 16-bit; 1 or 3 channels, RGB order in numpy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+_CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> str:
+    """Write `data` to `path` atomically (temp file in the same dir, fsync, os.replace).
+
+    Returns the sha256 of `data`. Creates the parent directory. On any error the temporary file is
+    removed and `path` keeps its previous content (or stays absent).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return sha256_bytes(data)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not supported on every platform (e.g. Windows).
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of `image`: (H, W) or (H, W, 3) RGB or (H, W, 4) RGBA, dtype uint8 or uint16; bool is
+    written as 0/255 uint8. Lossless, so decode_png(encode_png(x)) == x bit for bit."""
+    image = np.asarray(image)
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"PNG needs uint8 or uint16 pixels, got {image.dtype}: convert first (e.g. (x*255).round().astype(np.uint8))")
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        code = cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+        image = cv2.cvtColor(image, code)
+    elif image.ndim != 2:
+        raise ValueError(f"PNG needs an (H, W), (H, W, 3) or (H, W, 4) array, got shape {image.shape}")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image))
+    if not ok:
+        raise ValueError(f"could not encode a {image.shape} {image.dtype} image as PNG")
+    return buf.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Inverse of encode_png: (H, W) or (H, W, 3) RGB array with the stored bit depth."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("not a readable PNG")
+    if image.ndim == 3:
+        code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+        image = cv2.cvtColor(image, code)
+    return image
+
+
+def write_png(path: Path, image: np.ndarray) -> str:
+    """Atomically write `image` as PNG to `path`; returns its sha256."""
+    return atomic_write_bytes(Path(path), encode_png(image))
+
+
+def read_png(path: Path, sha256: str | None = None) -> np.ndarray:
+    """Read a PNG written by write_png. With `sha256`, raise ValueError naming the file if its content
+    changed since it was stored (a damaged or replaced file)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read stored image ({exc.strerror}); is the data directory complete?") from exc
+    if sha256 is not None and sha256_bytes(data) != sha256:
+        raise ValueError(f"{path}: checksum mismatch: the stored file was modified or damaged; restore it from a backup")
+    try:
+        return decode_png(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc

@@ -1,0 +1,166 @@
+"""`correlnet detect`: defect masks for a video file or a folder of frames, at full resolution.
+
+The parser is built without importing torch; the work happens in `run`, which streams the frames
+through `correlnet.streaming.detect_frames` (tiled, each frame's features and each pair's
+correlation computed once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+EPILOG = """\
+Neighbours: each frame is compared with the frame before and after it; the first and the last
+frame have only one neighbour, which is then used twice (prev = next).
+
+Output names: for a folder of frames, DIR/<input frame name>.png (frame_0012.tif -> frame_0012.png);
+for a video, DIR/000000.png, DIR/000001.png, ... by 0-based frame index. Masks are 8-bit
+grayscale PNGs at the input resolution, 255 = defect, 0 = clean. With --probabilities, the
+defect probability of each pixel (x 255, rounded) goes to DIR/probabilities/<same name>.png.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "detect",
+        help="write a defect mask PNG for every frame of a video or folder",
+        description="Find dust, blotches, hairs and scratches in every frame of INPUT (a video file or a "
+        "folder of PNG/TIFF/JPEG frames) at full resolution, and write one mask PNG per frame.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="INPUT", help="video file (mp4, mov, avi, mkv, ...) or folder of frames")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--model", default=None, metavar="CKPT",
+                   help="checkpoint (default: $CORRELNET_DEFAULT_MODEL, else the shipped model)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is a defect (default 0.5)")
+    p.add_argument("--probabilities", action="store_true", help="also write 8-bit probability PNGs (see below)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="largest tile side in pixels (default 1024; lower it if memory runs out)")
+    p.set_defaults(func=run)
+
+
+class FolderFrames:
+    """Frames of a folder, read on demand; `names` are the output names (input stem + .png)."""
+
+    def __init__(self, folder: Path):
+        from correlnet.frames import list_frame_files
+
+        self.files = list_frame_files(folder)
+        if not self.files:
+            raise ValueError(f"{folder}: no PNG/TIFF/JPEG frames in this folder; pass a folder of frames or a video")
+        self.names = [f.stem + ".png" for f in self.files]
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"{folder}: two frames share a name apart from the extension; keep one format per folder")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __call__(self, i: int):
+        from correlnet.frames import read_image, to_gray_float
+
+        return to_gray_float(read_image(self.files[i]))
+
+
+class VideoFrames:
+    """Frames of a video by index, decoded in order with a few recent frames kept: the streaming
+    order only ever looks back one or two frames, so a rewind (reopening the file) is rare."""
+
+    def __init__(self, path: Path, keep: int = 4):
+        from correlnet.frames import video_frame_count
+
+        self.path, self.keep = path, keep
+        self.count = video_frame_count(path)
+        if self.count < 1:
+            raise ValueError(f"{path}: the video has no frames")
+        self.names = [f"{i:06d}.png" for i in range(self.count)]
+        self._iter, self._next, self._recent = None, 0, {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __call__(self, i: int):
+        from correlnet.frames import FrameReadError, iter_video_frames, to_gray_float
+
+        if i in self._recent:
+            return self._recent[i]
+        if self._iter is None or i < self._next:
+            self._iter, self._next = iter_video_frames(self.path), 0
+        while self._next <= i:
+            frame = next(self._iter, None)
+            if frame is None:
+                raise FrameReadError(f"{self.path}: the video ended at frame {self._next} but its header says "
+                                     f"{self.count} frames; re-encode it (e.g. to MP4/H.264) or export PNG frames")
+            self._recent[self._next] = to_gray_float(frame)
+            self._recent.pop(self._next - self.keep, None)
+            self._next += 1
+        return self._recent[i]
+
+
+def _open_input(path: Path) -> FolderFrames | VideoFrames:
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
+    return FolderFrames(path) if path.is_dir() else VideoFrames(path)
+
+
+def _write_png(path: Path, img) -> None:
+    import cv2
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    if not cv2.imwrite(str(tmp), img):
+        raise OSError(f"could not write {path}: check that the output folder is writable and not full")
+    os.replace(tmp, path)  # a crash never leaves a half-written mask under the final name
+
+
+def _model_path(arg: str | None) -> Path:
+    from correlnet.default_model import default_model_path
+
+    if arg:
+        return Path(arg)
+    env = os.environ.get("CORRELNET_DEFAULT_MODEL")
+    return Path(env).expanduser() if env else default_model_path()
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from correlnet.checkpoint import CheckpointError, load_model
+    from correlnet.device import resolve_device
+    from correlnet.frames import FrameReadError
+    from correlnet.streaming import default_neighbours, detect_frames
+    from correlnet.tiling import TilingConfig
+    from studio.cli import CliError
+
+    if not 0.0 < args.threshold < 1.0:
+        raise CliError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
+    tiling = TilingConfig()
+    if args.tile is not None:
+        if args.tile < 64:
+            raise CliError(f"--tile must be at least 64 pixels, got {args.tile}")
+        tiling = TilingConfig(tile=args.tile, overlap=min(tiling.overlap, args.tile // 4), batch=tiling.batch)
+    try:
+        device = resolve_device(args.device)
+        frames = _open_input(Path(args.input))
+        model = load_model(_model_path(args.model), device)
+    except (ValueError, FileNotFoundError) as exc:  # FrameReadError, CheckpointError, a missing default model
+        raise CliError(str(exc)) from exc
+    out = Path(args.out)
+    (out / "probabilities" if args.probabilities else out).mkdir(parents=True, exist_ok=True)
+    neighbours = default_neighbours(len(frames))
+    try:
+        with tqdm(total=len(frames), unit="frame", desc="detect") as bar:
+            for i, probs in detect_frames(model, frames, neighbours, tiling, device):
+                _write_png(out / frames.names[i], np.where(probs >= args.threshold, 255, 0).astype(np.uint8))
+                if args.probabilities:
+                    _write_png(out / "probabilities" / frames.names[i], np.round(probs * 255).astype(np.uint8))
+                bar.update(1)
+    except (FrameReadError, CheckpointError, OSError) as exc:
+        raise CliError(str(exc)) from exc
+    except ValueError as exc:  # frames of different sizes, bad pixel values
+        raise CliError(f"{args.input}: {exc}") from exc
+    print(f"wrote {len(frames)} masks to {out}")
+    return 0

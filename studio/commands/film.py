@@ -1,0 +1,165 @@
+"""`correlnet film import|list|detect|export`: films in the store (CORRELNET_DATA_DIR / CORRELNET_DB_URL).
+
+FILM is a film's name or id (`correlnet film list` shows both). The parser imports neither torch
+nor the store; each action calls the same studio use cases as the web app and the worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("film", help="import films, detect defects, export mattes",
+                              description="Films in the store: import, list, detect, export.")
+    sub = p.add_subparsers(dest="film_command", metavar="ACTION", required=True)
+
+    imp = sub.add_parser("import", help="import a video file or a folder of frames",
+                         description="Copy a film into the store as lossless PNG frames (16-bit kept), find "
+                         "duplicated frames and shot cuts, and choose each frame's neighbours. All or nothing.")
+    imp.add_argument("path", metavar="PATH", help="video (mp4, mov, avi, mkv) or folder of png/tif/jpg frames")
+    imp.add_argument("--name", default=None, help="film name (default: the folder or file name)")
+    imp.set_defaults(func=run_import)
+
+    lst = sub.add_parser("list", help="list films with their review progress")
+    lst.set_defaults(func=run_list)
+
+    det = sub.add_parser("detect", help="predict defects on every frame not yet predicted (resumable)")
+    det.add_argument("film", metavar="FILM", help="film name or id")
+    det.add_argument("--model", default=None, metavar="VERSION",
+                     help="model version id, or a checkpoint file (default: the film's active model)")
+    det.add_argument("--device", default=None, help="auto, cpu or cuda (default: CORRELNET_DEVICE or auto)")
+    det.add_argument("--limit", type=int, default=None, metavar="N", help="predict at most N frames this run")
+    det.add_argument("--tile", type=int, default=1024, help="tile side in pixels (default 1024)")
+    det.set_defaults(func=run_detect)
+
+    exp = sub.add_parser("export", help="write one 8-bit matte per frame (255 = defect) and COCO RLE JSON",
+                         description="Mattes are named <film>.<frame number:06d>.png|tif, single channel, "
+                         "0/255, readable by Nuke, Resolve and PFClean; <film>.coco.json holds the same masks "
+                         "as COCO run-length encoding.")
+    exp.add_argument("film", metavar="FILM", help="film name or id")
+    exp.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    exp.add_argument("--format", choices=("png", "tiff"), default="png")
+    exp.add_argument("--source", choices=("corrected", "predicted", "best"), default="best",
+                     help="best (default): the correction where there is one, else the prediction")
+    exp.add_argument("--no-coco", action="store_true", help="do not write the COCO JSON")
+    exp.set_defaults(func=run_export)
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from db.store import Store
+    from studio.settings import Settings
+
+    settings = Settings.from_env()
+    return Store.open(settings), settings
+
+
+def _film(store, name_or_id: str):  # type: ignore[no-untyped-def]
+    from studio.cli import CliError
+    from studio.films import FilmNotFound, get_film
+
+    try:
+        return get_film(store, name_or_id)
+    except FilmNotFound as exc:
+        raise CliError(str(exc)) from exc
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from studio.cli import CliError
+    from studio.films import FilmImportError, film_frames, import_film
+
+    store, _ = _store()
+    with tqdm(unit="frame", desc="import", leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            film = import_film(store, args.path, name=args.name, on_progress=progress)
+        except FilmImportError as exc:
+            raise CliError(f"{exc} (nothing was imported)") from exc
+    if film.already_imported:
+        print(f"already imported as film {film.id} {film.name!r}: nothing copied")
+        return 0
+    frames = film_frames(store, film)
+    shots = 1 + max((f.shot for f in frames), default=0)
+    print(f"imported film {film.id} {film.name!r}: {film.frame_count} frames, {film.width}x{film.height}, "
+          f"{film.bit_depth}-bit, {film.channels} channel(s); {sum(f.is_duplicate for f in frames)} duplicated "
+          f"frames, {shots} shot(s), {sum(f.neighbour_flag for f in frames)} frames with a one-sided neighbour")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from studio.films import list_films
+
+    store, _ = _store()
+    films = list_films(store)
+    if not films:
+        print("no films yet: correlnet film import PATH")
+        return 0
+    print(f"{'id':>4}  {'name':<40} {'frames':>7} {'predicted':>9} {'corrected':>9}  size")
+    for f in films:
+        print(f"{f.id:>4}  {f.name:<40} {f.frames:>7} {f.predicted:>9} {f.corrected:>9}  "
+              f"{f.film.width}x{f.film.height} {f.film.bit_depth}-bit")
+    return 0
+
+
+def _model_version(store, film, spec: str | None, settings):  # type: ignore[no-untyped-def]
+    from db.models import ModelVersion
+    from studio.detection import active_model_version, register_model_version
+
+    if spec is None:
+        return active_model_version(store, film, settings.default_model)
+    if spec.isdigit():
+        with store.session() as s:
+            version = s.get(ModelVersion, int(spec))
+        if version is None or version.film_id not in (None, film.id):
+            raise ValueError(f"no model version {spec} for film {film.name!r}; pass a version id or a checkpoint file")
+        return version
+    if not Path(spec).is_file():
+        raise ValueError(f"--model {spec!r} is neither a model version id nor a checkpoint file")
+    return register_model_version(store, spec, film_id=film.id, note=f"registered by `film detect --model {spec}`")
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from correlnet.checkpoint import CheckpointError
+    from correlnet.tiling import TilingConfig
+    from studio.cli import CliError
+    from studio.detection import detect_film
+
+    store, settings = _store()
+    film = _film(store, args.film)
+    try:
+        version = _model_version(store, film, args.model, settings)
+        tiling = TilingConfig(tile=args.tile, overlap=min(192, max(0, args.tile // 2 - 32)))
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        raise CliError(str(exc)) from exc
+    with tqdm(unit="frame", desc=f"detect {film.name}") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = detect_film(store, film, version, device=args.device or settings.device, on_progress=progress,
+                             tiling=tiling, limit=args.limit)
+    print(f"film {film.id} {film.name!r}, model version {result.model_version_id}: {result.predicted} frame(s) "
+          f"predicted, {result.skipped} already predicted")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from studio.export import export_film
+
+    store, _ = _store()
+    film = _film(store, args.film)
+    result = export_film(store, film, args.out, fmt=args.format, source=args.source, coco=not args.no_coco)
+    print(f"wrote {len(result.written)} matte(s) to {result.out_dir}"
+          + (f" and {result.coco_path.name}" if result.coco_path else ""))
+    if result.missing:
+        print(f"{len(result.missing)} frame(s) have no {args.source} mask and were not written: "
+              f"{', '.join(str(n) for n in result.missing[:10])}{' ...' if len(result.missing) > 10 else ''}")
+    return 0

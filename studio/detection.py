@@ -1,0 +1,162 @@
+"""Detection over a whole film: predict every frame at native resolution and store the proposals.
+
+Predictions are 8-bit PNGs of probs * 255 (full resolution) with one Prediction row per
+(frame, model version); the row is inserted only after its file is on disk. A run is resumable:
+frames that already have a prediction by that version are skipped. torch is imported only inside
+the functions that run a model, so the web app can import `load_prediction` cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+
+from db.files import read_png, sha256_file, write_png
+from db.models import Film, Frame, ModelVersion, Prediction
+from db.store import Store
+from studio.active import frame_uncertainty
+from studio.films import film_frames, frame_gray
+
+if TYPE_CHECKING:
+    from correlnet.tiling import TilingConfig
+
+Progress = Callable[[int, int], None]  # (frames done in this run, frames to do in this run)
+THRESHOLD = 0.5  # probs >= 0.5 is a defect (the paper's binarisation, Sec. 4.2)
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    model_version_id: int
+    predicted: int  # frames predicted in this run
+    skipped: int  # frames that already had a prediction by this version
+
+
+def quantise_probs(probs: np.ndarray) -> np.ndarray:
+    """(H, W) float probs in [0, 1] -> uint8 probs * 255, rounded (what is stored)."""
+    return np.clip(np.rint(np.asarray(probs, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def register_model_version(store: Store, path: str | Path, *, film_id: int | None = None,
+                           parent_id: int | None = None, note: str = "") -> ModelVersion:
+    """Register an existing checkpoint file as a ModelVersion (global when film_id is None); returns the
+    existing row when a version with the same film and file content is already registered."""
+    from correlnet.checkpoint import load_checkpoint_meta
+
+    path = Path(path).expanduser().resolve()
+    sha = sha256_file(path)
+    meta = load_checkpoint_meta(path)
+    with store.write() as s:
+        found = s.execute(select(ModelVersion).where(
+            ModelVersion.sha256 == sha,
+            ModelVersion.film_id.is_(None) if film_id is None else ModelVersion.film_id == film_id,
+        ).order_by(ModelVersion.id)).scalars().first()
+        if found is not None:
+            return found
+        try:
+            stored = str(path.relative_to(store.data_dir))
+        except ValueError:
+            stored = str(path)  # outside data_dir (e.g. the shipped model): kept absolute
+        version = ModelVersion(film_id=film_id, parent_id=parent_id, path=stored, sha256=sha,
+                               arch=str(meta.get("arch", "")), encoder=meta.get("encoder"),
+                               config=dict(meta.get("model_config") or {}), metrics=dict(meta.get("metrics") or {}),
+                               note=note)
+        s.add(version)
+        s.flush()
+        return version
+
+
+def active_model_version(store: Store, film: Film, default_path: str | Path | None = None) -> ModelVersion:
+    """The film's active model version; for a film with none yet, the global version of `default_path`
+    (default: the shipped correlnet/weights/default.pt), registered on first use."""
+    with store.session() as s:
+        current = s.get(Film, film.id)
+        if current is not None and current.active_model_version_id is not None:
+            return s.get(ModelVersion, current.active_model_version_id)
+    if default_path is None:
+        from correlnet.default_model import default_model_path
+
+        default_path = default_model_path()
+    return register_model_version(store, default_path, note="shipped default model")
+
+
+def load_prediction(store: Store, prediction: Prediction) -> np.ndarray:
+    """probs (H, W) float32 in [0, 1] (stored at 8 bits: multiples of 1/255)."""
+    return read_png(store.path(prediction.path), prediction.sha256).astype(np.float32) / 255.0
+
+
+def _save_prediction(store: Store, film: Film, frame: Frame, version_id: int, probs: np.ndarray,
+                     set_uncertainty: bool) -> None:
+    stored = quantise_probs(probs)
+    relative = f"{film.storage_dir}/predictions/v{version_id}/{frame.index:06d}.png"
+    sha = write_png(store.path(relative), stored)  # the file first, then the row that points to it
+    uncertainty = frame_uncertainty(stored)
+    with store.write() as s:
+        if s.execute(select(Prediction.id).where(Prediction.frame_id == frame.id,
+                                                 Prediction.model_version_id == version_id)).first() is not None:
+            return  # another process predicted it meanwhile; keep its row (same model, same file name)
+        s.add(Prediction(frame_id=frame.id, model_version_id=version_id, path=relative, sha256=sha,
+                         defect_pixels=int((stored >= 128).sum()), uncertainty=uncertainty))
+        if set_uncertainty:
+            s.get(Frame, frame.id).uncertainty = uncertainty
+
+
+def _predicted_frame_ids(store: Store, film: Film, version_id: int) -> set[int]:
+    with store.session() as s:
+        return set(s.execute(select(Prediction.frame_id).join(Frame, Frame.id == Prediction.frame_id).where(
+            Frame.film_id == film.id, Prediction.model_version_id == version_id)).scalars())
+
+
+def detect_film(store: Store, film: Film, model_version: ModelVersion | None = None, device: Any = "auto",
+                on_progress: Progress | None = None, tiling: "TilingConfig | None" = None,
+                limit: int | None = None) -> DetectResult:
+    """Predict the film's frames not yet predicted by `model_version` (default: the active one).
+
+    Each frame is seen with its stored neighbours (Frame.prev_index/next_index). `limit` stops after
+    that many new frames (previews, tests). Safe to interrupt: finished frames are kept and a new run
+    resumes after them.
+    """
+    from correlnet.checkpoint import load_model
+    from correlnet.device import resolve_device
+    from correlnet.streaming import detect_frames
+    from correlnet.tiling import TilingConfig
+
+    version = model_version or active_model_version(store, film)
+    with store.session() as s:
+        active_id = s.get(Film, film.id).active_model_version_id
+    device = resolve_device(device)
+    frames = film_frames(store, film)
+    done = _predicted_frame_ids(store, film, version.id)
+    todo = [f.index for f in frames if f.id not in done][:limit]
+    if not todo:
+        return DetectResult(version.id, 0, len(done))
+    model = load_model(store.path(version.path), device=device)
+    neighbours = [(f.prev_index, f.next_index) for f in frames]
+    count = 0
+    for index, probs in detect_frames(model, lambda i: frame_gray(store, frames[i]), neighbours,
+                                      tiling or TilingConfig(), device, indices=todo):
+        _save_prediction(store, film, frames[index], version.id, probs, set_uncertainty=active_id in (None, version.id))
+        count += 1
+        if on_progress:
+            on_progress(count, len(todo))
+    return DetectResult(version.id, count, len(done))
+
+
+def latest_prediction(store: Store, frame_id: int) -> Prediction | None:
+    """The proposal a restorer sees for a frame: the prediction by the film's active model version, else
+    the most recent prediction of any version, else None."""
+    with store.session() as s:
+        frame = s.get(Frame, frame_id)
+        if frame is None:
+            raise LookupError(f"no frame with id {frame_id}")
+        active_id = s.get(Film, frame.film_id).active_model_version_id
+        query = select(Prediction).where(Prediction.frame_id == frame_id)
+        if active_id is not None:
+            hit = s.execute(query.where(Prediction.model_version_id == active_id)).scalar_one_or_none()
+            if hit is not None:
+                return hit
+        return s.execute(query.order_by(Prediction.id.desc())).scalars().first()

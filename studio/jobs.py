@@ -1,0 +1,227 @@
+"""Training-job queue: queue, claim, progress, heartbeat, cancel, recover.
+
+The web app only inserts rows here (the retrain button, "start detection"); a worker process
+(studio/worker.py) claims them. Claiming is atomic in both back ends:
+- SQLite: the whole claim runs inside `store.write()`, which starts with BEGIN IMMEDIATE, so a
+  second worker waits for the first to commit and then sees the job as running.
+- PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED` on the film row and on the job row, so two
+  workers never take the same job nor two jobs of one film, and never block each other.
+No torch here: the web app imports this module.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+
+from db.models import Correction, Film, Frame, TrainingJob
+
+KINDS = ("finetune", "predict")
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+# A job re-queued once after its worker died, and orphaned again, is failed rather than re-queued
+# forever (it may be the job itself that kills the worker, e.g. the OOM killer).
+REQUEUE_NOTE = "re-queued: its worker stopped sending heartbeats"
+
+
+class JobError(ValueError):
+    """A job request that cannot be honoured; the message says why and what to do."""
+
+
+def utcnow() -> datetime:
+    """Aware UTC, as the store's UTCDateTime columns return."""
+    return datetime.now(timezone.utc)
+
+
+def _is_postgres(session: Any) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def queue_job(store: Any, film_id: int, kind: str, force: bool = False) -> TrainingJob:
+    """Queue a `kind` job for the film, or return the one already queued or running (no duplicates).
+
+    force: publish the fine-tuned model even when validation F1 drops (finetune only); asking again
+    with force=True upgrades a queued job. Raises JobError for an unknown kind or film.
+    """
+    if kind not in KINDS:
+        raise JobError(f"unknown job kind {kind!r}: use one of {', '.join(KINDS)}")
+    with store.write() as s:
+        film = s.execute(_lock(select(Film).where(Film.id == film_id), s)).scalar_one_or_none()
+        if film is None:
+            raise JobError(f"no film with id {film_id}: `correlnet film list` shows the films")
+        existing = s.execute(
+            select(TrainingJob)
+            .where(TrainingJob.film_id == film_id, TrainingJob.kind == kind, TrainingJob.status.in_(ACTIVE))
+            .order_by(TrainingJob.id)
+        ).scalars().first()
+        if existing is not None:
+            if force and existing.status == "queued" and not existing.force_publish:
+                existing.force_publish = True
+            return existing
+        job = TrainingJob(film_id=film_id, kind=kind, status="queued", force_publish=force,
+                          cancel_requested=False, step=0, created_at=utcnow())
+        s.add(job)
+        s.flush()
+        return job
+
+
+def queue_training(store: Any, film_id: int, force: bool = False) -> TrainingJob:
+    """The one-click "learn this film" button: queue fine-tuning unless one is queued or running."""
+    return queue_job(store, film_id, "finetune", force=force)
+
+
+def queue_prediction(store: Any, film_id: int) -> TrainingJob:
+    """"Start detection": queue predicting the film with its active model."""
+    return queue_job(store, film_id, "predict")
+
+
+def _lock(stmt: Any, session: Any, skip_locked: bool = False) -> Any:
+    # SQLite has no row locks; its BEGIN IMMEDIATE transaction already serialises writers.
+    return stmt.with_for_update(skip_locked=skip_locked) if _is_postgres(session) else stmt
+
+
+def claim_next_job(store: Any, worker_id: str) -> TrainingJob | None:
+    """Atomically take the oldest queued job whose film has no running job; None when there is none.
+
+    The claimed row is returned detached, with status "running", worker_id, started_at and
+    heartbeat_at set.
+    """
+    with store.write() as s:
+        candidates = s.execute(
+            select(TrainingJob.id, TrainingJob.film_id)
+            .where(TrainingJob.status == "queued")
+            .order_by(TrainingJob.created_at, TrainingJob.id)
+        ).all()
+        busy: set[int] = set()
+        for job_id, film_id in candidates:
+            if film_id in busy:
+                continue
+            # Lock the film so no other worker can start a job of this film until we commit.
+            if s.execute(_lock(select(Film.id).where(Film.id == film_id), s, skip_locked=True)).first() is None:
+                busy.add(film_id)
+                continue
+            running = s.execute(select(func.count()).select_from(TrainingJob).where(
+                TrainingJob.film_id == film_id, TrainingJob.status == "running")).scalar_one()
+            if running:
+                busy.add(film_id)
+                continue
+            job = s.execute(_lock(select(TrainingJob).where(
+                TrainingJob.id == job_id, TrainingJob.status == "queued"), s, skip_locked=True)).scalar_one_or_none()
+            if job is None:
+                continue
+            now = utcnow()
+            job.status, job.worker_id, job.started_at, job.heartbeat_at = "running", worker_id, now, now
+            job.step = 0
+            s.flush()
+            return job
+    return None
+
+
+def report_progress(store: Any, job_id: int, worker_id: str, *, step: int | None = None,
+                    total_steps: int | None = None, loss: float | None = None, val_f1: float | None = None,
+                    eta_seconds: float | None = None, message: str | None = None) -> bool:
+    """Write progress and the heartbeat; returns True when the app asked to cancel the job.
+
+    Raises JobError when the job is no longer this worker's (it was recovered as stale meanwhile),
+    so a worker that was only slow stops instead of racing the new owner.
+    """
+    with store.write() as s:
+        job = s.get(TrainingJob, job_id)
+        if job is None or job.worker_id != worker_id or job.status != "running":
+            raise JobError(f"job {job_id} is no longer run by worker {worker_id}: stopping")
+        job.heartbeat_at = utcnow()
+        for name, value in (("step", step), ("total_steps", total_steps), ("loss", loss), ("val_f1", val_f1),
+                            ("eta_seconds", eta_seconds), ("message", message)):
+            if value is not None:
+                setattr(job, name, value)
+        return bool(job.cancel_requested)
+
+
+def finish_job(store: Any, job_id: int, status: str, message: str | None = None,
+               result_model_version_id: int | None = None) -> TrainingJob:
+    """Mark a job succeeded, failed or cancelled with a readable message."""
+    if status not in FINISHED:
+        raise JobError(f"a job finishes as one of {', '.join(FINISHED)}, not {status!r}")
+    with store.write() as s:
+        job = s.get(TrainingJob, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        job.status, job.finished_at, job.heartbeat_at = status, utcnow(), utcnow()
+        if message is not None:
+            job.message = message
+        if result_model_version_id is not None:
+            job.result_model_version_id = result_model_version_id
+        return job
+
+
+def request_cancel(store: Any, job_id: int) -> TrainingJob:
+    """Cancel a job: a queued job is cancelled at once, a running one at its worker's next step."""
+    with store.write() as s:
+        job = s.get(TrainingJob, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        if job.status == "queued":
+            job.status, job.finished_at, job.message = "cancelled", utcnow(), "cancelled before it started"
+        elif job.status == "running":
+            job.cancel_requested = True
+        return job
+
+
+def recover_stale_jobs(store: Any, stale_after: timedelta, now: datetime | None = None) -> list[TrainingJob]:
+    """Running jobs whose heartbeat is older than `stale_after` lost their worker: re-queue them once,
+    fail them the second time. Returns the recovered jobs."""
+    cutoff = (now or utcnow()) - stale_after
+    with store.write() as s:
+        stale = s.execute(_lock(select(TrainingJob).where(
+            TrainingJob.status == "running", TrainingJob.heartbeat_at < cutoff), s, skip_locked=True)).scalars().all()
+        for job in stale:
+            note = f"worker {job.worker_id} stopped sending heartbeats (last {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"
+            if job.cancel_requested:
+                job.status, job.finished_at, job.message = "cancelled", utcnow(), f"cancelled; {note}"
+            elif (job.message or "").startswith(REQUEUE_NOTE):
+                job.status, job.finished_at = "failed", utcnow()
+                job.message = f"failed: {note} twice; see the worker's log and retry with the Training page"
+            else:
+                job.status, job.worker_id, job.started_at, job.step = "queued", None, None, 0
+                job.message = f"{REQUEUE_NOTE} ({note})"
+        return list(stale)
+
+
+def list_jobs(store: Any, film_id: int | None = None, limit: int = 50) -> list[TrainingJob]:
+    """Newest first; all films when film_id is None."""
+    stmt = select(TrainingJob).order_by(TrainingJob.id.desc()).limit(limit)
+    if film_id is not None:
+        stmt = stmt.where(TrainingJob.film_id == film_id)
+    with store.session() as s:
+        return list(s.execute(stmt).scalars().all())
+
+
+def get_job(store: Any, job_id: int) -> TrainingJob:
+    with store.session() as s:
+        job = s.get(TrainingJob, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        return job
+
+
+def corrections_since_last_finetune(store: Any, film_id: int) -> int:
+    """Corrections saved for the film's frames after the last fine-tuning job was queued."""
+    with store.session() as s:
+        last = s.execute(select(func.max(TrainingJob.created_at)).where(
+            TrainingJob.film_id == film_id, TrainingJob.kind == "finetune")).scalar_one()
+        stmt = select(func.count()).select_from(Correction).join(Frame, Frame.id == Correction.frame_id).where(
+            Frame.film_id == film_id)
+        if last is not None:
+            stmt = stmt.where(Correction.created_at > last)
+        return int(s.execute(stmt).scalar_one())
+
+
+def maybe_queue_after_correction(store: Any, film_id: int, settings: Any) -> TrainingJob | None:
+    """Called after each saved correction: queue fine-tuning once `settings.retrain_after` new
+    corrections have arrived since the last fine-tuning job (0 turns it off). Returns the job or None."""
+    every = int(getattr(settings, "retrain_after", 0) or 0)
+    if every <= 0 or corrections_since_last_finetune(store, film_id) < every:
+        return None
+    return queue_training(store, film_id)

@@ -1,0 +1,217 @@
+"""The background worker: claims queued jobs and runs them (fine-tune, predict).
+
+    run_worker(store, settings)             # forever, polling every 2 s
+    run_worker(store, settings, once=True)  # until the queue is empty
+
+The device is resolved once here and passed down (GPU with mixed precision when present, the CPU
+otherwise; the same code path). While a job runs, a heartbeat thread stamps its row, so a worker
+that dies (killed, machine lost) leaves a stale heartbeat that the next worker to start recovers.
+Every failure ends the job as `failed` with a readable message; the film's active model only
+changes in the last write of a successful fine-tuning job.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import torch
+
+from correlnet.device import resolve_device
+from studio import jobs
+
+log = logging.getLogger("correlnet.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """poll_seconds: wait between looks at an empty queue.
+    heartbeat_seconds: how often a running job's heartbeat_at is stamped.
+    stale_after_seconds: a running job whose heartbeat is older lost its worker (>> heartbeat_seconds).
+    progress_every_seconds: at most one progress write per this interval (the first and last always).
+    finetune: the FinetuneConfig; None = FinetuneConfig.for_device(device).
+    default_model: checkpoint for films with no model of their own (None: the shipped default);
+        run_worker fills it from settings.default_model.
+    """
+
+    poll_seconds: float = 2.0
+    heartbeat_seconds: float = 10.0
+    stale_after_seconds: float = 120.0
+    progress_every_seconds: float = 1.0
+    finetune: Any = None
+    default_model: Any = None
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Heartbeat:
+    """Stamps the job's heartbeat_at every `every` seconds from a daemon thread."""
+
+    def __init__(self, store: Any, job_id: int, worker_id: str, every: float):
+        self._store, self._job_id, self._worker_id, self._every = store, job_id, worker_id, every
+        self._stop = threading.Event()
+        self.cancel_requested = False
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-job{job_id}", daemon=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self.cancel_requested |= jobs.report_progress(self._store, self._job_id, self._worker_id)
+            except Exception as exc:  # a lost heartbeat is logged; the job's own writes will fail loudly
+                log.warning("heartbeat of job %s failed: %s", self._job_id, exc)
+
+
+class _Reporter:
+    """progress(**fields) -> cancel requested?; writes at most every `every` seconds (step 0 and the
+    last step always), so a fast CPU loop does not hammer the database."""
+
+    def __init__(self, store: Any, job_id: int, worker_id: str, every: float, heartbeat: _Heartbeat):
+        self._store, self._job_id, self._worker_id, self._every = store, job_id, worker_id, every
+        self._heartbeat, self._last, self._cancel = heartbeat, -math.inf, False
+
+    def __call__(self, **fields: Any) -> bool:
+        step, total = fields.get("step"), fields.get("total_steps")
+        now = time.monotonic()
+        if now - self._last >= self._every or step in (0, None) or (total is not None and step == total):
+            self._last = now
+            self._cancel = jobs.report_progress(self._store, self._job_id, self._worker_id, **fields)
+        return self._cancel or self._heartbeat.cancel_requested
+
+
+def failure_message(exc: BaseException) -> str:
+    """A message a restorer can act on, for the job row."""
+    from correlnet.train import TrainingDiverged
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc)):
+        return ("out of GPU memory: lower FinetuneConfig.batch_size or crop, or run the worker with "
+                f"--device cpu ({exc})")
+    if isinstance(exc, MemoryError):
+        return "out of memory (RAM): close other programs or lower the batch size and crop, then queue again"
+    if isinstance(exc, TrainingDiverged):
+        return f"training diverged: {exc}"
+    if isinstance(exc, (ValueError, FileNotFoundError, OSError)):
+        return f"{exc}"
+    return f"unexpected error ({type(exc).__name__}: {exc}); see the worker's log for the traceback"
+
+
+def run_predict(store: Any, job: Any, device: torch.device, progress: Any, default_model: Any = None) -> str:
+    """Predict the film with its active model (resumable: already predicted frames are skipped)."""
+    from studio.detection import active_model_version
+
+    film = _film(store, job.film_id)
+    version = active_model_version(store, film, default_model)
+    return f"{_detect(store, film, version, device, progress, cancellable=True)} with model version {version.id}"
+
+
+def repredict(store: Any, job: Any, version: Any, device: torch.device, progress: Any) -> str:
+    """After publishing: predict the film with the new version (not cancellable: the version is
+    already active, and its proposals should follow)."""
+    return _detect(store, _film(store, job.film_id), version, device, progress, cancellable=False)
+
+
+def _film(store: Any, film_id: int) -> Any:
+    from db.models import Film
+
+    with store.session() as s:
+        return s.get(Film, film_id)
+
+
+def _detect(store: Any, film: Any, version: Any, device: torch.device, progress: Any, cancellable: bool) -> str:
+    # TODO(store engineer): detect_film(frame_indices=...) so only uncorrected frames are re-predicted.
+    from studio.active import refresh_frame_uncertainty
+    from studio.detection import detect_film
+    from studio.finetune import JobCancelled
+
+    def on_progress(done: int, total: int) -> None:
+        if progress(step=done, total_steps=total) and cancellable:
+            raise JobCancelled(f"detection cancelled after {done} of {total} frames; those frames are kept")
+
+    progress(step=0, total_steps=film.frame_count)
+    result = detect_film(store, film, model_version=version, device=device, on_progress=on_progress)
+    refresh_frame_uncertainty(store, film.id, version.id)
+    return f"predicted {result.predicted} frame(s) of {film.name!r} ({result.skipped} already done)"
+
+
+def _execute(store: Any, job: Any, device: torch.device, cfg: WorkerConfig, progress: Any) -> tuple[str, str, int | None]:
+    """(status, message, published model version id) of one job; never raises for job failures."""
+    from studio.finetune import FinetuneConfig, JobCancelled, run_finetune
+
+    try:
+        if job.kind == "finetune":
+            outcome = run_finetune(store, job, device, cfg.finetune or FinetuneConfig.for_device(device), progress,
+                                   cfg.default_model)
+            if outcome.published is None:
+                return "succeeded", outcome.message, None
+            message = f"{outcome.message}; {repredict(store, job, outcome.published, device, progress)}"
+            return "succeeded", message, outcome.published.id
+        if job.kind == "predict":
+            return "succeeded", run_predict(store, job, device, progress, cfg.default_model), None
+        return "failed", f"unknown job kind {job.kind!r}: this worker runs finetune and predict jobs", None
+    except JobCancelled as exc:
+        return "cancelled", str(exc), None
+    except jobs.JobError:
+        raise  # the job was taken from us (recovered as stale): not ours to finish
+    except Exception as exc:
+        log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+        return "failed", failure_message(exc), None
+
+
+def run_job(store: Any, job: Any, device: torch.device, worker_id: str, cfg: WorkerConfig) -> str:
+    """Run one claimed job to its end; returns its final status (succeeded/failed/cancelled, or "lost"
+    when another worker took it over meanwhile)."""
+    try:
+        with _Heartbeat(store, job.id, worker_id, cfg.heartbeat_seconds) as heartbeat:
+            progress = _Reporter(store, job.id, worker_id, cfg.progress_every_seconds, heartbeat)
+            status, message, version_id = _execute(store, job, device, cfg, progress)
+    except jobs.JobError as exc:
+        log.warning("job %s: %s", job.id, exc)
+        return "lost"
+    jobs.finish_job(store, job.id, status, message, version_id)
+    return status
+
+
+def run_worker(store: Any, settings: Any, once: bool = False, poll_seconds: float | None = None,
+               device: str | torch.device | None = None, worker_id: str | None = None,
+               config: WorkerConfig | None = None, stop: threading.Event | None = None,
+               max_jobs: int | None = None) -> int:
+    """Claim and run jobs until `stop` is set (forever by default); once=True returns when the queue
+    is empty. Recovers jobs orphaned by dead workers first. Returns the number of jobs run."""
+    cfg = config or WorkerConfig()
+    if cfg.default_model is None and getattr(settings, "default_model", None) is not None:
+        cfg = replace(cfg, default_model=settings.default_model)
+    poll = cfg.poll_seconds if poll_seconds is None else poll_seconds
+    dev = resolve_device(device if device is not None else settings.device)
+    wid = worker_id or default_worker_id()
+    for job in jobs.recover_stale_jobs(store, timedelta(seconds=cfg.stale_after_seconds)):
+        log.warning("job %s (film %s) had lost its worker: now %s", job.id, job.film_id, job.status)
+    done = 0
+    while not (stop is not None and stop.is_set()) and (max_jobs is None or done < max_jobs):
+        job = jobs.claim_next_job(store, wid)
+        if job is None:
+            if once:
+                break
+            (stop.wait(poll) if stop is not None else time.sleep(poll))
+            continue
+        log.info("worker %s runs job %s (%s, film %s) on %s", wid, job.id, job.kind, job.film_id, dev)
+        status = run_job(store, job, dev, wid, cfg)
+        log.info("job %s %s", job.id, status)
+        done += 1
+    return done

@@ -1,0 +1,108 @@
+"""Soft Dice loss (Sec. 3.2) and pixel metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from correlnet.losses import soft_dice_loss
+from correlnet.metrics import MetricsAccumulator, PixelCounts, count_pixels
+
+P = torch.tensor([0.8, 0.2, 0.5, 0.5]).view(1, 1, 2, 2)
+T = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, 2, 2)
+
+
+def test_soft_dice_hand_computed():
+    logits = torch.logit(P)
+    # sum(p*t) = 0.8 + 0.5 = 1.3, sum(p) = 2, sum(t) = 2
+    assert soft_dice_loss(logits, T, smooth=0.0).item() == pytest.approx(-2 * 1.3 / 4)
+    assert soft_dice_loss(logits, T).item() == pytest.approx(-(2 * 1.3 + 1) / (4 + 1))
+
+
+def test_soft_dice_with_bce_hand_computed():
+    bce = -(math.log(0.8) + math.log(0.8) + math.log(0.5) + math.log(0.5)) / 4
+    expected = -(2 * 1.3 + 1) / 5 + 0.5 * bce
+    assert soft_dice_loss(torch.logit(P), T, bce_weight=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_soft_dice_extremes():
+    t = torch.zeros(2, 1, 8, 8)
+    t[:, :, 2:5, 3:6] = 1
+    perfect = (t * 2 - 1) * 40.0
+    assert soft_dice_loss(perfect, t).item() == pytest.approx(-1.0, abs=1e-6)
+    # No defect and none predicted: -1 thanks to the smooth term.
+    assert soft_dice_loss(torch.full_like(t, -40.0), torch.zeros_like(t)).item() == pytest.approx(-1.0, abs=1e-6)
+    # Everything wrong: -smooth / (sum p + sum t + smooth), close to 0.
+    wrong = soft_dice_loss(-perfect, t).item()
+    assert wrong == pytest.approx(-1.0 / (2 * 64 + 1), rel=1e-4)
+
+
+def test_soft_dice_range_and_gradient():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        logits = (torch.randn(2, 1, 16, 16, generator=g) * 3).requires_grad_()
+        t = (torch.rand(2, 1, 16, 16, generator=g) > 0.7).float()
+        loss = soft_dice_loss(logits, t)
+        assert -1.0 <= loss.item() <= 0.0
+        loss.backward()
+        assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_soft_dice_shape_mismatch():
+    with pytest.raises(ValueError, match="unsqueeze"):
+        soft_dice_loss(torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4))
+
+
+def test_count_pixels_hand_computed():
+    pred = np.array([[1, 1, 0], [0, 1, 0]])
+    true = np.array([[1, 0, 0], [1, 1, 0]], dtype=bool)
+    c = count_pixels(pred, true)
+    assert c == PixelCounts(tp=2, fp=1, fn=1)
+    assert (c.precision, c.recall, c.f1) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
+    assert count_pixels(torch.from_numpy(pred), torch.from_numpy(true)) == c
+
+
+@pytest.mark.parametrize("pred, true, expected", [
+    ([0, 0, 0], [0, 0, 0], (1.0, 1.0, 1.0)),   # nothing to find, nothing found: perfect
+    ([0, 0, 0], [1, 1, 0], (1.0, 0.0, 0.0)),   # missed everything, no false alarm
+    ([1, 0, 0], [0, 0, 0], (0.0, 1.0, 0.0)),   # false alarm on a clean frame
+])
+def test_empty_mask_conventions(pred, true, expected):
+    c = count_pixels(np.array(pred), np.array(true))
+    assert (c.precision, c.recall, c.f1) == expected
+
+
+def test_counts_add_and_dict():
+    total = PixelCounts(1, 2, 3) + PixelCounts(10, 20, 30)
+    assert total == PixelCounts(11, 22, 33)
+    assert total.as_dict()["f1"] == pytest.approx(22 / (22 + 22 + 33))
+
+
+def test_count_pixels_rejects_probabilities_and_mismatched_shapes():
+    with pytest.raises(ValueError, match="threshold"):
+        count_pixels(np.array([0.2, 0.9]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="same shape"):
+        count_pixels(np.zeros((2, 2), bool), np.zeros((2, 3), bool))
+
+
+def test_dataset_total_is_summed_counts_not_mean_frame_f1():
+    acc = MetricsAccumulator()
+    big = np.zeros((20, 20), bool)
+    big[:10, :10] = True                      # 100-pixel defect, found exactly
+    acc.add("a", big, big)
+    tiny_true = np.zeros((20, 20), bool)
+    tiny_true[0, 0] = True                    # 1-pixel defect missed, 1 false alarm
+    tiny_pred = np.zeros((20, 20), bool)
+    tiny_pred[5, 5] = True
+    acc.add("a", tiny_pred, tiny_true)
+    acc.add("b", tiny_pred, tiny_true)
+    per_seq = acc.per_sequence()
+    assert per_seq == {"a": PixelCounts(100, 1, 1), "b": PixelCounts(0, 1, 1)}
+    total = acc.total()
+    assert total == PixelCounts(100, 2, 2)
+    assert total.f1 == pytest.approx(200 / 204)
+    mean_frame_f1 = (1.0 + 0.0 + 0.0) / 3   # per-frame F1s: 1, 0, 0
+    assert abs(total.f1 - mean_frame_f1) > 0.5

@@ -1,0 +1,173 @@
+"""Every arch: shapes at odd sizes, finite gradients, shared branch weights, streaming API, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from correlnet.correlation import flip_correlation, local_correlation
+from correlnet.models import ARCHS, ModelConfig, build_model
+from correlnet.models.padding import InputPadder
+from model_fixtures import BRANCH_ARCHS, STREAMING_ARCHS, TINY, tiny_model
+
+
+def test_every_arch_has_a_tiny_config():
+    assert set(TINY) == set(ARCHS)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_backward_at_odd_size(arch):
+    torch.manual_seed(0)
+    model = tiny_model(arch).train()
+    x = torch.rand(2, 3, 37, 53, requires_grad=True)
+    logits = model(x)
+    assert logits.shape == (2, 1, 37, 53)
+    assert model.config.arch == arch and model.size_multiple >= 16
+    (logits * torch.randn_like(logits)).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("arch", BRANCH_ARCHS)
+def test_branches_share_one_parameter_set(arch):
+    model = tiny_model(arch)
+    # Exactly one conv takes a single frame: the stem, applied to prev, mid and next.
+    one_frame_convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 1]
+    assert len(one_frame_convs) == 1 and any(m is one_frame_convs[0] for m in model.stem.modules())
+    # No hidden copies: the parameters are the stem's, the fusion's, the encoder's and the decoder's.
+    parts = (model.stem, model.fuse, model.body, model.decoder)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for m in parts for p in m.parameters())
+    calls = []
+    model.stem.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape))
+    model.eval()(torch.rand(2, 3, 32, 32))
+    assert calls == [torch.Size([6, 1, 32, 32])]  # one module, all 3 frames of both samples
+
+
+@pytest.mark.parametrize("arch", BRANCH_ARCHS)
+def test_gradient_reaches_shared_stem_from_each_frame(arch):
+    torch.manual_seed(1)
+    model = tiny_model(arch).eval()
+    weight = next(m for m in model.stem.modules() if isinstance(m, nn.Conv2d)).weight
+    captured = {}
+
+    def keep(module, inp, out):
+        out.retain_grad()
+        captured["feats"] = out
+
+    model.stem.register_forward_hook(keep)
+    logits = model(torch.rand(2, 3, 32, 32))
+    loss = (logits * torch.randn_like(logits)).sum()
+    (total,) = torch.autograd.grad(loss, weight, retain_graph=True)
+    feats = captured["feats"]
+    (g_feats,) = torch.autograd.grad(loss, feats, retain_graph=True)
+    frame_of_row = torch.arange(feats.shape[0]) % 3  # rows are (sample, frame) in order
+    contributions = []
+    for k in range(3):
+        mask = (frame_of_row == k).float().view(-1, 1, 1, 1)
+        (g,) = torch.autograd.grad(feats, weight, grad_outputs=g_feats * mask, retain_graph=True)
+        assert g.abs().sum() > 0, f"no gradient from frame {k}"
+        contributions.append(g)
+    torch.testing.assert_close(sum(contributions), total, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", STREAMING_ARCHS)
+@pytest.mark.parametrize("size", [(32, 64), (37, 53)])
+def test_streaming_api_equals_forward(arch, size):
+    torch.manual_seed(2)
+    model = tiny_model(arch).eval()
+    x = torch.rand(2, 3, *size)
+    padder = InputPadder(*size, model.size_multiple)
+    xp = padder.pad(x)
+    with torch.no_grad():
+        prev, mid, nxt = (model.stem_features(xp[:, k : k + 1]) for k in range(3))
+        logits = model.head(mid, model.pair_correlation(mid, prev), model.pair_correlation(mid, nxt))
+        assert logits.shape == (2, 1, *padder.padded_size)
+        torch.testing.assert_close(padder.unpad(logits), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", STREAMING_ARCHS)
+def test_pair_correlation_flips_exactly_and_head_applies_paper_kernel(arch, monkeypatch):
+    torch.manual_seed(4)
+    model = tiny_model(arch).eval()
+    cfg = model.config
+    assert cfg.kernel_size == 3
+    with torch.no_grad():
+        a, b = (model.stem_features(torch.rand(1, 1, 32, 64)) for _ in range(2))
+        c_ab, c_ba = model.pair_correlation(a, b), model.pair_correlation(b, a)
+        # Streaming reuses corr(a, b) for corr(b, a): exact because the map is kernel-1.
+        torch.testing.assert_close(flip_correlation(c_ab, cfg.max_displacement, cfg.stride2), c_ba)
+        seen = {}
+        monkeypatch.setattr(model, "_decode", lambda parts: seen.setdefault("parts", parts)[0][:, :1])
+        model.head(a, c_ab, c_ba)
+    # What the fusion sees is the paper's kernel-3 correlation of the centre with each neighbour.
+    corr_prev, corr_next, feats_mid = seen["parts"]
+    torch.testing.assert_close(corr_prev, local_correlation(a, b, cfg.max_displacement, 3), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(corr_next, local_correlation(b, a, cfg.max_displacement, 3), rtol=1e-4, atol=1e-6)
+    assert feats_mid is a
+
+
+def test_streaming_api_rejects_unpadded_frames():
+    model = tiny_model("efficient-correlnet").eval()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model.stem_features(torch.rand(1, 1, 37, 53))
+    feats = model.stem_features(torch.rand(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="corr_prev"):
+        model.head(feats, feats, feats)
+    with pytest.raises(AttributeError, match="no correlation"):
+        tiny_model("efficient-trinet").pair_correlation(feats, feats)
+
+
+def test_paper_correlation_settings_are_the_default():
+    cfg = ModelConfig()
+    assert (cfg.max_displacement, cfg.kernel_size, cfg.stride1, cfg.stride2) == (10, 3, 1, 1)
+    assert cfg.corr_channels == 441
+    model = build_model("correlnet", base_channels=4, decoder_channels=(8, 8, 8, 4, 4))
+    assert model.corr.max_displacement == 10 and model.config.kernel_size == 3
+    assert model.fuse[0].in_channels == 2 * 441 + 4
+
+
+def test_efficientnet_b0_split_and_truncation():
+    full = build_model("efficient-correlnet", "efficientnet_b0")
+    assert full.body.channels == [16, 24, 40, 112, 320] and full.size_multiple == 32
+    assert full.stem[0].in_channels == 1 and full.stem[0].out_channels == 32
+    short = build_model("efficient-correlnet", "efficientnet_b0", encoder_depth=4, decoder_channels=(64, 32, 16, 8))
+    assert short.body.channels == [16, 24, 40, 112] and short.size_multiple == 16
+    assert sum(p.numel() for p in short.parameters()) < sum(p.numel() for p in full.parameters())
+
+
+@pytest.mark.parametrize("bad", [torch.rand(2, 1, 32, 32), torch.rand(3, 32, 32)])
+def test_bad_input_shape_says_how_to_fix(bad):
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        tiny_model("efficient-unet")(bad)
+
+
+def test_integer_frames_rejected():
+    with pytest.raises(ValueError, match="255"):
+        tiny_model("unet")(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_factory_errors():
+    with pytest.raises(ValueError, match="unknown arch"):
+        build_model("resnet")
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        build_model("unet", "test_efficientnet", decoder_width=3)
+    with pytest.raises(ValueError, match="one positive width per encoder stage"):
+        build_model("unet", "test_efficientnet", decoder_channels=(8, 8))
+    with pytest.raises(ValueError, match="unknown timm model"):
+        build_model("efficient-correlnet", "efficientnet_zz")
+
+
+def test_config_is_frozen_and_round_trips():
+    cfg = ModelConfig(arch="nasfpn", encoder="test_efficientnet", fpn_repeats=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.arch = "unet"
+    d = cfg.to_dict()
+    assert d["decoder_channels"] == [128, 64, 32, 16, 8]
+    assert ModelConfig.from_dict(d) == cfg
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        ModelConfig.from_dict({**d, "colour": 1})

@@ -1,0 +1,192 @@
+"""Synthetic defect generator: determinism, ranges, the labelling rule, paper statistics, dust sizes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from correlnet.noise import fractal_perlin
+from correlnet.synth import (
+    SynthConfig,
+    degrade_triplet,
+    degrade_triplet_with_base,
+    draw_defects,
+    texture_triplet,
+)
+from correlnet.synth.dust import sample_speck_areas, speck_shape
+from correlnet.synth.paper import band_masks, blotch_field
+
+
+def scene(seed: int = 0, size: int = 96) -> np.ndarray:
+    """A smooth seeded (3, H, W) triplet in [0.05, 0.95], shifted by a pixel per frame."""
+    base = fractal_perlin((size, size + 2), res=(3, 3), octaves=2, rng=np.random.default_rng(seed))
+    base = 0.5 + 0.45 * base
+    return np.stack([base[:, t : t + size] for t in range(3)]).astype(np.float32)
+
+
+def grey(size: int = 128) -> np.ndarray:
+    return np.full((3, size, size), 0.5, dtype=np.float32)
+
+
+@pytest.mark.parametrize("cfg", [SynthConfig(), SynthConfig.paper()])
+def test_same_seed_same_output_different_seed_differs(cfg):
+    clean = scene()
+    d1, m1 = degrade_triplet(clean, cfg, np.random.default_rng(11))
+    d2, m2 = degrade_triplet(clean, cfg, np.random.default_rng(11))
+    d3, m3 = degrade_triplet(clean, cfg, np.random.default_rng(12))
+    np.testing.assert_array_equal(d1, d2)
+    np.testing.assert_array_equal(m1, m2)
+    assert not np.array_equal(m1, m3)
+
+
+@pytest.mark.parametrize("cfg", [SynthConfig(), SynthConfig.paper()])
+def test_shapes_types_and_ranges(cfg):
+    clean = scene(size=80)
+    degraded, masks = degrade_triplet(clean, cfg, np.random.default_rng(0))
+    assert degraded.shape == masks.shape == (3, 80, 80)
+    assert degraded.dtype == np.float32 and masks.dtype == bool
+    assert degraded.min() >= 0.0 and degraded.max() <= 1.0
+    assert masks.any()
+    np.testing.assert_array_equal(clean, scene(size=80))  # input untouched
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mask_marks_visibly_changed_pixels_only(seed):
+    """Masked pixels moved >= min_contrast from the base; unmasked ones equal it exactly."""
+    cfg = SynthConfig(scratch_prob=1.0)
+    clean = scene(seed)
+    degraded, masks = degrade_triplet(clean, cfg, np.random.default_rng(seed))
+    again, masks_again, base = degrade_triplet_with_base(clean, cfg, np.random.default_rng(seed))
+    np.testing.assert_array_equal(again, degraded)
+    np.testing.assert_array_equal(masks_again, masks)
+    change = np.abs(degraded - base)
+    assert change[masks].min() >= cfg.min_contrast - 1e-6
+    assert np.array_equal(degraded[~masks], base[~masks])
+    # The base differs from the clean input by grain/flicker/blur only: small and not masked.
+    assert 0 < np.abs(base - clean).mean() < 0.05
+
+
+def test_base_is_texture_then_defects_in_that_order():
+    """Without blur the base is exactly texture_triplet's output, defects are drawn after it."""
+    cfg = replace(SynthConfig(), blur=False)
+    clean = scene(1)
+    rng = np.random.default_rng(1)
+    base = texture_triplet(clean, cfg, rng)
+    drawn = draw_defects(base, cfg, rng)
+    degraded, masks, base_again = degrade_triplet_with_base(clean, cfg, np.random.default_rng(1))
+    np.testing.assert_array_equal(base_again, base)
+    np.testing.assert_array_equal(degraded[masks], drawn[masks])
+
+
+def test_blur_softens_defect_edges_but_keeps_the_rule():
+    cfg = SynthConfig(blur_sigma=(0.8, 0.8)).only(blotches=True, blur=True)
+    sharp_cfg = replace(cfg, blur=False)
+    soft, soft_masks, base = degrade_triplet_with_base(grey(128), cfg, np.random.default_rng(2))
+    sharp, _ = degrade_triplet(grey(128), sharp_cfg, np.random.default_rng(2))
+    levels = lambda img: len(np.unique(np.round(img, 3)))  # noqa: E731
+    assert levels(soft[0]) > levels(sharp[0])  # intermediate values at the edges
+    assert np.array_equal(soft[~soft_masks], base[~soft_masks])
+
+
+def test_paper_generator_has_no_texture():
+    clean = scene()
+    degraded, masks = degrade_triplet(clean, SynthConfig.paper(), np.random.default_rng(0))
+    np.testing.assert_array_equal(degraded[~masks], clean[~masks])
+
+
+def test_paper_mask_is_the_noise_band_on_grey():
+    """On mid-grey every band pixel changes by >= 0.5 * 0.35, so the mask is exactly the band."""
+    cfg = SynthConfig.paper()
+    degraded, masks = degrade_triplet(grey(256), cfg, np.random.default_rng(4))
+    dark, light = band_masks(blotch_field((256, 256), cfg, np.random.default_rng(4)), cfg)
+    np.testing.assert_array_equal(masks[0], dark | light)
+    assert (degraded[0][dark] < 0.5).all() and (degraded[0][light] > 0.5).all()
+
+
+def test_paper_dark_and_light_fractions_in_band():
+    """Over many seeds each polarity covers ~1 % of pixels: the share of a normalised fractal
+    Perlin field in [0.65, 0.8] (measured on 200 fields: mean 1.0 %, 5-95 % range 0.4-1.7 %)."""
+    cfg = SynthConfig.paper()
+    dark_frac, light_frac = [], []
+    for seed in range(10):
+        degraded, masks = degrade_triplet(grey(256), cfg, np.random.default_rng(seed))
+        dark_frac.append((masks & (degraded < 0.5)).mean())
+        light_frac.append((masks & (degraded > 0.5)).mean())
+    for frac in (np.mean(dark_frac), np.mean(light_frac)):
+        assert 0.006 < frac < 0.015
+    # Independent fields per frame: masks of the three frames barely overlap.
+    assert (masks[0] & masks[1]).mean() < 0.2 * masks[1].mean()
+
+
+def test_larger_frames_keep_the_paper_blotch_size():
+    """A 512x512 frame gets 16x16 periods, so the defect fraction matches the 256 case."""
+    cfg = SynthConfig.paper()
+    fracs = [degrade_triplet(grey(512), cfg, np.random.default_rng(s))[1].mean() for s in range(3)]
+    assert 0.01 < np.mean(fracs) < 0.03
+
+
+def test_speck_areas_are_lognormal_with_paper_median():
+    cfg = SynthConfig()
+    areas = sample_speck_areas(4000, cfg, np.random.default_rng(0))
+    assert 5 <= np.median(areas) <= 7
+    assert areas.min() >= 1 and areas.max() <= cfg.dust_max_area
+    log_areas = np.log(areas[(areas > 2) & (areas < cfg.dust_max_area)])
+    assert 0.7 < log_areas.std() < 1.1
+
+
+@pytest.mark.parametrize("area", [1, 6, 40])
+def test_speck_shape_has_exact_area_and_one_component(area):
+    patch = speck_shape(area, np.random.default_rng(area))
+    assert patch.sum() == area
+    count, _ = cv2.connectedComponents(patch.astype(np.uint8), connectivity=4)
+    assert count == 2
+
+
+def test_dust_specks_in_the_mask_have_the_target_median_area():
+    cfg = SynthConfig().only(dust=True)
+    areas = []
+    for seed in range(6):
+        _, masks = degrade_triplet(grey(256), cfg, np.random.default_rng(seed))
+        for frame_mask in masks:
+            _, _, stats, _ = cv2.connectedComponentsWithStats(frame_mask.astype(np.uint8), connectivity=8)
+            areas.extend(stats[1:, cv2.CC_STAT_AREA])
+    assert len(areas) > 50
+    assert 4 <= np.median(areas) <= 10
+
+
+def test_scratches_persist_across_the_triplet_with_slow_drift():
+    cfg = SynthConfig(scratch_prob=1.0, scratch_max_count=1, scratch_full_height_prob=1.0).only(scratches=True)
+    _, masks = degrade_triplet(grey(128), cfg, np.random.default_rng(3))
+    columns = [np.flatnonzero(m.mean(axis=0) > 0.5) for m in masks]
+    for cols in columns:
+        assert 1 <= len(cols) <= 6  # a thin line
+    centres = [c.mean() for c in columns]
+    assert max(centres) - min(centres) < 5  # drifts slowly
+    assert all(m.any(axis=1).mean() > 0.95 for m in masks)  # full height in every frame
+
+
+def test_grain_flicker_and_blur_change_pixels_but_are_never_masked():
+    cfg = SynthConfig().only(grain=True, flicker=True, blur=True)
+    clean = scene()
+    degraded, masks = degrade_triplet(clean, cfg, np.random.default_rng(0))
+    assert not masks.any()
+    assert np.abs(degraded - clean).mean() > 1e-3
+
+
+def test_config_presets():
+    paper = SynthConfig.paper()
+    families = ("dust", "hairs", "scratches", "grain", "flicker", "blur")
+    assert paper.blotches and not any(getattr(paper, f) for f in families)
+    assert all(getattr(SynthConfig(), f) for f in ("blotches",) + families)
+    full = SynthConfig()
+    with pytest.raises(ValueError, match="unknown"):
+        full.only(smudges=True)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 8, 8), np.float32), np.full((3, 8, 8), 255.0, np.float32)])
+def test_bad_input_raises_with_advice(bad):
+    with pytest.raises(ValueError, match="(3, H, W)|divide"):
+        degrade_triplet(bad, SynthConfig(), np.random.default_rng(0))

@@ -1,0 +1,151 @@
+"""AppTest for every page of the web app against a store made by the test (CORRELNET_DATA_DIR)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from studio import corrections, films, jobs
+from webapp.matte_archive import matte_zip
+from tests.webapp_fixtures import FRAMES, H, W, make_web_store, write_film
+
+APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    ws = make_web_store(tmp_path_factory.mktemp("web"))
+    saved = {k: os.environ.get(k) for k in ws.env}
+    os.environ.update(ws.env)
+    yield ws
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, at.exception
+    return at
+
+
+def _button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r} in {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def test_films_page_lists_film_and_refuses_path_outside_root(web, tmp_path):
+    at = _app()
+    assert [t.value for t in at.title] == ["Films"]
+    labels = {b.label for b in at.button}
+    assert {"Import upload", "Import from path", "Start detection"} <= labels
+    assert "tiny" in str(at.dataframe[0].value["name"].tolist())
+    outside = tmp_path / "elsewhere"
+    write_film(outside)
+    before = len(films.list_films(web.store))
+    at.text_input(key="import_path").set_value(str(outside))
+    _button(at, "Import from path").click().run()
+    assert any("outside the allowed import folder" in e.value for e in at.error)
+    assert len(films.list_films(web.store)) == before
+
+
+def test_films_page_truncated_frame_gives_error_and_changes_nothing(web):
+    folder = Path(web.settings.import_root) / "broken"
+    write_film(folder, seed=3)
+    frame = folder / "frame_003.png"
+    frame.write_bytes(frame.read_bytes()[:60])  # truncated PNG
+    before = len(films.list_films(web.store))
+    at = _app()
+    at.text_input(key="import_path").set_value("broken")
+    _button(at, "Import from path").click().run()
+    assert any("frame_003.png" in e.value for e in at.error), [e.value for e in at.error]
+    assert len(films.list_films(web.store)) == before
+    assert not [p for p in (web.store.data_dir / "films").iterdir() if p.name.startswith(".staging")]
+
+
+def test_start_detection_queues_one_predict_job(web, tmp_path):
+    # A second, unpredicted film: its detect button is enabled.
+    folder = Path(web.settings.import_root) / "second"
+    write_film(folder, seed=5, n=3)
+    film = films.import_film(web.store, folder, name="second")
+    at = _app()
+    at.button(key=f"detect-{film.id}").click().run()
+    at.button(key=f"detect-{film.id}").click().run()
+    predict = [j for j in jobs.list_jobs(web.store, film.id) if j.kind == "predict"]
+    assert len(predict) == 1 and predict[0].status == "queued"
+
+
+def test_review_page_widgets_navigation_and_accept(web):
+    at = _app("review")
+    assert not at.exception
+    for label in ("◀ Previous", "Next ▶", "Next with detections", "Next suggested", "Accept frame as is", "Undo"):
+        _button(at, label)
+    assert at.slider(key="threshold").value == 0.5
+    assert at.radio(key="polarity").value == "both"
+    assert at.sidebar.selectbox(key="film_id").value == web.film.id
+    key = f"frame_index:{web.film.id}"
+    assert at.session_state[key] == 0
+    _button(at, "Next ▶").click().run()
+    assert at.session_state[key] == 1
+    _button(at, "◀ Previous").click().run()
+    assert at.session_state[key] == 0
+    shown = at.session_state[f"shown_mask:{web.frames[0].id}"]
+    _button(at, "Accept frame as is").click().run()
+    assert not at.exception
+    row = corrections.current_correction(web.store, web.frames[0].id)
+    assert row is not None and row.kind == "accept"
+    np.testing.assert_array_equal(corrections.load_correction(web.store, row), shown)
+    assert at.session_state[key] == 1  # accept moves on to the next frame
+    assert any(m.label == "Reviewed" and m.value.startswith("1/") for m in at.metric)
+
+
+def test_review_threshold_changes_shown_mask(web):
+    at = _app("review")
+    frame_id = web.frames[at.session_state[f"frame_index:{web.film.id}"]].id
+    at.slider(key="threshold").set_value(0.05).run()
+    low = at.session_state[f"shown_mask:{frame_id}"].sum()
+    at.slider(key="threshold").set_value(0.95).run()
+    high = at.session_state[f"shown_mask:{frame_id}"].sum()
+    assert low >= high
+
+
+def test_training_button_queues_exactly_one_job_even_clicked_twice(web):
+    at = _app("training")
+    _button(at, "Retrain on my corrections").click().run()
+    _button(at, "Retrain on my corrections").click().run()
+    assert not at.exception
+    queued = [j for j in jobs.list_jobs(web.store, web.film.id) if j.kind == "finetune"]
+    assert len(queued) == 1 and queued[0].status == "queued"
+    assert "Activate this version" in {b.label for b in at.button}
+    _button(at, "Cancel job").click().run()
+    assert jobs.get_job(web.store, queued[0].id).status == "cancelled"
+
+
+def test_export_page_prepares_zip_of_mattes(web):
+    import io
+    import zipfile
+
+    at = _app("export")
+    _button(at, "Prepare export").click().run()
+    assert not at.exception
+    assert any("mattes ready" in s.value for s in at.success)
+    data, coco, written, missing = matte_zip(web.store, web.film, "png", "best")
+    assert written == FRAMES and missing == []
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = sorted(n for n in zf.namelist() if n.endswith(".png"))
+        assert len(names) == FRAMES
+        first = cv2.imdecode(np.frombuffer(zf.read(names[0]), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert first.shape == (H, W) and set(np.unique(first)) <= {0, 255}
+    assert b'"annotations"' in coco

@@ -1,0 +1,170 @@
+"""The worker end to end on CPU with a tiny model: a fine-tuning job publishes a version and
+re-predicts; failures leave the active model alone with a readable message; cancel; recovery of a
+job whose worker died; the CLI parser does not import torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import select
+
+from correlnet.checkpoint import load_model, save_checkpoint
+from db.files import sha256_file
+from db.models import Film, ModelVersion, Prediction, TrainingJob
+from studio import jobs
+from studio.worker import run_job, run_worker
+from tests.worker_fixtures import fast_config, make_tiny_film
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def film_row(tf) -> Film:
+    with tf.store.session() as s:
+        return s.get(Film, tf.film.id)
+
+
+def versions(tf) -> list[ModelVersion]:
+    with tf.store.session() as s:
+        return list(s.execute(select(ModelVersion).order_by(ModelVersion.id)).scalars())
+
+
+def test_finetune_job_end_to_end(tmp_path: Path) -> None:
+    tf = make_tiny_film(tmp_path)
+    job = jobs.queue_training(tf.store, tf.film.id, force=True)
+    assert jobs.get_job(tf.store, job.id).status == "queued"
+    assert run_worker(tf.store, tf.settings, once=True, device="cpu", config=fast_config()) == 1
+    done = jobs.get_job(tf.store, job.id)
+    assert done.status == "succeeded", done.message
+    assert (done.step, done.total_steps) == (tf.film.frame_count, tf.film.frame_count)  # last phase: re-predict
+    assert done.started_at <= done.heartbeat_at and done.finished_at >= done.started_at
+    assert "published model version" in done.message and done.val_f1 is not None
+    start, new = versions(tf)
+    assert start.film_id is None and new.film_id == tf.film.id and new.parent_id == start.id
+    assert done.result_model_version_id == new.id == film_row(tf).active_model_version_id
+    path = tf.store.path(new.path)
+    assert sha256_file(path) == new.sha256  # written before the row, complete
+    assert new.metrics["train_frames"] + new.metrics["val_frames"] == 5 and new.metrics["steps"] == 2
+    # the weights moved away from the start model's
+    a, b = load_model(tf.model_path).state_dict(), load_model(path).state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with tf.store.session() as s:
+        predicted = s.execute(select(Prediction.frame_id).where(Prediction.model_version_id == new.id)).scalars().all()
+    assert len(predicted) == tf.film.frame_count  # every frame re-predicted by the new version
+
+
+def test_predict_job_stores_predictions_and_uncertainty(tmp_path: Path) -> None:
+    tf = make_tiny_film(tmp_path, corrected=())
+    job = jobs.queue_prediction(tf.store, tf.film.id)
+    run_worker(tf.store, tf.settings, once=True, device="cpu", config=fast_config())
+    assert jobs.get_job(tf.store, job.id).status == "succeeded"
+    with tf.store.session() as s:
+        rows = s.execute(select(Prediction)).scalars().all()
+        assert len(rows) == tf.film.frame_count
+        from db.models import Frame
+
+        frames = s.execute(select(Frame)).scalars().all()
+        assert all(f.uncertainty is not None and 0 <= f.uncertainty <= 1 for f in frames)
+
+
+def test_unreadable_mask_fails_readably_and_keeps_active_model(tmp_path: Path) -> None:
+    tf = make_tiny_film(tmp_path)
+    from studio.corrections import current_correction
+
+    bad = current_correction(tf.store, tf.frames[2].id)
+    tf.store.path(bad.path).write_bytes(b"not a png")
+    job = jobs.queue_training(tf.store, tf.film.id, force=True)
+    run_worker(tf.store, tf.settings, once=True, device="cpu", config=fast_config())
+    row = jobs.get_job(tf.store, job.id)
+    assert row.status == "failed"
+    assert bad.path.split("/")[-1] in row.message and "checksum" in row.message
+    assert film_row(tf).active_model_version_id is None
+    assert all(v.film_id is None for v in versions(tf))
+
+
+def test_nan_loss_fails_readably_and_keeps_active_model(tmp_path: Path) -> None:
+    tf = make_tiny_film(tmp_path)
+    model = load_model(tf.model_path)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    nan_path = save_checkpoint(tmp_path / "nan.pt", model)
+    from studio.detection import register_model_version
+    from studio.versions import activate_model_version
+
+    nan_version = register_model_version(tf.store, nan_path, film_id=tf.film.id)
+    activate_model_version(tf.store, tf.film.id, nan_version.id)
+    job = jobs.queue_training(tf.store, tf.film.id, force=True)
+    run_worker(tf.store, tf.settings, once=True, device="cpu", config=fast_config())
+    row = jobs.get_job(tf.store, job.id)
+    assert row.status == "failed" and "diverged" in row.message and "learning rate" in row.message
+    assert film_row(tf).active_model_version_id == nan_version.id
+    assert len(versions(tf)) == 1
+
+
+def test_cancel_stops_a_running_job(tmp_path: Path) -> None:
+    tf = make_tiny_film(tmp_path)
+    job = jobs.queue_training(tf.store, tf.film.id, force=True)
+    claimed = jobs.claim_next_job(tf.store, "w")
+    jobs.request_cancel(tf.store, job.id)
+    assert run_job(tf.store, claimed, torch.device("cpu"), "w", fast_config(default_model=tf.model_path)) == "cancelled"
+    row = jobs.get_job(tf.store, job.id)
+    assert row.status == "cancelled" and "cancelled" in row.message and row.result_model_version_id is None
+    assert film_row(tf).active_model_version_id is None
+
+
+def test_job_of_a_dead_worker_is_recovered_at_start(tmp_path: Path) -> None:
+    tf = make_tiny_film(tmp_path)
+    job = jobs.queue_training(tf.store, tf.film.id, force=True)
+    jobs.claim_next_job(tf.store, "dead-worker")
+    with tf.store.write() as s:  # its last heartbeat was 10 minutes ago
+        s.get(TrainingJob, job.id).heartbeat_at = jobs.utcnow() - timedelta(minutes=10)
+    run_worker(tf.store, tf.settings, once=True, device="cpu", worker_id="new", config=fast_config())
+    row = jobs.get_job(tf.store, job.id)
+    assert row.status == "succeeded" and row.worker_id == "new"
+    assert "dead-worker" in row.message or "published" in row.message
+
+
+def test_killed_worker_process_is_recovered(tmp_path: Path) -> None:
+    """A real worker process killed mid-job: the next worker re-queues and finishes the job."""
+    tf = make_tiny_film(tmp_path)
+    job = jobs.queue_training(tf.store, tf.film.id, force=True)
+    script = (  # a worker that heartbeats like studio.worker._Heartbeat; no torch import, so it starts fast
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from db.store import Store\nfrom studio.settings import Settings\nfrom studio import jobs\n"
+        "store = Store.open(Settings(data_dir=Path(sys.argv[1])), upgrade=False)\n"
+        "job = jobs.claim_next_job(store, 'doomed')\n"
+        "print('running', flush=True)\n"
+        "while True:\n"
+        "    jobs.report_progress(store, job.id, 'doomed')\n"
+        "    time.sleep(0.1)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tf.settings.data_dir)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "running"
+    proc.kill()
+    proc.wait()
+    assert jobs.get_job(tf.store, job.id).status == "running"
+    cfg = fast_config(stale_after_seconds=0.5)
+    import time
+
+    time.sleep(0.6)
+    run_worker(tf.store, tf.settings, once=True, device="cpu", worker_id="heir", config=cfg)
+    row = jobs.get_job(tf.store, job.id)
+    assert row.status == "succeeded" and row.worker_id == "heir"
+
+
+def test_cli_registers_without_torch() -> None:
+    code = ("import sys, argparse\nfrom studio.commands import worker\n"
+            "p = argparse.ArgumentParser(); worker.register(p.add_subparsers())\n"
+            "a = p.parse_args(['worker', '--once', '--poll', '0.5', '--device', 'cpu'])\n"
+            "assert a.once and a.poll == 0.5 and a.device == 'cpu'\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

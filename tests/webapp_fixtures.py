@@ -1,0 +1,83 @@
+"""A small store for the web app tests: a seeded film of FRAMES gray frames (H x W) with one dark
+blotch each, predicted by a tiny untrained model registered as the film's active version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from db.store import Store
+from studio.settings import Settings
+
+H, W, FRAMES = 48, 64, 5
+
+
+@dataclass
+class WebStore:
+    settings: Settings
+    store: Store
+    film: object
+    frames: list
+    model_path: Path
+    env: dict[str, str]
+
+
+def write_film(folder: Path, seed: int = 0, h: int = H, w: int = W, n: int = FRAMES) -> list[np.ndarray]:
+    """n frames of a panning blurred texture, each with one dark 5x5 blotch; returns the true masks."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = cv2.GaussianBlur(rng.random((h + 2 * n, w + 2 * n)).astype(np.float32), (0, 0), 3)
+    base = (base - base.min()) / (base.max() - base.min()) * 0.5 + 0.3
+    masks = []
+    for i in range(n):
+        img = base[i: i + h, i: i + w].copy()
+        mask = np.zeros((h, w), bool)
+        y, x = int(rng.integers(5, h - 10)), int(rng.integers(5, w - 10))
+        mask[y: y + 5, x: x + 5] = True
+        img[mask] = 0.05
+        masks.append(mask)
+        cv2.imwrite(str(folder / f"frame_{i + 1:03d}.png"), np.round(img * 255).astype(np.uint8))
+    return masks
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    import torch
+
+    from correlnet.checkpoint import save_checkpoint
+    from tests.model_fixtures import tiny_model
+
+    torch.manual_seed(0)
+    return save_checkpoint(path, tiny_model("efficient-correlnet"))
+
+
+def make_web_store(tmp_path: Path, predict: bool = True, **film_kw) -> WebStore:
+    """Store under tmp_path/data with film "tiny" imported (and predicted unless predict=False)."""
+    from studio import detection, films, versions
+
+    model_path = tiny_checkpoint(tmp_path / "tiny.pt")
+    env = {"CORRELNET_DATA_DIR": str(tmp_path / "data"), "CORRELNET_IMPORT_ROOT": str(tmp_path / "imports"),
+           "CORRELNET_DEVICE": "cpu", "CORRELNET_DEFAULT_MODEL": str(model_path), "CORRELNET_RETRAIN_AFTER": "0"}
+    settings = Settings.from_env(env)
+    store = Store.open(settings)
+    write_film(tmp_path / "imports" / "tiny", **film_kw)
+    film = films.import_film(store, tmp_path / "imports" / "tiny", name="tiny")
+    version = detection.register_model_version(store, model_path, note="tiny test model")
+    versions.activate_model_version(store, film.id, version.id)
+    if predict:
+        detection.detect_film(store, film, version, device="cpu")
+    film = films.get_film(store, film.id)
+    return WebStore(settings, store, film, films.film_frames(store, film), model_path, env)
+
+
+def make_plain_store(tmp_path: Path, **film_kw):
+    """Store with film "tiny" imported, no model and no prediction (no torch needed)."""
+    from studio import films
+
+    settings = Settings(data_dir=tmp_path / "data", import_root=tmp_path / "imports", device="cpu", retrain_after=0)
+    store = Store.open(settings)
+    write_film(tmp_path / "imports" / "tiny", **film_kw)
+    film = films.import_film(store, tmp_path / "imports" / "tiny", name="tiny")
+    return store, film, films.film_frames(store, film)

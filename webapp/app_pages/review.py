@@ -1,0 +1,217 @@
+"""Review page (with Correct): the frame with the defect overlay, live filters, magnifier and
+previous/current/next flick, keyboard navigation, and a drawing canvas whose every change is saved
+as a Correction (the model's proposal is never overwritten).
+
+Executed by st.navigation (webapp/app.py) as a script; also runnable alone by AppTest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from studio import active, corrections, detection, films
+from webapp import keyboard
+from webapp.autosave import CanvasSession, autosave
+from webapp.canvas import ADD_COLOR, ERASE_COLOR, TOGGLE_COLOR, CanvasGeometry
+from webapp.context import AppContext, app_context, author, choose_film
+from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif, load_correction, load_probs
+from webapp.overlay import POLARITIES, MaskFilter, component_labels, magnify
+from webapp.review_counts import review_counts
+
+# label -> (canvas drawing_mode, colour); the colour tells the server to add, erase or toggle.
+TOOLS = {
+    "Add brush": ("freedraw", ADD_COLOR), "Erase brush": ("freedraw", ERASE_COLOR),
+    "Add rectangle": ("rect", ADD_COLOR), "Erase rectangle": ("rect", ERASE_COLOR),
+    "Add polygon": ("polygon", ADD_COLOR), "Erase polygon": ("polygon", ERASE_COLOR),
+    "Click a defect (reject / accept)": ("point", TOGGLE_COLOR),
+}
+ZOOMS = {"fit (960 px)": None, "100 %": 1.0, "200 %": 2.0}
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cached_image(_store, path: str, sha: str, _frame) -> np.ndarray:
+    # Keyed by path + checksum: a frame file never changes under the same checksum.
+    return films.frame_image(_store, _frame)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cached_probs(_store, frame_id: int, prediction_key: str, _frame) -> np.ndarray | None:
+    return load_probs(_store, _frame)
+
+
+def _image(store, frame) -> np.ndarray:
+    return _cached_image(store, frame.path, frame.sha256, frame)
+
+
+def _probs(store, frame) -> np.ndarray | None:
+    prediction = detection.latest_prediction(store, frame.id)  # cheap row read; the PNG is cached
+    key = "none" if prediction is None else f"{prediction.id}:{prediction.sha256}"
+    return _cached_probs(store, frame.id, key, frame)
+
+
+def _filters() -> tuple[MaskFilter, float]:
+    sb = st.sidebar
+    sb.subheader("Overlay")
+    threshold = sb.slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="threshold")
+    polarity = sb.radio("Polarity", POLARITIES, horizontal=True, key="polarity",
+                        format_func={"both": "both", "dark": "dark only", "light": "light only"}.get)
+    min_size = int(sb.number_input("Minimum defect size (px)", 1, 10_000, 1, key="min_size"))
+    dilation = sb.slider("Dilation (px)", 0, 10, 0, key="dilation")
+    opacity = sb.slider("Opacity", 0.0, 1.0, 0.55, 0.05, key="opacity")
+    return MaskFilter(threshold, polarity, min_size, dilation), opacity
+
+
+def _index_key(film) -> str:
+    return f"frame_index:{film.id}"
+
+
+def _go(film_id: int, index: int) -> None:
+    st.session_state[f"frame_index:{film_id}"] = index
+
+
+def _next_with_detections(store, frames, index: int) -> None:
+    for f in frames[index + 1:] + frames[:index]:
+        prediction = detection.latest_prediction(store, f.id)
+        if prediction is not None and prediction.defect_pixels > 0:
+            _go(f.film_id, f.index)
+            return
+    st.session_state["review_notice"] = "No other frame has detections."
+
+
+def _next_suggested(store, film) -> None:
+    chosen = active.next_frames_to_review(store, film, 1)
+    if chosen:
+        _go(film.id, chosen[0].index)
+    else:
+        st.session_state["review_notice"] = "Every frame is reviewed."
+
+
+def _accept(store, frame, n_frames: int) -> None:
+    mask = st.session_state.get(f"shown_mask:{frame.id}")
+    if mask is None:
+        return
+    corrections.save_correction(store, frame.id, mask, author(), kind="accept")
+    _bump_canvas(frame.id)
+    _go(frame.film_id, min(frame.index + 1, n_frames - 1))
+
+
+def _undo(store, frame) -> None:
+    try:
+        corrections.undo(store, frame.id, author())
+    except corrections.NothingToUndo as exc:
+        st.session_state["review_notice"] = str(exc)
+    _bump_canvas(frame.id)
+
+
+def _bump_canvas(frame_id: int) -> None:
+    # A new key remounts the canvas empty, on top of the mask now stored.
+    st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
+    st.session_state[f"canvas_gen:{frame_id}"] = st.session_state.get(f"canvas_gen:{frame_id}", 0) + 1
+
+
+def _navigation(ctx: AppContext, film, frames, frame) -> None:
+    n = len(frames)
+    cols = st.columns(6)
+    cols[0].button("◀ Previous", on_click=_go, args=(film.id, max(frame.index - 1, 0)), width="stretch")
+    cols[1].button("Next ▶", on_click=_go, args=(film.id, min(frame.index + 1, n - 1)), width="stretch")
+    cols[2].button("Next with detections", on_click=_next_with_detections, args=(ctx.store, frames, frame.index),
+                   width="stretch")
+    cols[3].button("Next suggested", on_click=_next_suggested, args=(ctx.store, film), width="stretch")
+    cols[4].button("Accept frame as is", on_click=_accept, args=(ctx.store, frame, n), type="primary",
+                   width="stretch")
+    cols[5].button("Undo", on_click=_undo, args=(ctx.store, frame), width="stretch")
+    keyboard.install(keyboard.REVIEW_KEYS)
+    st.caption("Keys: " + keyboard.legend(keyboard.REVIEW_KEYS))
+
+
+def _counters(ctx: AppContext, film) -> None:
+    counts = review_counts(ctx.store, film)
+    a, b, c, d = st.columns(4)
+    a.metric("Reviewed", f"{counts.reviewed}/{counts.frames}")
+    b.metric("Corrected", counts.corrected)
+    c.metric("Remaining", counts.frames - counts.reviewed)
+    d.metric("Frame", f"{st.session_state[_index_key(film)] + 1}/{counts.frames}")
+
+
+def _canvas(ctx: AppContext, frame, view) -> None:
+    from streamlit_drawable_canvas import st_canvas  # registers its component: only inside a page run
+
+    h, w = view.frame_rgb.shape[:2]
+    tool_col, size_col, zoom_col = st.columns([4, 1, 1])
+    tool = tool_col.radio("Tool", list(TOOLS), horizontal=True, key="tool")
+    brush = size_col.slider("Brush (px)", 1, 60, 8, key="brush")
+    zoom = ZOOMS[zoom_col.selectbox("Canvas zoom", list(ZOOMS), key="zoom")]
+    geometry = (CanvasGeometry.fit(w, h, 960) if zoom is None
+                else CanvasGeometry(round(w * zoom), round(h * zoom), w, h))
+    gen = st.session_state.get(f"canvas_gen:{frame.id}", 0)
+    key = f"canvas-{frame.id}-{gen}-{geometry.canvas_w}"
+    state_key = f"canvas_session:{key}"
+    if state_key not in st.session_state:
+        st.session_state[state_key] = CanvasSession.start(ctx.store, frame.id, view.predicted)
+    mode, colour = TOOLS[tool]
+    result = st_canvas(fill_color=colour, stroke_width=brush, stroke_color=colour,
+                       background_image=encode_jpeg(view.picture, geometry.canvas_w),
+                       width=geometry.canvas_w, height=geometry.canvas_h, drawing_mode=mode,
+                       point_display_radius=max(2, brush // 2), key=key, update_streamlit=True)
+    saved = autosave(ctx.store, frame.id, result.json_data, geometry, st.session_state[state_key], author(),
+                     predicted=view.predicted)
+    if saved is not None:
+        st.session_state["review_saved"] = f"Saved correction {saved.id}"
+        st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
+        st.rerun()  # redraw the overlay in Fig. 5 colours against the new correction
+    st.caption(f"Magenta adds, cyan erases, yellow clicks toggle a whole predicted defect. "
+               f"Saved automatically at {w}x{h}. {st.session_state.pop('review_saved', '')}")
+
+
+def _magnifier(ctx: AppContext, frames, frame, view) -> None:
+    h, w = view.frame_rgb.shape[:2]
+    count, labels, areas = component_labels(view.shown_mask)
+    order = [int(i) for i in np.argsort(-areas[1:]) + 1][:50] if count > 1 else []
+    choice = st.selectbox("Magnify defect", [0] + order, key=f"magnify:{frame.id}",
+                          format_func=lambda i: "choose a point below" if i == 0 else f"defect {i} ({areas[i]} px)")
+    factor = st.slider("Zoom factor", 2, 16, 6, key="zoom_factor")
+    window = max(8, 384 // factor)
+    if choice:
+        ys, xs = np.nonzero(labels == choice)
+        centre = (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)
+    else:
+        centre = (st.slider("Centre x", 0, w - 1, w // 2, key="mx"), st.slider("Centre y", 0, h - 1, h // 2, key="my"))
+    left, right = st.columns(2)
+    left.image(magnify(view.picture, centre, window, factor), caption=f"{factor}x around ({centre[0]:.0f}, {centre[1]:.0f})")
+    neighbours = [frames[frame.prev_index], frame, frames[frame.next_index]]
+    crops = flick_crops([_image(ctx.store, f) for f in neighbours], centre, window, factor)
+    right.image(flick_gif(crops), caption="flick: previous / current / next (same window)")
+
+
+def render(ctx: AppContext) -> None:
+    st.title("Review")
+    film = choose_film(ctx)
+    if film is None:
+        return
+    flt, opacity = _filters()
+    frames = films.film_frames(ctx.store, film)
+    if not frames:
+        st.warning("This film has no frames.")
+        return
+    idx_key = _index_key(film)
+    st.session_state[idx_key] = int(np.clip(st.session_state.get(idx_key, 0), 0, len(frames) - 1))
+    frame = frames[st.session_state[idx_key]]
+    _counters(ctx, film)
+    _navigation(ctx, film, frames, frame)
+    if notice := st.session_state.pop("review_notice", None):
+        st.info(notice)
+    view = build_view(ctx.store, frame, flt, opacity, load_image=_image, load_pred=_probs, load_mask=load_correction)
+    st.session_state[f"shown_mask:{frame.id}"] = view.shown_mask
+    status = "no prediction yet (start detection on the Films page)" if view.probs is None else (
+        "corrected: green agreed, blue false positive, red missed" if view.corrected is not None
+        else "model's proposal (orange)")
+    st.markdown(f"**Frame {frame.number}** (index {frame.index}) - {status}")
+    _canvas(ctx, frame, view)
+    with st.expander("Magnifier and flick", expanded=True):
+        _magnifier(ctx, frames, frame, view)
+    with st.expander("Full resolution"):
+        st.image(view.picture, output_format="PNG")
+
+
+render(app_context())

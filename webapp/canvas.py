@@ -1,0 +1,218 @@
+"""Turn streamlit-drawable-canvas drawings into a full-resolution defect mask.
+
+The canvas (Fabric.js) returns only its objects as JSON and has no eraser, so the Correct tool
+draws "add" and "erase" in two colours and we composite here, in drawing order, at the film's
+full resolution. The canvas may show the frame scaled: a canvas point (cx, cy) maps to the
+continuous image point (cx * sx, cy * sy) with sx = image_w / canvas_w; pixel (row i, col j)
+covers [j, j+1) x [i, i+1) and belongs to a shape when its centre (j + 0.5, i + 0.5) does.
+
+Objects understood (Fabric 6+ JSON as the canvas sends it):
+- "Path" (freedraw brush): a stroke of width strokeWidth along M/L/Q/C commands;
+- "Rect" (originX/originY "left"/"top"): filled rectangle including half its border;
+- "Polygon": filled polygon from its absolute "points";
+- "Circle" drawn in TOGGLE colour (point tool): a click that toggles the predicted defect under it.
+Objects moved or scaled afterwards with the toolbar's edit toggle are not supported for paths and
+polygons (their absolute points are used); the page does not expose that workflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from webapp.overlay import component_labels
+
+ADD_COLOR = "#ff00ff"
+ERASE_COLOR = "#00ffff"
+TOGGLE_COLOR = "#ffff00"
+_ORIGIN = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
+_CURVE_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class CanvasGeometry:
+    """Canvas size in CSS pixels and the frame's full resolution."""
+
+    canvas_w: int
+    canvas_h: int
+    image_w: int
+    image_h: int
+
+    def __post_init__(self) -> None:
+        if min(self.canvas_w, self.canvas_h, self.image_w, self.image_h) <= 0:
+            raise ValueError(f"canvas and image sizes must be positive, got {self}")
+
+    @property
+    def sx(self) -> float:
+        return self.image_w / self.canvas_w
+
+    @property
+    def sy(self) -> float:
+        return self.image_h / self.canvas_h
+
+    @classmethod
+    def fit(cls, image_w: int, image_h: int, max_canvas_w: int) -> "CanvasGeometry":
+        """Largest canvas no wider than max_canvas_w with the image's aspect ratio."""
+        canvas_w = min(image_w, max_canvas_w)
+        canvas_h = max(1, round(image_h * canvas_w / image_w))
+        return cls(canvas_w, canvas_h, image_w, image_h)
+
+
+def drawing_hash(json_data: dict | None) -> str:
+    """Stable digest of the canvas objects, to skip saving an unchanged drawing twice."""
+    objects = (json_data or {}).get("objects", [])
+    return hashlib.sha1(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+
+
+def _colour_key(colour: Any) -> str:
+    return str(colour or "").strip().lower()
+
+
+def object_operation(obj: dict) -> str | None:
+    """"add", "erase", "toggle" or None (an object this tool did not draw)."""
+    kind = str(obj.get("type", "")).lower()
+    colour = _colour_key(obj.get("stroke")) or _colour_key(obj.get("fill"))
+    if kind == "circle" and colour == TOGGLE_COLOR:
+        return "toggle"
+    if colour == ADD_COLOR:
+        return "add"
+    if colour == ERASE_COLOR:
+        return "erase"
+    return None
+
+
+def _path_points(path: list) -> list[np.ndarray]:
+    """Fabric path commands -> polylines (list of (N, 2) canvas points), curves flattened."""
+    lines: list[list[tuple[float, float]]] = []
+    cur = (0.0, 0.0)
+    t = np.linspace(0.0, 1.0, _CURVE_SAMPLES + 1)[1:]
+    for cmd in path:
+        op, args = str(cmd[0]).upper(), [float(v) for v in cmd[1:]]
+        if op == "M":
+            cur = (args[0], args[1])
+            lines.append([cur])
+            continue
+        if not lines:
+            lines.append([cur])
+        if op == "L":
+            cur = (args[0], args[1])
+            lines[-1].append(cur)
+        elif op == "Q":
+            (x0, y0), (x1, y1, x2, y2) = cur, args[:4]
+            xs = (1 - t) ** 2 * x0 + 2 * (1 - t) * t * x1 + t**2 * x2
+            ys = (1 - t) ** 2 * y0 + 2 * (1 - t) * t * y1 + t**2 * y2
+            lines[-1].extend(zip(xs.tolist(), ys.tolist()))
+            cur = (x2, y2)
+        elif op == "C":
+            (x0, y0), (x1, y1, x2, y2, x3, y3) = cur, args[:6]
+            xs = (1 - t) ** 3 * x0 + 3 * (1 - t) ** 2 * t * x1 + 3 * (1 - t) * t**2 * x2 + t**3 * x3
+            ys = (1 - t) ** 3 * y0 + 3 * (1 - t) ** 2 * t * y1 + 3 * (1 - t) * t**2 * y2 + t**3 * y3
+            lines[-1].extend(zip(xs.tolist(), ys.tolist()))
+            cur = (x3, y3)
+        elif op == "Z" and lines[-1]:
+            lines[-1].append(lines[-1][0])
+    return [np.asarray(line, dtype=np.float64) for line in lines if line]
+
+
+def paint_stroke(mask: np.ndarray, points: np.ndarray, width: float, value: bool) -> None:
+    """Set mask pixels whose centre lies within width/2 of the polyline (image coords, (N, 2) x,y)."""
+    h, w = mask.shape
+    r = max(width / 2.0, 0.5)
+    pts = points if len(points) > 1 else np.vstack([points, points])
+    for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:]):
+        x0, x1 = int(max(np.floor(min(ax, bx) - r), 0)), int(min(np.ceil(max(ax, bx) + r), w))
+        y0, y1 = int(max(np.floor(min(ay, by) - r), 0)), int(min(np.ceil(max(ay, by) + r), h))
+        if x0 >= x1 or y0 >= y1:
+            continue
+        px = np.arange(x0, x1) + 0.5
+        py = (np.arange(y0, y1) + 0.5)[:, None]
+        dx, dy = bx - ax, by - ay
+        seg2 = dx * dx + dy * dy
+        tt = np.clip(((px - ax) * dx + (py - ay) * dy) / seg2, 0.0, 1.0) if seg2 > 0 else 0.0
+        dist2 = (px - ax - tt * dx) ** 2 + (py - ay - tt * dy) ** 2
+        mask[y0:y1, x0:x1][dist2 <= r * r] = value
+
+
+def paint_polygon(mask: np.ndarray, points: np.ndarray, value: bool) -> None:
+    """Set mask pixels whose centre is inside the polygon (even-odd rule; (N, 2) x,y image coords)."""
+    h, w = mask.shape
+    x0, x1 = int(max(np.floor(points[:, 0].min()), 0)), int(min(np.ceil(points[:, 0].max()), w))
+    y0, y1 = int(max(np.floor(points[:, 1].min()), 0)), int(min(np.ceil(points[:, 1].max()), h))
+    if x0 >= x1 or y0 >= y1:
+        return
+    px = np.arange(x0, x1) + 0.5
+    py = (np.arange(y0, y1) + 0.5)[:, None]
+    inside = np.zeros((y1 - y0, x1 - x0), bool)
+    for (ax, ay), (bx, by) in zip(points, np.roll(points, -1, axis=0)):
+        if ay == by:
+            continue
+        crosses = (ay > py) != (by > py)
+        x_cross = ax + (py - ay) * (bx - ax) / (by - ay)
+        inside ^= crosses & (px < x_cross)
+    mask[y0:y1, x0:x1][inside] = value
+
+
+def _object_box(obj: dict, extra: float = 0.0) -> tuple[float, float, float, float]:
+    """Canvas-space (left, top, width, height) of a Rect/Circle including `extra` around it."""
+    width = float(obj.get("width", 0)) * float(obj.get("scaleX", 1)) + extra
+    height = float(obj.get("height", 0)) * float(obj.get("scaleY", 1)) + extra
+    left = float(obj.get("left", 0)) - _ORIGIN.get(obj.get("originX", "left"), 0.0) * width
+    top = float(obj.get("top", 0)) - _ORIGIN.get(obj.get("originY", "top"), 0.0) * height
+    return left, top, width, height
+
+
+def toggle_component(mask: np.ndarray, predicted: np.ndarray, x: float, y: float, radius: float) -> None:
+    """Reject (remove) or accept (add) the predicted connected defect nearest to image point (x, y)
+    within radius: removed if most of it is in mask now, added otherwise. No defect near: no-op."""
+    h, w = mask.shape
+    x0, x1 = int(max(x - radius, 0)), int(min(x + radius + 1, w))
+    y0, y1 = int(max(y - radius, 0)), int(min(y + radius + 1, h))
+    window = predicted[y0:y1, x0:x1]
+    if not window.any():
+        return
+    ys, xs = np.nonzero(window)
+    nearest = np.argmin((xs + x0 + 0.5 - x) ** 2 + (ys + y0 + 0.5 - y) ** 2)
+    _, labels, _ = component_labels(predicted)
+    component = labels == labels[ys[nearest] + y0, xs[nearest] + x0]
+    mask[component] = mask[component].mean() <= 0.5
+
+
+def apply_drawing(json_data: dict | None, geometry: CanvasGeometry, base_mask: np.ndarray,
+                  predicted: np.ndarray | None = None) -> np.ndarray:
+    """Composite the canvas objects, in drawing order, onto a copy of base_mask (H, W) bool at
+    full resolution (H, W = geometry.image_h, image_w). predicted (H, W) bool is the mask whose
+    connected defects toggle clicks act on. Returns the new (H, W) bool mask."""
+    expected = (geometry.image_h, geometry.image_w)
+    if base_mask.shape != expected:
+        raise ValueError(f"base mask is {base_mask.shape}, expected {expected} (the frame's size)")
+    mask = base_mask.astype(bool, copy=True)
+    sx, sy = geometry.sx, geometry.sy
+    scale = np.array([sx, sy])
+    for obj in (json_data or {}).get("objects", []):
+        op = object_operation(obj)
+        if op is None:
+            continue
+        kind = str(obj.get("type", "")).lower()
+        stroke_w = float(obj.get("strokeWidth", 0) or 0)
+        if op == "toggle":
+            if predicted is not None:
+                left, top, cw, ch = _object_box(obj, extra=stroke_w)
+                cx, cy = (left + cw / 2) * sx, (top + ch / 2) * sy
+                toggle_component(mask, predicted, cx, cy, radius=max(cw, ch) / 2 * max(sx, sy))
+            continue
+        value = op == "add"
+        if kind == "path":
+            for line in _path_points(obj.get("path") or []):
+                paint_stroke(mask, line * scale, stroke_w * (sx + sy) / 2, value)
+        elif kind == "rect":
+            left, top, cw, ch = _object_box(obj, extra=stroke_w)
+            corners = np.array([[left, top], [left + cw, top], [left + cw, top + ch], [left, top + ch]])
+            paint_polygon(mask, corners * scale, value)
+        elif kind == "polygon" and obj.get("points"):
+            points = np.array([[p["x"], p["y"]] for p in obj["points"]], dtype=np.float64)
+            paint_polygon(mask, points * scale, value)
+    return mask

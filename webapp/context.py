@@ -1,0 +1,51 @@
+"""Process-wide resources of the web app: settings read from CORRELNET_* at the entry point and
+one Store per process (st.cache_resource), shared by every session and page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from db.store import Store
+from studio.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: Settings
+    store: Store
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(settings: Settings) -> Store:
+    # Keyed by the settings, so a test that points CORRELNET_DATA_DIR elsewhere gets its own store.
+    return Store.open(settings)
+
+
+def app_context() -> AppContext:
+    """Settings from the environment and the store they name (opened once per process)."""
+    settings = Settings.from_env()
+    return AppContext(settings=settings, store=_open_store(settings))
+
+
+def author() -> str:
+    """Who is correcting: the name typed in the sidebar, else "restorer"."""
+    return (st.session_state.get("author") or "restorer").strip() or "restorer"
+
+
+def choose_film(ctx: AppContext):
+    """Sidebar film picker shared by Review, Training and Export; None (with a hint) when the store is empty.
+    The choice survives page switches through st.session_state["film_id"]."""
+    from studio.films import list_films  # lazy: keeps this module cheap for tests of other pages
+
+    summaries = list_films(ctx.store)
+    if not summaries:
+        st.info("No film in the store yet: import one on the Films page.")
+        return None
+    ids = [s.film.id for s in summaries]
+    names = {s.film.id: s.film.name for s in summaries}
+    if st.session_state.get("film_id") not in ids:
+        st.session_state["film_id"] = ids[0]
+    chosen = st.sidebar.selectbox("Film", ids, format_func=lambda i: f"{names[i]} (id {i})", key="film_id")
+    return next(s.film for s in summaries if s.film.id == chosen)

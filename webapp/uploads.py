@@ -1,0 +1,116 @@
+"""Turning what a browser uploaded, or a typed path, into something studio.films.import_film takes,
+without letting either escape where it belongs.
+
+- An upload is staged in a fresh directory under the store (a video file, a zip of frames, or
+  several frame files) and removed after the import, whatever happened; the import itself is all or
+  nothing, so a bad upload leaves the store unchanged.
+- A typed path must resolve (symlinks included) inside the allowed import root.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv")
+FRAME_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+ACCEPTED = tuple(s.lstrip(".") for s in VIDEO_SUFFIXES + FRAME_SUFFIXES + (".zip",))
+
+
+class UploadError(ValueError):
+    """An upload or path the app refuses; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """max_bytes: total size of the uploaded files; max_unzipped_bytes / max_zip_entries guard against
+    zip bombs (a small archive that inflates to fill the disk)."""
+
+    max_bytes: int = 2_000 * 1024**2
+    max_unzipped_bytes: int = 20 * 1024**3
+    max_zip_entries: int = 200_000
+
+
+def resolve_under_root(path_text: str, root: Path) -> Path:
+    """The typed path, resolved, if it lies inside root; else UploadError."""
+    if not path_text.strip():
+        raise UploadError("type the path of a video or a folder of frames")
+    root = Path(root).expanduser().resolve()
+    path = Path(path_text.strip()).expanduser()
+    path = (path if path.is_absolute() else root / path).resolve()
+    if not path.is_relative_to(root):
+        raise UploadError(f"{path} is outside the allowed import folder {root}; copy the film there "
+                          "or start the app with CORRELNET_IMPORT_ROOT set to a folder that contains it")
+    if not path.exists():
+        raise UploadError(f"{path} does not exist; check the path (relative paths start at {root})")
+    return path
+
+
+def _safe_member(name: str) -> PurePosixPath | None:
+    """Zip member path if it is a plain relative file path, else None (skipped)."""
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts or name.endswith("/") or p.name.startswith("."):
+        return None
+    if p.parts and p.parts[0] == "__MACOSX":
+        return None
+    return p
+
+
+def _extract_frames(archive: Path, dest: Path, limits: UploadLimits) -> Path:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = [i for i in zf.infolist() if _safe_member(i.filename)
+                     and PurePosixPath(i.filename).suffix.lower() in FRAME_SUFFIXES]
+            if not infos:
+                raise UploadError(f"{archive.name}: the zip holds no frames ({', '.join(FRAME_SUFFIXES)})")
+            if len(infos) > limits.max_zip_entries or sum(i.file_size for i in infos) > limits.max_unzipped_bytes:
+                raise UploadError(f"{archive.name}: the zip inflates to more than the app accepts "
+                                  f"({limits.max_unzipped_bytes // 1024**3} GB); import the folder by path instead")
+            folder = dest / (archive.stem or "frames")  # the film's default name
+            folder.mkdir()
+            for info in infos:
+                # Flatten: frames are sorted by the number in their name, folders do not matter.
+                target = folder / PurePosixPath(info.filename).name
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    except zipfile.BadZipFile as exc:
+        raise UploadError(f"{archive.name}: not a readable zip archive ({exc}); zip the frames again") from exc
+    return folder
+
+
+def stage_upload(files: list[tuple[str, bytes]], staging_root: Path,
+                 limits: UploadLimits = UploadLimits()) -> tuple[Path, Path]:
+    """Write uploaded (name, bytes) files to a new directory under staging_root.
+
+    One video -> that file; one zip -> the folder of frames inside it; frame files -> their folder.
+    Returns (path to import, staging directory to delete afterwards). Raises UploadError (and
+    removes the staging directory) for anything else.
+    """
+    if not files:
+        raise UploadError("choose a video, a zip of frames, or frame files to upload")
+    if sum(len(data) for _, data in files) > limits.max_bytes:
+        raise UploadError(f"the upload is larger than {limits.max_bytes // 1024**2} MB; "
+                          "import it by path from the allowed import folder instead")
+    suffixes = {Path(name).suffix.lower() for name, _ in files}
+    staging = Path(staging_root) / f"upload-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    try:
+        if len(files) == 1 and suffixes <= set(VIDEO_SUFFIXES) | {".zip"}:
+            name, data = files[0]
+            target = staging / Path(name).name
+            target.write_bytes(data)
+            return (_extract_frames(target, staging, limits) if target.suffix.lower() == ".zip" else target), staging
+        if not suffixes <= set(FRAME_SUFFIXES):
+            raise UploadError(f"unsupported upload ({', '.join(sorted(suffixes))}): upload one video "
+                              f"({', '.join(VIDEO_SUFFIXES)}), one zip of frames, or frame files")
+        folder = staging / "frames"
+        folder.mkdir()
+        for name, data in files:
+            (folder / Path(name).name).write_bytes(data)
+        return folder, staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
