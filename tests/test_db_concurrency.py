@@ -135,7 +135,7 @@ WORKER = textwrap.dedent("""
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_two_processes_never_lose_an_increment(backend, tmp_path, request):
     url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
-    n = 40
+    n = 25
     with temporary_store(tmp_path, url) as store:
         job_id = _seed_job(store)
         go = tmp_path / "go"

@@ -137,3 +137,18 @@ def test_postgres_schema_is_dropped_afterwards(postgres_url, tmp_path):
                             {"s": schema}).scalar()
     engine.dispose()
     assert left == 0
+
+
+def test_downgrade_to_empty_and_upgrade_again(store):
+    from alembic import command
+
+    from db.store import alembic_config, upgrade_to_head
+
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert not {"films", "frames", "corrections"} & set(inspect(store.engine).get_table_names())
+    assert upgrade_to_head(store.engine) == head_revision()
+    with store.write() as s:
+        make_film(s)

@@ -75,6 +75,11 @@ def test_import_list_detect_export(env, capsys, tmp_path, tiny_checkpoint):
     assert main(["film", "detect", "1"]) == 0  # by id; resumes after the first three
     assert "4 frame(s) predicted, 3 already predicted" in capsys.readouterr().out
     assert main(["film", "list"]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["film", "detect", "reel", "--model", str(bad)]) == 2
+    assert "bad.pt" in capsys.readouterr().err
     row = [line for line in capsys.readouterr().out.splitlines() if " reel " in line][0]
     assert row.split()[:5] == ["1", "reel", "7", "7", "0"]
 
@@ -92,6 +97,10 @@ def test_import_list_detect_export(env, capsys, tmp_path, tiny_checkpoint):
         stored = load_prediction(store, predictions[frame.id])
         assert np.abs(stored - reference_probs(model, store, frames, frame)).max() <= 1 / 255 + 1e-4
         assert uncertainties[frame.id] == pytest.approx(predictions[frame.id].uncertainty)
+        assert predictions[frame.id].defect_pixels == int((stored >= 0.5).sum())
+        p = np.clip(stored.astype(np.float64), 1e-6, 1 - 1e-6)  # mean binary entropy in bits
+        entropy = float(np.mean(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))))
+        assert predictions[frame.id].uncertainty == pytest.approx(entropy, rel=1e-5)
 
     assert main(["film", "export", "reel", "--out", str(tmp_path / "mattes"), "--format", "tiff"]) == 0
     assert "wrote 7 matte(s)" in capsys.readouterr().out
@@ -147,11 +156,12 @@ def test_real_footage_duplicates_detect_with_their_distinct_neighbours(env, real
     # Frames 2 and 3 (indices 1, 2) are one picture: both are seen between frames 1 and 4.
     assert [(f.prev_index, f.next_index) for f in frames[1:3]] == [(0, 3), (0, 3)]
     version = active_model_version(store, film, tiny_checkpoint)
-    assert detect_film(store, film, version, device="cpu", limit=3).predicted == 3
+    assert detect_film(store, film, version, device="cpu", frame_indices=[2]).predicted == 1
     model = load_model(tiny_checkpoint)
     with store.session() as s:
         predictions = {p.frame_id: p for p in s.execute(select(Prediction)).scalars()}
-    for frame in frames[:3]:
+    assert list(predictions) == [frames[2].id]
+    for frame in frames[2:3]:
         stored = load_prediction(store, predictions[frame.id])
         assert stored.shape == (368, 480)
         assert np.abs(stored - reference_probs(model, store, frames, frame)).max() <= 1 / 255 + 1e-4

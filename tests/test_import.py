@@ -186,6 +186,12 @@ def test_empty_folder_and_missing_path(store, tmp_path):
         import_film(store, tmp_path / "empty")
     with pytest.raises(FilmImportError, match="no such file"):
         import_film(store, tmp_path / "absent")
+    (tmp_path / "broken.mp4").write_bytes(b"")
+    with pytest.raises(FilmImportError, match="broken.mp4"):
+        import_film(store, tmp_path / "broken.mp4")
+    (tmp_path / "junk.mov").write_bytes(b"\x00not a movie" * 100)
+    with pytest.raises(FilmImportError, match="junk.mov"):
+        import_film(store, tmp_path / "junk.mov")
     (tmp_path / "clip.txt").write_text("x")
     with pytest.raises(FilmImportError, match="not a video"):
         import_film(store, tmp_path / "clip.txt")
@@ -211,6 +217,28 @@ def test_failure_while_committing_removes_the_copied_frames(store, tmp_path, mon
     with store.session() as s:
         assert s.execute(select(func.count()).select_from(Film)).scalar() == 1
         assert s.execute(select(func.count()).select_from(Frame)).scalar() == 3
+    assert len(list((store.data_dir / "films").iterdir())) == 1
+
+
+def test_killed_import_leftovers_are_swept(store, tmp_path):
+    import os
+
+    old = store.data_dir / "films" / ".staging-dead"
+    young = store.data_dir / "films" / ".staging-running"
+    for folder in (old, young):
+        (folder / "frames").mkdir(parents=True)
+    os.utime(old, (0, 0))
+    write_folder(tmp_path / "src", moving_frames(3))
+    import_film(store, tmp_path / "src")
+    assert not old.exists() and young.exists()
+
+
+def test_same_source_imported_meanwhile_returns_that_film(store, tmp_path, monkeypatch):
+    write_folder(tmp_path / "one", moving_frames(3))
+    first = import_film(store, tmp_path / "one")
+    monkeypatch.setattr(films_mod, "_existing", lambda store, sha: None)  # as if it landed after our check
+    again = import_film(store, tmp_path / "one")
+    assert again.id == first.id and again.already_imported
     assert len(list((store.data_dir / "films").iterdir())) == 1
 
 

@@ -91,24 +91,24 @@ def test_streaming_api_equals_forward(arch, size):
 
 
 @pytest.mark.parametrize("arch", STREAMING_ARCHS)
-def test_pair_correlation_flips_exactly_and_head_applies_paper_kernel(arch, monkeypatch):
+def test_pair_correlation_flips_exactly_and_head_is_fig2_with_kernel_3(arch):
     torch.manual_seed(4)
     model = tiny_model(arch).eval()
     cfg = model.config
     assert cfg.kernel_size == 3
     with torch.no_grad():
+        for bn in (m for m in model.fuse.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)  # non-trivial fusion statistics
         a, b = (model.stem_features(torch.rand(1, 1, 32, 64)) for _ in range(2))
         c_ab, c_ba = model.pair_correlation(a, b), model.pair_correlation(b, a)
         # Streaming reuses corr(a, b) for corr(b, a): exact because the map is kernel-1.
         torch.testing.assert_close(flip_correlation(c_ab, cfg.max_displacement, cfg.stride2), c_ba)
-        seen = {}
-        monkeypatch.setattr(model, "_decode", lambda parts: seen.setdefault("parts", parts)[0][:, :1])
-        model.head(a, c_ab, c_ba)
-    # What the fusion sees is the paper's kernel-3 correlation of the centre with each neighbour.
-    corr_prev, corr_next, feats_mid = seen["parts"]
-    torch.testing.assert_close(corr_prev, local_correlation(a, b, cfg.max_displacement, 3), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(corr_next, local_correlation(b, a, cfg.max_displacement, 3), rtol=1e-4, atol=1e-6)
-    assert feats_mid is a
+        # Reference: Fig. 2 literally, concat(kernel-3 corr(mid, prev), corr(mid, next), mid) -> fuse.
+        corr3 = [local_correlation(a, other, cfg.max_displacement, 3) for other in (b, b.flip(-1))]
+        fused = model.fuse(torch.cat([*corr3, a], 1))
+        expected = model.decoder(model.body(fused))
+        got = model.head(a, model.pair_correlation(a, b), model.pair_correlation(a, b.flip(-1)))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_streaming_api_rejects_unpadded_frames():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -137,6 +139,7 @@ def test_duplicate_threshold_is_relative_to_the_clip():
         False, False, True, True, False, False]
 
 
+@functools.lru_cache(maxsize=2)
 def real_thumbs(folder) -> tuple[list[int], np.ndarray]:
     files = list_frame_files(folder)
     return [int(f.stem) for f in files], np.stack([thumbnail(to_gray_float(read_image(f))) for f in files])

@@ -186,7 +186,40 @@ def test_config_presets():
         full.only(smudges=True)
 
 
+def test_config_survives_a_json_round_trip():
+    import json
+    from dataclasses import asdict
+
+    for cfg in (SynthConfig(), SynthConfig.paper(), SynthConfig(dust_per_256=(1.0, 2.0))):
+        back = SynthConfig.from_dict(json.loads(json.dumps(asdict(cfg))))
+        assert back == cfg and hash(back) == hash(cfg)
+    with pytest.raises(ValueError, match="smudges"):
+        SynthConfig.from_dict({"smudges": 1})
+
+
 @pytest.mark.parametrize("bad", [np.zeros((2, 8, 8), np.float32), np.full((3, 8, 8), 255.0, np.float32)])
 def test_bad_input_raises_with_advice(bad):
     with pytest.raises(ValueError, match="(3, H, W)|divide"):
         degrade_triplet(bad, SynthConfig(), np.random.default_rng(0))
+
+
+def test_filled_blotches_contain_the_paper_band():
+    cfg = SynthConfig()
+    field = blotch_field((128, 128), cfg, np.random.default_rng(0))
+    dark, light = band_masks(field, cfg)
+    solid_dark, solid_light = band_masks(field, cfg, filled=True)
+    assert (solid_dark | ~dark).all() and (solid_light | ~light).all()
+    assert solid_dark.sum() > dark.sum() and solid_light.sum() > light.sum()
+
+
+def test_blotch_period_sets_blotch_size():
+    def median_blob_area(period: float) -> float:
+        cfg = replace(SynthConfig().only(blotches=True), blotch_periods=(period,), blotch_filled_prob=1.0)
+        areas = []
+        for seed in range(3):
+            _, masks = degrade_triplet(grey(256), cfg, np.random.default_rng(seed))
+            _, _, stats, _ = cv2.connectedComponentsWithStats(masks[1].astype(np.uint8))
+            areas.extend(stats[1:, cv2.CC_STAT_AREA])
+        return float(np.median(areas))
+
+    assert median_blob_area(64.0) > 2 * median_blob_area(16.0)

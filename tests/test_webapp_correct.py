@@ -152,3 +152,44 @@ def test_path_import_cannot_leave_root(tmp_path):
     (root / "link").symlink_to(tmp_path / "outside")
     with pytest.raises(UploadError, match="outside the allowed import folder"):
         resolve_under_root("link", root)
+
+
+def test_webapp_modules_do_not_import_torch():
+    """The web server stays light: its modules and the use cases they call never load torch."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import json, sys\n"
+              "import webapp.overlay, webapp.canvas, webapp.autosave, webapp.frame_view, webapp.uploads\n"
+              "import webapp.context, webapp.keyboard, webapp.review_counts, webapp.matte_archive\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm'))))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_frame_cache_decodes_once_prefetches_and_evicts(plain, monkeypatch):
+    from webapp.frame_cache import FrameCache
+
+    store, film, frames = plain
+    calls = []
+    real = films.frame_image
+    monkeypatch.setattr(films, "frame_image", lambda s, f: calls.append(f.index) or real(s, f))
+    cache = FrameCache(max_entries=2)
+    first = cache.image(store, frames[0])
+    assert cache.image(store, frames[0]) is first and calls == [0]
+    np.testing.assert_array_equal(first, real(store, frames[0]))
+    with pytest.raises(ValueError):
+        first[0, 0] = 1  # shared between sessions: read-only
+    cache.prefetch(store, [frames[1]])
+    cache.wait()
+    assert calls[:2] == [0, 1]
+    cache.image(store, frames[1])
+    assert calls.count(1) == 1  # served by the prefetch
+    cache.image(store, frames[2])  # evicts frame 0 (LRU, 2 entries; frames have no probs here)
+    cache.image(store, frames[0])
+    assert calls.count(0) == 2
+    assert cache.probs(store, frames[0]) is None

@@ -26,9 +26,10 @@ import numpy as np
 
 from webapp.overlay import component_labels
 
-ADD_COLOR = "#ff00ff"
-ERASE_COLOR = "#00ffff"
-TOGGLE_COLOR = "#ffff00"
+# Translucent, so the Fig. 5 colouring of the saved mask stays visible under the strokes.
+ADD_COLOR = "rgba(255,0,255,0.5)"
+ERASE_COLOR = "rgba(0,255,255,0.5)"
+TOGGLE_COLOR = "rgba(255,255,0,0.8)"
 _ORIGIN = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
 _CURVE_SAMPLES = 8
 
@@ -69,18 +70,18 @@ def drawing_hash(json_data: dict | None) -> str:
 
 
 def _colour_key(colour: Any) -> str:
-    return str(colour or "").strip().lower()
+    return "".join(str(colour or "").split()).lower()
 
 
 def object_operation(obj: dict) -> str | None:
     """"add", "erase", "toggle" or None (an object this tool did not draw)."""
     kind = str(obj.get("type", "")).lower()
     colour = _colour_key(obj.get("stroke")) or _colour_key(obj.get("fill"))
-    if kind == "circle" and colour == TOGGLE_COLOR:
+    if kind == "circle" and colour == _colour_key(TOGGLE_COLOR):
         return "toggle"
-    if colour == ADD_COLOR:
+    if colour == _colour_key(ADD_COLOR):
         return "add"
-    if colour == ERASE_COLOR:
+    if colour == _colour_key(ERASE_COLOR):
         return "erase"
     return None
 

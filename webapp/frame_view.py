@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from studio import corrections, detection, films
-from webapp.overlay import MaskFilter, filter_mask, magnify, overlay, to_rgb_u8
+from webapp.overlay import MaskFilter, filter_mask, magnify, overlay, to_gray_u8, to_rgb_u8
 
 ImageLoader = Callable[[object, object], np.ndarray]  # (store, frame) -> frame image
 ProbsLoader = Callable[[object, object], "np.ndarray | None"]  # (store, frame) -> probs or None
@@ -38,6 +38,7 @@ class FrameView:
     filters; all False without a prediction); corrected (H, W) bool or None; picture (H, W, 3)
     uint8 = frame with the overlay."""
 
+    image: np.ndarray
     frame_rgb: np.ndarray
     probs: np.ndarray | None
     predicted: np.ndarray
@@ -64,7 +65,7 @@ def build_view(store, frame, flt: MaskFilter, opacity: float, *,
                  else np.zeros(frame_rgb.shape[:2], bool))
     corrected = load_mask(store, frame)
     picture = overlay(frame_rgb, predicted, corrected, opacity)
-    return FrameView(frame_rgb, probs, predicted, corrected, picture)
+    return FrameView(image, frame_rgb, probs, predicted, corrected, picture)
 
 
 def encode_jpeg(rgb: np.ndarray, width: int | None = None, quality: int = 90) -> bytes:
@@ -79,14 +80,16 @@ def encode_jpeg(rgb: np.ndarray, width: int | None = None, quality: int = 90) ->
 
 
 def flick_gif(crops: list[np.ndarray], ms_per_frame: int = 350) -> bytes:
-    """Animated GIF cycling previous / current / next crops, so a restorer sees what appears in one
-    frame only (a defect) and what moves with the scene (not a defect)."""
-    frames = [Image.fromarray(c) for c in crops]
+    """Animated GIF cycling previous / current / next (H, W) uint8 crops, so a restorer sees what
+    appears in one frame only (a defect) and what moves with the scene (not a defect). Grey, so
+    no palette quantisation is needed (it would cost more than everything else on the page)."""
+    frames = [Image.fromarray(c, mode="L") for c in crops]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
     return buf.getvalue()
 
 
 def flick_crops(images: list[np.ndarray], centre_xy: tuple[float, float], size: int, factor: int) -> list[np.ndarray]:
-    """The same magnified window of previous, current and next frames ((H, W, 3) uint8 each)."""
-    return [magnify(to_rgb_u8(img), centre_xy, size, factor) for img in images]
+    """The same magnified window of previous, current and next frames, grey (H, W) uint8 each.
+    Cropped before converting, so a 2K frame is never converted whole for a 64 px window."""
+    return [to_gray_u8(magnify(img, centre_xy, size, factor)) for img in images]

@@ -72,39 +72,44 @@ def to_rgb_u8(frame: np.ndarray) -> np.ndarray:
         if rgb.dtype == np.uint16:
             return (rgb >> 8).astype(np.uint8)
         return np.clip(rgb.astype(np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    gray = to_gray_u8(frame)
-    return np.repeat(gray[..., None], 3, axis=2)
+    return cv2.cvtColor(to_gray_u8(frame), cv2.COLOR_GRAY2RGB)
 
 
 def component_labels(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """8-connected components of a (H, W) bool mask -> (count incl. background 0, labels int32, areas)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats = component_stats(mask)
     return count, labels, stats[:, cv2.CC_STAT_AREA]
 
 
-def component_polarity(frame_gray: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """Per component (index = label), +1 if brighter than the ring around it, -1 if darker.
+def component_stats(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count incl. background 0, labels (H, W) int32, stats (count, 5): x, y, width, height, area)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8) if mask.dtype == bool
+                                                               else mask.astype(np.uint8), connectivity=8)
+    return count, labels, stats
 
-    The ring is the component dilated by a few pixels minus all defect pixels, so neighbouring
-    defects do not contaminate each other's background much. Label 0 (background) gets 0.
+
+def component_polarity(frame_gray: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Per component (index = label), +1 if brighter than the ring around it, -1 if darker, 0 if equal.
+
+    The ring is the component dilated by _RING_PX pixels minus every defect pixel, so neighbouring
+    defects do not count as background. Work is done in each component's bounding box only, so the
+    cost follows the defects, not the 2K frame. Label 0 (background) gets 0.
     """
-    gray = frame_gray.astype(np.float64).ravel()
-    flat = labels.ravel()
-    inside_sum = np.bincount(flat, weights=gray, minlength=count)
-    inside_n = np.bincount(flat, minlength=count)
+    count = len(stats)
+    sign = np.zeros(count, np.int8)
+    h, w = labels.shape
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * _RING_PX + 1, 2 * _RING_PX + 1))
-    # Grey dilation of the label image spreads each label into its surroundings.
-    spread = cv2.dilate(labels.astype(np.float32), kernel).astype(np.int64).ravel()
-    ring = (flat == 0) & (spread > 0)
-    ring_sum = np.bincount(spread[ring], weights=gray[ring], minlength=count)
-    ring_n = np.bincount(spread[ring], minlength=count)
-    inside_mean = inside_sum / np.maximum(inside_n, 1)
-    ring_mean = np.where(ring_n > 0, ring_sum / np.maximum(ring_n, 1), inside_mean)
-    sign = np.sign(inside_mean - ring_mean).astype(np.int8)
-    sign[0] = 0
+    for k in range(1, count):
+        x, y, bw, bh = stats[k, :4]
+        x0, y0 = max(x - _RING_PX, 0), max(y - _RING_PX, 0)
+        x1, y1 = min(x + bw + _RING_PX, w), min(y + bh + _RING_PX, h)
+        lab = labels[y0:y1, x0:x1]
+        gray = frame_gray[y0:y1, x0:x1]
+        inside = lab == k
+        ring = cv2.dilate(inside.view(np.uint8), kernel).view(bool) & (lab == 0)
+        if ring.any():
+            sign[k] = np.sign(gray[inside].mean() - gray[ring].mean())
     return sign
-
-
 def filter_mask(probs: np.ndarray, frame: np.ndarray | None, flt: MaskFilter) -> np.ndarray:
     """Apply threshold, polarity, minimum size and dilation: probs (H, W) -> mask (H, W) bool.
 
@@ -114,13 +119,13 @@ def filter_mask(probs: np.ndarray, frame: np.ndarray | None, flt: MaskFilter) ->
         raise ValueError(f"probs must be (H, W), got shape {probs.shape}")
     mask = probs >= flt.threshold
     if flt.min_size > 1 or flt.polarity != "both":
-        count, labels, areas = component_labels(mask)
-        keep = areas >= flt.min_size
+        if flt.polarity != "both" and (frame is None or frame.shape[:2] != probs.shape):
+            raise ValueError(f"the polarity filter needs the frame at {probs.shape}, got "
+                             f"{None if frame is None else frame.shape}")
+        count, labels, stats = component_stats(mask)
+        keep = stats[:, cv2.CC_STAT_AREA] >= flt.min_size
         if flt.polarity != "both":
-            if frame is None or frame.shape[:2] != probs.shape:
-                raise ValueError(f"the polarity filter needs the frame at {probs.shape}, got "
-                                 f"{None if frame is None else frame.shape}")
-            sign = component_polarity(to_gray_u8(frame), labels, count)
+            sign = component_polarity(to_gray_u8(frame), labels, stats)
             keep &= sign == (-1 if flt.polarity == "dark" else 1)
         keep[0] = False
         mask = keep[labels]

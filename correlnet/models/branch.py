@@ -57,7 +57,8 @@ class TripletNet(nn.Module):
 
     # --- streaming API (design.md): per-frame features and per-pair correlations computed once ---
     def stem_features(self, frame: torch.Tensor) -> torch.Tensor:
-        """frame: (B, 1, Hp, Wp) in [0, 1], Hp, Wp multiples of `size_multiple` -> feats (B, C, Hp/2, Wp/2)."""
+        """frame: (B, 1, Hp, Wp) in [0, 1], Hp and Wp multiples of `size_multiple`
+        -> feats (B, C, Hp/2, Wp/2)."""
         check_padded(frame, 1, self.size_multiple, "frame")
         return self.stem(frame)
 
@@ -71,41 +72,38 @@ class TripletNet(nn.Module):
         self._need_correlation("pair_correlation")
         return self.corr(feats_a, feats_b)
 
-    def _patch_average(self, corr: torch.Tensor) -> torch.Tensor:
-        # local_correlation's kernel k: mean over the k x k patch, zero outside the image.
-        k = self.config.kernel_size
-        return corr if k == 1 else F.avg_pool2d(corr, k, stride=1, padding=k // 2, count_include_pad=True)
-
     def head(self, feats_mid: torch.Tensor, corr_prev: torch.Tensor, corr_next: torch.Tensor) -> torch.Tensor:
         """feats_mid (B, C, h, w), corr_prev = corr(mid, prev), corr_next = corr(mid, next)
-        (B, (2d+1)^2, h, w) -> logits (B, 1, 2h, 2w)."""
+        (B, (2d+1)^2, h, w) from pair_correlation -> logits (B, 1, 2h, 2w).
+
+        Equals fuse(concat(patch_average(corr_prev), patch_average(corr_next), feats_mid)) then
+        the encoder and decoder, computed cheaply: the 1x1 fusion conv is applied to each part
+        (no concatenated copy: 2 * 441 + C channels, ~1.9 GB at 1080p for efficientnet_b0),
+        and the k x k patch average runs after the conv on C channels instead of 2 * 441, which
+        is exact because both are linear and the average acts on each channel alike.
+        """
         self._need_correlation("head")
         check_padded(feats_mid, self.stem_channels, max(1, self.size_multiple // 2), "feats_mid")
         n = self.config.corr_channels
         for name, c in (("corr_prev", corr_prev), ("corr_next", corr_next)):
             if c.shape != (feats_mid.shape[0], n, *feats_mid.shape[-2:]):
-                raise ValueError(f"{name} must be (B, {n}, h, w) matching feats_mid {tuple(feats_mid.shape)}; "
-                                 f"got {tuple(c.shape)}: compute it with pair_correlation(feats_mid, feats_other)")
-        return self._decode([self._patch_average(corr_prev), self._patch_average(corr_next), feats_mid])
+                raise ValueError(
+                    f"{name} must be (B, {n}, h, w) matching feats_mid {tuple(feats_mid.shape)}; got "
+                    f"{tuple(c.shape)}: compute it with pair_correlation(feats_mid, feats_other)")
+        w = self.fuse[0].weight
+        fused = self._patch_average(F.conv2d(corr_prev, w[:, :n]) + F.conv2d(corr_next, w[:, n : 2 * n]))
+        fused = fused + F.conv2d(feats_mid, w[:, 2 * n :])
+        return self.decoder(self.body(self.fuse[1:](fused)))
+
+    def _patch_average(self, x: torch.Tensor) -> torch.Tensor:
+        # local_correlation's kernel k: mean over the k x k patch, zero outside the image.
+        k = self.config.kernel_size
+        return x if k == 1 else F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=True)
 
     def _need_correlation(self, what: str) -> None:
         if not self.use_correlation:
-            raise AttributeError(f"{self.config.arch} has no correlation, so no {what}(): call the model on (B, 3, H, W)")
-
-    def _decode(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        # fuse[0] is a 1x1 conv over the concatenated parts; applying its weight slice to each
-        # part and summing gives the same result without the concatenated copy (2 * 441 + C
-        # channels: ~1.9 GB at 1080p for efficientnet_b0).
-        weight = self.fuse[0].weight
-        fused, start = None, 0
-        for part in parts:
-            stop = start + part.shape[1]
-            y = F.conv2d(part, weight[:, start:stop])
-            fused = y if fused is None else fused + y
-            start = stop
-        if start != weight.shape[1]:
-            raise ValueError(f"fusion expects {weight.shape[1]} channels in total; got {start}")
-        return self.decoder(self.body(self.fuse[1:](fused)))
+            raise AttributeError(f"{self.config.arch} has no correlation, so no {what}(): "
+                                 "call the model on (B, 3, H, W)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 3, H, W) frames prev, mid, next in [0, 1], any H, W -> logits (B, 1, H, W)."""
@@ -121,5 +119,5 @@ class TripletNet(nn.Module):
         if self.use_correlation:
             logits = self.head(mid, self.pair_correlation(mid, prev), self.pair_correlation(mid, nxt))
         else:
-            logits = self._decode([prev, mid, nxt])
+            logits = self.decoder(self.body(self.fuse(torch.cat([prev, mid, nxt], 1))))
         return padder.unpad(logits)

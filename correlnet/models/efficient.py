@@ -51,8 +51,9 @@ def efficientnet_parts(name: str, in_chans: int, depth: int) -> tuple[nn.Module,
         raise ValueError(f"{name!r} is not an EfficientNet-style timm model (needs conv_stem, bn1, blocks)")
     info = list(net.feature_info)
     reductions = [int(f["reduction"]) for f in info[:depth]]
-    if reductions != [2 ** k for k in range(1, depth + 1)] or not all(f["module"].startswith("blocks.") for f in info[:depth]):
-        raise ValueError(f"{name!r} does not have stride-2 stages ending at strides 2..{2 ** depth}: got {reductions}")
+    in_blocks = all(f["module"].startswith("blocks.") for f in info[:depth])
+    if reductions != [2**k for k in range(1, depth + 1)] or not in_blocks:
+        raise ValueError(f"{name!r} does not have stages ending at strides 2..{2**depth}: got {reductions}")
     stem = nn.Sequential(net.conv_stem, net.bn1)
     return stem, int(net.conv_stem.out_channels), EfficientStages(net.blocks, info, depth)
 

@@ -84,7 +84,8 @@ class NASFPNNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.encoder_depth != 5:
-            raise ValueError(f"nasfpn needs encoder_depth=5 (features at strides 8, 16, 32); got {config.encoder_depth}")
+            raise ValueError(f"nasfpn needs encoder_depth=5 (features at strides 8, 16, 32); "
+                             f"got {config.encoder_depth}")
         self.config = config
         self.size_multiple = 32
         ch = config.fpn_channels

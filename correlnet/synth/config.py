@@ -14,7 +14,7 @@ Ranges are (low, high) pairs drawn uniformly unless a field says otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 __all__ = ["SynthConfig"]
 
@@ -30,6 +30,12 @@ class SynthConfig:
     # Sec. 4.1: 8x8 periods on a 256x256 field, i.e. one period per 32 px; larger frames keep
     # the period in pixels so a blotch keeps its paper size.
     perlin_period_px: float = 32.0
+    # Beyond the paper (0 and () in `paper()`): real blotches come in many sizes and are often
+    # solid. Per frame, the period is drawn from `blotch_periods` (empty: perlin_period_px), and
+    # with probability `blotch_filled_prob` the blotches are the whole regions beyond the band's
+    # inner threshold (noise <= -0.65 or >= 0.65) instead of the band itself.
+    blotch_periods: tuple[float, ...] = (16.0, 32.0, 64.0)
+    blotch_filled_prob: float = 0.4
     perlin_octaves: int = 5  # Sec. 4.1
     perlin_persistence: float = 0.5  # Sec. 4.1
     perlin_lacunarity: float = 2.0  # Sec. 4.1
@@ -85,7 +91,7 @@ class SynthConfig:
     # Scanner/printer optics: one Gaussian blur per frame (sigma range, px) over the whole degraded
     # frame and its base alike, after the defects, so defect edges are as soft as the scene's.
     blur: bool = True
-    blur_sigma: Range = (0.0, 0.8)
+    blur_sigma: Range = (0.0, 1.2)  # the 1903/1906 re-scans are softer than the demo clips
 
     # --- Labelling rule (see compose.py) ---
     # A pixel is in the mask when its value moved by at least this much from the textured
@@ -96,7 +102,21 @@ class SynthConfig:
     @classmethod
     def paper(cls) -> "SynthConfig":
         """The paper's generator only (Sec. 4.1): Perlin blotches, no grain, flicker or blur."""
-        return cls(dust=False, hairs=False, scratches=False, grain=False, flicker=False, blur=False)
+        return cls(
+            dust=False, hairs=False, scratches=False, grain=False, flicker=False, blur=False,
+            blotch_periods=(), blotch_filled_prob=0.0,
+        )
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SynthConfig":
+        """Inverse of ``dataclasses.asdict`` after a JSON round trip (lists back to tuples).
+
+        Raises ValueError naming unknown keys (e.g. a checkpoint from a newer version)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown SynthConfig fields {sorted(unknown)}; valid: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def only(self, **flags: bool) -> "SynthConfig":
         """A copy with every family off except those passed as True (used by tests and benches)."""

@@ -18,14 +18,18 @@ from correlnet.synth.config import SynthConfig
 __all__ = ["blotch_field", "band_masks", "draw_blotches"]
 
 
-def blotch_field(shape: tuple[int, int], cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+def blotch_field(
+    shape: tuple[int, int], cfg: SynthConfig, rng: np.random.Generator, period_px: float | None = None
+) -> np.ndarray:
     """The fractal Perlin field behind the blotches of one frame.
 
     Returns (H, W) float32 in [-1, 1]. The number of periods scales with the frame so a
-    period stays `cfg.perlin_period_px` pixels (8 periods on 256 px, Sec. 4.1).
+    period stays `period_px` (default `cfg.perlin_period_px`) pixels (8 periods on 256 px,
+    Sec. 4.1). Periods that are powers of two keep every octave on whole-pixel cells (fast path).
     """
     h, w = shape
-    res = (h / cfg.perlin_period_px, w / cfg.perlin_period_px)
+    period = cfg.perlin_period_px if period_px is None else period_px
+    res = (h / period, w / period)
     return fractal_perlin(
         (h, w),
         res=res,
@@ -36,16 +40,28 @@ def blotch_field(shape: tuple[int, int], cfg: SynthConfig, rng: np.random.Genera
     )
 
 
-def band_masks(field: np.ndarray, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(dark, light) boolean masks of the noise bands (Sec. 4.1), each (H, W)."""
+def band_masks(field: np.ndarray, cfg: SynthConfig, filled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(dark, light) boolean masks of the noise bands (Sec. 4.1), each (H, W).
+
+    `filled` (beyond the paper) keeps everything beyond the inner thresholds: solid blotches.
+    """
+    if filled:
+        return field <= cfg.dark_band[1], field >= cfg.light_band[0]
     dark = (field >= cfg.dark_band[0]) & (field <= cfg.dark_band[1])
     light = (field >= cfg.light_band[0]) & (field <= cfg.light_band[1])
     return dark, light
 
 
 def draw_blotches(image: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> None:
-    """Blend the paper's dark and light blotches into `image` ((H, W) float32, in place)."""
-    dark, light = band_masks(blotch_field(image.shape, cfg, rng), cfg)
+    """Blend dark and light blotches into `image` ((H, W) float32, in place).
+
+    With `SynthConfig.paper()` the random draws are: the field, then colours and opacities;
+    the size and filled variants (full generator) draw their coins only when enabled.
+    """
+    period = float(rng.choice(cfg.blotch_periods)) if cfg.blotch_periods else None
+    field = blotch_field(image.shape, cfg, rng, period)
+    filled = cfg.blotch_filled_prob > 0 and rng.random() < cfg.blotch_filled_prob
+    dark, light = band_masks(field, cfg, filled)
     _blend_components(image, dark, cfg.dark_colour, cfg.blotch_opacity, rng)
     _blend_components(image, light, cfg.light_colour, cfg.blotch_opacity, rng)
 

@@ -144,19 +144,26 @@ def run_detect(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = detect_film(store, film, version, device=args.device or settings.device, on_progress=progress,
-                             tiling=tiling, limit=args.limit)
+        try:
+            result = detect_film(store, film, version, device=args.device or settings.device, on_progress=progress,
+                                 tiling=tiling, limit=args.limit)
+        except (ValueError, FileNotFoundError, CheckpointError) as exc:  # bad checkpoint, damaged frame file
+            raise CliError(f"{exc} (frames predicted so far are kept; run the command again to resume)") from exc
     print(f"film {film.id} {film.name!r}, model version {result.model_version_id}: {result.predicted} frame(s) "
           f"predicted, {result.skipped} already predicted")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from studio.cli import CliError
     from studio.export import export_film
 
     store, _ = _store()
     film = _film(store, args.film)
-    result = export_film(store, film, args.out, fmt=args.format, source=args.source, coco=not args.no_coco)
+    try:
+        result = export_film(store, film, args.out, fmt=args.format, source=args.source, coco=not args.no_coco)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from exc
     print(f"wrote {len(result.written)} matte(s) to {result.out_dir}"
           + (f" and {result.coco_path.name}" if result.coco_path else ""))
     if result.missing:

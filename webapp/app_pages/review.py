@@ -15,7 +15,8 @@ from webapp import keyboard
 from webapp.autosave import CanvasSession, autosave
 from webapp.canvas import ADD_COLOR, ERASE_COLOR, TOGGLE_COLOR, CanvasGeometry
 from webapp.context import AppContext, app_context, author, choose_film
-from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif, load_correction, load_probs
+from webapp.frame_cache import FrameCache
+from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif, load_correction
 from webapp.overlay import POLARITIES, MaskFilter, component_labels, magnify
 from webapp.review_counts import review_counts
 
@@ -29,25 +30,18 @@ TOOLS = {
 ZOOMS = {"fit (960 px)": None, "100 %": 1.0, "200 %": 2.0}
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _cached_image(_store, path: str, sha: str, _frame) -> np.ndarray:
-    # Keyed by path + checksum: a frame file never changes under the same checksum.
-    return films.frame_image(_store, _frame)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _cached_probs(_store, frame_id: int, prediction_key: str, _frame) -> np.ndarray | None:
-    return load_probs(_store, _frame)
+@st.cache_resource(show_spinner=False)
+def _frame_cache() -> FrameCache:
+    # One per server process, shared by every session: decoded frames keyed by path + checksum.
+    return FrameCache(max_entries=24)
 
 
 def _image(store, frame) -> np.ndarray:
-    return _cached_image(store, frame.path, frame.sha256, frame)
+    return _frame_cache().image(store, frame)
 
 
 def _probs(store, frame) -> np.ndarray | None:
-    prediction = detection.latest_prediction(store, frame.id)  # cheap row read; the PNG is cached
-    key = "none" if prediction is None else f"{prediction.id}:{prediction.sha256}"
-    return _cached_probs(store, frame.id, key, frame)
+    return _frame_cache().probs(store, frame)
 
 
 def _filters() -> tuple[MaskFilter, float]:
@@ -179,8 +173,8 @@ def _magnifier(ctx: AppContext, frames, frame, view) -> None:
         centre = (st.slider("Centre x", 0, w - 1, w // 2, key="mx"), st.slider("Centre y", 0, h - 1, h // 2, key="my"))
     left, right = st.columns(2)
     left.image(magnify(view.picture, centre, window, factor), caption=f"{factor}x around ({centre[0]:.0f}, {centre[1]:.0f})")
-    neighbours = [frames[frame.prev_index], frame, frames[frame.next_index]]
-    crops = flick_crops([_image(ctx.store, f) for f in neighbours], centre, window, factor)
+    images = [_image(ctx.store, frames[frame.prev_index]), view.image, _image(ctx.store, frames[frame.next_index])]
+    crops = flick_crops(images, centre, window, factor)
     right.image(flick_gif(crops), caption="flick: previous / current / next (same window)")
 
 
@@ -210,7 +204,11 @@ def render(ctx: AppContext) -> None:
     _canvas(ctx, frame, view)
     with st.expander("Magnifier and flick", expanded=True):
         _magnifier(ctx, frames, frame, view)
-    with st.expander("Full resolution"):
+    # While the restorer looks at this frame, decode the next one and its next neighbour.
+    upcoming = frames[min(frame.index + 1, len(frames) - 1)]
+    _frame_cache().prefetch(ctx.store, [upcoming, frames[upcoming.next_index]])
+    if st.toggle("Show the frame at full resolution (1:1, lossless)", key="full_res"):
+        # Behind a toggle: PNG-encoding a 2K frame on every rerun would cost ~100 ms.
         st.image(view.picture, output_format="PNG")
 
 

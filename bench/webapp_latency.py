@@ -1,0 +1,129 @@
+"""Server-side latency of the Review page on 1920x1080 frames with stored predictions.
+
+Times the functions the page calls:
+- "next frame": frame i+1 after frame i was shown and its prefetch finished (pressing Next);
+  "cold frame": the same with nothing decoded yet (jumping to an unseen frame, the worst case).
+  Both are build_view (frame PNG + prediction PNG + filters + overlay) + the canvas background
+  (resized JPEG) + the magnifier/flick of previous, current and next frames;
+- "save correction": a brush stroke and an erase stroke composited at full resolution and stored
+  as a Correction (webapp.autosave.autosave -> studio.corrections.save_correction).
+
+    python bench/webapp_latency.py [--frames 6] [--json]
+Targets (issue 5): next frame <= 300 ms, save <= 200 ms. The last line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.webapp_fixtures import make_web_store  # noqa: E402
+from webapp.autosave import CanvasSession, autosave  # noqa: E402
+from webapp.canvas import ADD_COLOR, ERASE_COLOR, CanvasGeometry  # noqa: E402
+from webapp.frame_cache import FrameCache  # noqa: E402
+from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif  # noqa: E402
+from webapp.overlay import MaskFilter, magnify  # noqa: E402
+
+H, W = 1080, 1920
+
+
+def show_frame(store, frames, i: int, flt: MaskFilter, cache: FrameCache) -> float:
+    """What the Review page does for frame i (webapp/app_pages/review.py), timed."""
+    t0 = time.perf_counter()
+    frame = frames[i]
+    view = build_view(store, frame, flt, 0.55, load_image=cache.image, load_pred=cache.probs)
+    encode_jpeg(view.picture, 960)  # the canvas background
+    centre = (W / 2, H / 2)
+    magnify(view.picture, centre, 64, 6)
+    images = [cache.image(store, frames[frame.prev_index]), view.image, cache.image(store, frames[frame.next_index])]
+    flick_gif(flick_crops(images, centre, 64, 6))
+    return time.perf_counter() - t0
+
+
+def next_frame_prefetched(store, frames, flt: MaskFilter) -> list[float]:
+    """Frame i+1 after frame i was shown and the page's prefetch finished, as when a restorer
+    presses "Next" after looking at a frame."""
+    warm = []
+    for i in range(len(frames) - 1):
+        cache = FrameCache()
+        show_frame(store, frames, i, flt, cache)
+        upcoming = frames[i + 1]
+        cache.prefetch(store, [upcoming, frames[upcoming.next_index]])
+        cache.wait()
+        warm.append(show_frame(store, frames, i + 1, flt, cache))
+    return warm
+
+
+def save_stroke(store, frame, k: int) -> float:
+    geometry = CanvasGeometry.fit(W, H, 960)
+    session = CanvasSession.start(store, frame.id, np.zeros((H, W), bool))
+    y = 50 + 40 * k
+    drawing = {"objects": [
+        {"type": "Path", "stroke": ADD_COLOR, "strokeWidth": 8,
+         "path": [["M", 100, y], ["Q", 200, y + 5, 300, y], ["L", 500, y + 20]]},
+        {"type": "Path", "stroke": ERASE_COLOR, "strokeWidth": 6, "path": [["M", 250, y - 30], ["L", 250, y + 30]]},
+    ]}
+    t0 = time.perf_counter()
+    row = autosave(store, frame.id, drawing, geometry, session, "bench")
+    elapsed = time.perf_counter() - t0
+    assert row is not None
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--json", action="store_true", help="print only the JSON summary")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one next-frame + save")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="correlnet-latency-") as tmp:
+        t0 = time.perf_counter()
+        ws = make_web_store(Path(tmp), h=H, w=W, n=args.frames)
+        setup = time.perf_counter() - t0
+        flt = MaskFilter(threshold=0.5, polarity="dark", min_size=4, dilation=2)  # every filter on
+        if args.profile:
+            import cProfile
+            import pstats
+            cProfile.runctx("show_frame(ws.store, ws.frames, 0, flt, FrameCache()); save_stroke(ws.store, ws.frames[0], 9)",
+                            globals(), locals(), str(Path(tmp) / "prof"))
+            pstats.Stats(str(Path(tmp) / "prof")).sort_stats("cumtime").print_stats(30)
+        cpu0 = time.process_time()
+        show = [show_frame(ws.store, ws.frames, i, flt, FrameCache()) for i in range(args.frames)]
+        cpu_show = (time.process_time() - cpu0) / args.frames
+        warm = next_frame_prefetched(ws.store, ws.frames, flt)
+        cpu0 = time.process_time()
+        save = [save_stroke(ws.store, ws.frames[i], i) for i in range(args.frames)]
+        cpu_save = (time.process_time() - cpu0) / args.frames
+    summary = {
+        "frame_size": f"{W}x{H}", "frames": args.frames,
+        "next_frame_ms_median": round(1000 * statistics.median(warm), 1),
+        "next_frame_ms_max": round(1000 * max(warm), 1),
+        "cold_frame_ms_median": round(1000 * statistics.median(show), 1),
+        "cold_frame_ms_max": round(1000 * max(show), 1),
+        "save_correction_ms_median": round(1000 * statistics.median(save), 1),
+        "save_correction_ms_max": round(1000 * max(save), 1),
+        "cold_frame_cpu_ms_mean": round(1000 * cpu_show, 1),
+        "save_correction_cpu_ms_mean": round(1000 * cpu_save, 1),
+        "setup_s": round(setup, 1),
+    }
+    summary["next_frame_ok"] = summary["next_frame_ms_median"] <= 300
+    summary["save_ok"] = summary["save_correction_ms_median"] <= 200
+    if not args.json:
+        for name, values in (("cold frame", show), ("next (prefetched)", warm), ("save correction", save)):
+            print(f"{name:18s} " + " ".join(f"{1000 * v:6.1f}" for v in values) + " ms")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""`correlnet detect` through studio.cli.main on a tiny folder and a tiny video made here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from correlnet.checkpoint import load_model, save_checkpoint
+from correlnet.frames import iter_video_frames, to_gray_float
+from correlnet.models import build_model
+from correlnet.streaming import default_neighbours
+from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from studio.cli import main
+
+H, W = 70, 90
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = build_model("efficient-correlnet", encoder="test_efficientnet", max_displacement=2)
+    with torch.no_grad():  # a bias that puts the 0.5 threshold inside the output range
+        model.decoder.logits.bias.fill_(0.0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model.eval())
+
+
+def gray_frames(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (H, W), dtype=np.uint8)
+    return np.stack([np.roll(base, 2 * k, 1) for k in range(n)])
+
+
+def expected_probs(ckpt: Path, frames: np.ndarray) -> list[np.ndarray]:
+    """Reference: each triplet on its own, first/last frame with its one neighbour twice."""
+    model = load_model(ckpt)
+    gray = np.stack([to_gray_float(f) for f in frames])
+    return [predict_triplet_tiled(model, gray[[p, i, q]], TilingConfig(), torch.device("cpu"))
+            for i, (p, q) in enumerate(default_neighbours(len(frames)))]
+
+
+def test_folder_masks_and_probabilities_named_as_the_frames(tmp_path, checkpoint):
+    frames = gray_frames(4)
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    names = ["reel_9.png", "reel_10.png", "reel_11.tif", "reel_100.png"]  # natural order, mixed formats
+    for name, f in zip(names, frames):
+        assert cv2.imwrite(str(folder / name), f)
+    out = tmp_path / "out"
+    assert main(["detect", "--model", str(checkpoint), str(folder), "--out", str(out), "--probabilities",
+                 "--device", "cpu"]) == 0
+    ref = expected_probs(checkpoint, frames)
+    for name, probs in zip(names, ref):
+        stem = Path(name).stem
+        mask = cv2.imread(str(out / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (H, W) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        np.testing.assert_array_equal(mask == 255, probs >= 0.5)
+        prob_png = cv2.imread(str(out / "probabilities" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_allclose(prob_png / 255.0, probs, atol=0.5 / 255 + 1e-6)
+    assert 0 < sum((cv2.imread(str(out / f"{Path(n).stem}.png"), 0) > 0).sum() for n in names) < 4 * H * W
+
+
+def test_video_masks_by_six_digit_index(tmp_path, checkpoint):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 24, (W, H))
+    for f in gray_frames(3):
+        writer.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    out = tmp_path / "masks"
+    assert main(["detect", "--model", str(checkpoint), str(video), "--out", str(out), "--threshold", "0.4"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    decoded = np.stack(list(iter_video_frames(video)))
+    for i, probs in enumerate(expected_probs(checkpoint, decoded)):
+        mask = cv2.imread(str(out / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(mask == 255, probs >= 0.4)
+
+
+def test_errors_name_the_problem_and_exit_non_zero(tmp_path, checkpoint, capsys):
+    out = str(tmp_path / "out")
+    assert main(["detect", "--model", str(checkpoint), str(tmp_path / "nope"), "--out", out]) == 2
+    assert "nope: no such file or folder" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["detect", "--model", str(checkpoint), str(empty), "--out", out]) == 2
+    assert "no PNG/TIFF/JPEG frames" in capsys.readouterr().err
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    assert main(["detect", "--model", str(checkpoint), str(junk), "--out", out]) == 2
+    assert "junk.mp4" in capsys.readouterr().err
+    folder = tmp_path / "one"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), gray_frames(1)[0])
+    assert main(["detect", "--model", str(tmp_path / "missing.pt"), str(folder), "--out", out]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    (folder / "b.png").write_bytes(b"")  # a zero-byte frame
+    assert main(["detect", "--model", str(checkpoint), str(folder), "--out", out]) == 2
+    assert "b.png" in capsys.readouterr().err
+
+
+def test_help_documents_neighbours_and_naming_without_importing_torch():
+    code = ("import argparse, sys; import studio.commands.detect as d; p = argparse.ArgumentParser(); "
+            "d.register(p.add_subparsers()); "
+            "assert 'torch' not in sys.modules, 'torch imported by the parser'; "
+            "p.parse_args(['detect', '--help'])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stdout.split())
+    assert "used twice" in text and "000000.png" in text and "probabilities/" in text
