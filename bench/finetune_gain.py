@@ -135,10 +135,15 @@ def start_model(args: argparse.Namespace) -> tuple[Path, str]:
     path = WORK / f"fallback_start_{args.fallback_steps}.pt"
     if not path.exists():
         quick_pretrain(path, args.fallback_steps)
-    return path, f"fallback: efficient-correlnet/efficientnet_b0 pre-trained here for {args.fallback_steps} steps"
+    return path, (f"fallback: a small efficient-correlnet ({FALLBACK_ENCODER}) pre-trained here on synthetic "
+                  f"defects for {args.fallback_steps} steps")
+
+
+FALLBACK_ENCODER = "test_efficientnet"  # timm's tiny EfficientNet: trains in minutes on a shared CPU
 
 
 def quick_pretrain(path: Path, steps: int) -> None:
+    """The fallback start model: the full synthetic generator on the demo clips' training spans."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -149,11 +154,11 @@ def quick_pretrain(path: Path, steps: int) -> None:
     from correlnet.train import TrainConfig, train
 
     torch.manual_seed(0)
-    clips = load_spans(train_eval_split()[0], max_frames=120)
-    loader = DataLoader(TripletDataset(clips, SynthConfig(), crop=128, length=steps * 8, seed=0), batch_size=8)
-    model = build_model("efficient-correlnet", "efficientnet_b0")
-    train(model, loader, TrainConfig(steps=steps, lr=1e-3, warmup_steps=20, checkpoint_every=steps),
-          torch.device("cpu"), on_progress=lambda p: p.step % 50 == 0 and print(f"  fallback step {p.step}: "
+    clips = load_spans(train_eval_split()[0], max_frames=40)
+    loader = DataLoader(TripletDataset(clips, SynthConfig(), crop=96, length=steps * 8, seed=0), batch_size=8)
+    model = build_model("efficient-correlnet", FALLBACK_ENCODER, max_displacement=4, decoder_channels=(32, 16, 16, 8, 8))
+    train(model, loader, TrainConfig(steps=steps, lr=3e-3, warmup_steps=10, checkpoint_every=steps),
+          torch.device("cpu"), on_progress=lambda p: p.step % 20 == 0 and print(f"  fallback step {p.step}: "
                                                                               f"loss {p.loss_avg:.3f}", flush=True))
     save_checkpoint(path, model, metrics={"steps": steps}, train_config={"note": "bench/finetune_gain fallback"})
 
@@ -282,8 +287,9 @@ def main() -> None:
     p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20])
     p.add_argument("--random-ks", type=int, nargs="+", default=[10])
     p.add_argument("--steps", type=int, default=60, help="fine-tuning steps (FinetuneConfig.cpu(): 60)")
+    p.add_argument("--crop", type=int, default=256, help="fine-tuning crop side (FinetuneConfig: 256)")
     p.add_argument("--start-model", default=None)
-    p.add_argument("--fallback-steps", type=int, default=300)
+    p.add_argument("--fallback-steps", type=int, default=200)
     p.add_argument("--timing-frames", type=int, default=30, help="uncorrected 1080p frames (0: skip timing)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -301,7 +307,7 @@ def main() -> None:
     frames_dir = WORK / "frames"
     shutil.rmtree(frames_dir, ignore_errors=True)
     truth = write_film(clean, frames_dir, np.random.default_rng(args.seed))
-    ft_cfg = FinetuneConfig.cpu(steps=args.steps, seed=args.seed)
+    ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed)
     base, film_id, start_version = prepare_base(frames_dir, model, "cpu")
     cases = []
     for strategy, ks in (("active", args.ks), ("random", args.random_ks)):

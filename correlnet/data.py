@@ -43,7 +43,7 @@ from correlnet.frames import (
     read_image,
     to_gray_float,
 )
-from correlnet.davis import davis_sequences, is_davis_root
+from correlnet.davis import davis_sequences, is_davis_root, parse_davis_source
 from correlnet.synth import SynthConfig, degrade_triplet
 
 __all__ = [
@@ -149,12 +149,16 @@ def _convert(gray: np.ndarray, dtype: type) -> np.ndarray:
 
 
 def expand_sources(sources: Sequence[str | Path], split: str | None = None) -> list[ClipSpan]:
-    """Spans for --source arguments: DAVIS roots become one span per sequence (of `split`)."""
+    """Spans for --source arguments: DAVIS roots become one span per sequence (of `split`).
+
+    A source written ``ROOT:SPLIT`` (e.g. ``/data/DAVIS:trainval``, ``/data/DAVIS:test-dev``)
+    selects a DAVIS split per source, which reproduces the paper's set-up from the command line.
+    """
     spans = []
     for source in sources:
-        path = Path(source)
+        path, source_split = parse_davis_source(str(source))
         if is_davis_root(path):
-            spans.extend(ClipSpan(p.name, p) for p in davis_sequences(path, split))
+            spans.extend(ClipSpan(p.name, p) for p in davis_sequences(path, source_split or split))
         else:
             spans.append(ClipSpan(path.stem if path.is_file() else path.name, path))
     return spans

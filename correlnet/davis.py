@@ -3,7 +3,8 @@
 A DAVIS root holds ``JPEGImages/480p/<sequence>/*.jpg`` and split lists in
 ``ImageSets/2017/<split>.txt`` (``train``, ``val``, ``test-dev``, ``test-challenge``; the test sets
 ship as separate downloads with their own ImageSets). The paper trains on trainval, validates on
-test-dev and tests on test-challenge (Sec. 4.1); `davis_sequences(root, split)` lists each.
+test-dev and tests on test-challenge (Sec. 4.1); `davis_sequences(root, split)` lists each, and a
+--source written ``ROOT:SPLIT`` (`parse_davis_source`) selects a split from the command line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from correlnet.frames import FrameReadError
 
-__all__ = ["is_davis_root", "davis_sequences"]
+__all__ = ["is_davis_root", "davis_sequences", "parse_davis_source"]
 
 
 def is_davis_root(path: str | Path) -> bool:
@@ -53,3 +54,13 @@ def _split_names(root: Path, split: str) -> list[str]:
     raise FrameReadError(
         f"{root}: no ImageSets/2017/{split}.txt or ImageSets/2019/{split}.txt; check the split name"
     )
+
+
+def parse_davis_source(source: str) -> tuple[Path, str | None]:
+    """'ROOT:SPLIT' -> (ROOT, SPLIT) when ROOT is a DAVIS root and the whole string is not a path;
+    anything else -> (Path(source), None)."""
+    head, sep, tail = source.rpartition(":")
+    plain_split = bool(tail) and "/" not in tail and "\\" not in tail
+    if sep and plain_split and not Path(source).exists() and is_davis_root(head):
+        return Path(head), tail
+    return Path(source), None

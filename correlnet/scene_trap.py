@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 
@@ -31,11 +30,17 @@ class SceneBlobConfig:
 def global_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     """Integer (dy, dx) such that b(y, x) ~ a(y - dy, x - dx): the camera motion from a to b.
 
-    a, b: (H, W) float in [0, 1]. Phase correlation of the whole frame (Hann windowed).
+    a, b: (H, W) float in [0, 1]. Phase correlation of the Hann-windowed frames, integer peak
+    (OpenCV's sub-pixel centroid is biased on smooth images, and blobs are pasted on whole pixels).
     """
-    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_64F)
-    (dx, dy), _ = cv2.phaseCorrelate(a.astype(np.float64), b.astype(np.float64), win)
-    return int(round(dy)), int(round(dx))
+    win = np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
+    fa = np.fft.rfft2((a - a.mean()) * win)
+    fb = np.fft.rfft2((b - b.mean()) * win)
+    cross = fb * np.conj(fa)
+    r = np.fft.irfft2(cross / np.maximum(np.abs(cross), 1e-12), s=a.shape)
+    dy, dx = np.unravel_index(int(np.argmax(r)), r.shape)
+    h, w = a.shape
+    return int(dy - h if dy > h // 2 else dy), int(dx - w if dx > w // 2 else dx)
 
 
 def blob_shape(radius: float, rng: np.random.Generator) -> np.ndarray:

@@ -114,6 +114,9 @@ def test_davis_root_and_splits(tmp_path):
         load_clip(root)
     spans = expand_sources([root], split="val")
     assert [s.name for s in spans] == ["dog"]
+    assert [s.name for s in expand_sources([f"{root}:train", root / "JPEGImages" / "480p" / "cat"])] == [
+        "bear", "car", "cat"
+    ]
     assert load_clip(spans[0].path).shape == (3, 20, 24)
 
 

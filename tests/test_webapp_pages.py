@@ -149,3 +149,22 @@ def test_export_page_prepares_zip_of_mattes(web):
         first = cv2.imdecode(np.frombuffer(zf.read(names[0]), np.uint8), cv2.IMREAD_UNCHANGED)
     assert first.shape == (H, W) and set(np.unique(first)) <= {0, 255}
     assert b'"annotations"' in coco
+
+
+def test_review_undo_and_next_suggested(web):
+    at = _app("review")
+    key = f"frame_index:{web.film.id}"
+    at.session_state[key] = 3
+    at.run()
+    frame = web.frames[3]
+    _button(at, "Accept frame as is").click().run()
+    assert corrections.current_correction(web.store, frame.id).kind == "accept"
+    _button(at, "◀ Previous").click().run()
+    assert at.session_state[key] == 3
+    _button(at, "Undo").click().run()
+    assert not at.exception
+    # Undoing the first correction goes back to the model's proposal, as a new row.
+    assert [r.kind for r in corrections.history(web.store, frame.id)] == ["accept", "reset"]
+    _button(at, "Next suggested").click().run()
+    suggested = web.frames[at.session_state[key]]
+    assert corrections.history(web.store, suggested.id) == []

@@ -5,6 +5,11 @@ persistence 0.5) is drawn for one frame; pixels where it lies in [-0.8, -0.65] b
 defects and pixels in [0.65, 0.8] light ones. Each connected blotch gets one uniform colour
 (dark near black, light near white, ranges in `SynthConfig`) and one random opacity, and is
 alpha-blended into the frame. Each of the three frames gets its own independent field.
+
+Beyond the paper (full generator only, `SynthConfig.blotch_periods` / `blotch_filled_prob`): the
+period varies per frame (16, 32 or 64 px) and some frames get solid blotches (the whole region
+beyond +-0.65) instead of the band's ring-like shapes, since real blotches vary in size and are
+often filled.
 """
 
 from __future__ import annotations

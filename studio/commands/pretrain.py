@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     length.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000)")
     length.add_argument("--epochs", type=int, default=None, help="passes over the training samples instead of --steps")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper: 1e-5 on a GPU; default 1e-3)")
+    p.add_argument("--warmup", type=int, default=50, metavar="N", help="linear warm-up steps before the cosine decay")
     p.add_argument("--batch", type=int, default=8, help="triplets per step (default 8)")
     p.add_argument("--crop", type=int, default=256, help="training crop side in pixels (default 256, the paper's)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         cfg = TrainConfig(
             steps=args.steps or 2000, epochs=args.epochs, lr=args.lr, batch_size=args.batch, seed=args.seed,
-            checkpoint_every=args.checkpoint_every, dry_run=args.dry_run,
+            checkpoint_every=args.checkpoint_every, dry_run=args.dry_run, warmup_steps=args.warmup,
         )
         samples = None if args.epochs else cfg.steps * args.batch  # steps: every sample index used once
         loader = training_loader(args.source, synth_config(args.synth), args.crop, args.batch, args.seed,

@@ -1,0 +1,145 @@
+"""Film detection at 1920x1080 on this machine: frames/s and distance from the FLOP-bound limit.
+
+    .venv/bin/python bench/film_detect.py [--frames 3] [--threads 2] [--tile 2048 ...] [--profile]
+
+Measures, in one run (so ratios are comparable under the same load):
+- naive: each triplet predicted on its own with `predict_triplet_tiled` (3 stems, 2 correlations);
+- streaming: `detect_frames` (1 stem and 1 correlation per frame, reused by neighbours);
+- FLOPs per streamed frame: torch.utils.flop_counter on the stem and the head, plus the
+  correlation's arithmetic counted by hand (it is not a matmul-shaped op);
+- the machine's float32 matmul GFLOP/s on the same threads, hence the frames/s the model would
+  reach if every FLOP ran at matmul speed.
+With --profile, the top operators of one streamed frame by self CPU time.
+
+Uses the shipped model when correlnet/weights/default.pt exists, else a randomly initialised
+efficient-correlnet/efficientnet_b0 (same architecture and cost) and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from correlnet.default_model import DefaultModelMissing, default_model_path
+from correlnet.models import build_model
+from correlnet.streaming import default_neighbours, detect_frames
+from correlnet.tiling import TilingConfig, make_grid, predict_triplet_tiled
+
+H, W = 1080, 1920
+
+
+def film(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, H, W) float32: a panning smooth scene with grain, so neighbours differ slightly."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    out = []
+    for k in range(n):
+        f = 0.5 + 0.2 * np.sin((xx + 4 * k) / 97.0) * np.cos((yy + k) / 61.0) + 0.1 * np.sin((xx + yy) / 23.0)
+        out.append(np.clip(f + 0.03 * rng.standard_normal((H, W)), 0, 1))
+    return np.stack(out).astype(np.float32)
+
+
+def load_default() -> tuple[torch.nn.Module, str]:
+    try:
+        from correlnet.checkpoint import load_model
+
+        return load_model(default_model_path()), f"shipped model {default_model_path().name}"
+    except DefaultModelMissing:
+        torch.manual_seed(0)
+        model = build_model("efficient-correlnet", encoder="efficientnet_b0").eval()
+        return model, "efficient-correlnet/efficientnet_b0 with RANDOM weights (no shipped checkpoint yet)"
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_frame(model: torch.nn.Module, cfg: TilingConfig) -> tuple[float, float]:
+    """(network FLOPs, correlation FLOPs) of one streamed frame: all its tiles' stem and head,
+    plus one kernel-1 correlation (2*C*D^2 per position) and two patch averages (k^2*D^2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = model.size_multiple
+    grid = make_grid((H + m - 1) // m * m, (W + m - 1) // m * m, cfg, m)
+    tile = torch.rand(1, 1, grid.tile_h, grid.tile_w)
+    c = model.corr
+    D = 2 * (c.max_displacement // c.stride2) + 1
+    with torch.inference_mode():
+        feats = model.stem_features(tile)
+        corr = torch.zeros(1, D * D, *feats.shape[-2:])
+        with FlopCounterMode(display=False) as counter:
+            model.stem_features(tile)
+            model.head(feats, corr, corr)
+    positions = feats.shape[-2] * feats.shape[-1]
+    corr_flops = positions * D * D * (2 * feats.shape[1] + 2 * c.kernel_size**2)
+    return counter.get_total_flops() * len(grid), corr_flops * len(grid)
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def profile_one_frame(model, frames, cfg, device) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    nb = default_neighbours(len(frames))
+    it = detect_frames(model, lambda i: frames[i], nb, cfg, device)
+    next(it)  # frame 0 computes its pair with frame 1 and both stems: profile frame 1, the steady state
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        next(it)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tile", type=int, nargs="+", default=[TilingConfig().tile])
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    model, what = load_default()
+    frames = film(args.frames, np.random.default_rng(0))
+    nb = default_neighbours(args.frames)
+    gflops_machine = matmul_gflops()
+    print(f"model: {what}; {args.threads} threads; {args.frames} frames of {W}x{H}")
+    print(f"float32 matmul: {gflops_machine:.1f} GFLOP/s")
+    rows = []
+    for tile in args.tile:
+        cfg = TilingConfig(tile=tile, overlap=min(TilingConfig().overlap, tile * 3 // 8))
+        n_tiles = len(make_grid((H + 31) // 32 * 32, (W + 31) // 32 * 32, cfg, model.size_multiple))
+        net, corr = flops_per_frame(model, cfg)
+        t_naive = timed(lambda: [predict_triplet_tiled(model, frames[[p, i, q]], cfg, device)
+                                 for i, (p, q) in enumerate(nb)])
+        t_stream = timed(lambda: list(detect_frames(model, lambda i: frames[i], nb, cfg, device)))
+        bound = gflops_machine * 1e9 / (net + corr)
+        rows.append((tile, n_tiles, args.frames / t_naive, args.frames / t_stream, (net + corr) / 1e9, corr / 1e9, bound))
+        print(f"tile {tile}: {n_tiles} tiles, naive {t_naive / args.frames:.1f} s/frame, "
+              f"streaming {t_stream / args.frames:.1f} s/frame, {(net + corr) / 1e9:.1f} GFLOP/frame "
+              f"({corr / 1e9:.1f} in the correlation)")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
+    print("\n| tile | tiles | naive frames/s | streaming frames/s | GFLOP/frame (corr.) | "
+          "frames/s at matmul speed | achieved / bound |")
+    print("|---|---|---|---|---|---|---|")
+    for tile, n, fn, fs, g, gc, b in rows:
+        print(f"| {tile} | {n} | {fn:.3f} | {fs:.3f} | {g:.1f} ({gc:.1f}) | {b:.2f} | {fs / b:.2f} |")
+    if args.profile:
+        cfg = TilingConfig(tile=args.tile[0], overlap=min(TilingConfig().overlap, args.tile[0] * 3 // 8))
+        print(profile_one_frame(model, frames, cfg, device))
+
+
+if __name__ == "__main__":
+    main()
