@@ -42,7 +42,7 @@ from studio import jobs  # noqa: E402
 from studio.settings import Settings  # noqa: E402
 
 FOOTAGE = ROOT.parent / "shared" / "data" / "real_film" / "the_great_train_robbery"
-WORK = ROOT / "runs" / "finetune_gain"
+WORK = ROOT / "runs" / "finetune_gain"  # --work overrides it
 
 
 # ---- defects the pre-training generator does not make ------------------------------------------
@@ -132,7 +132,7 @@ def start_model(args: argparse.Namespace) -> tuple[Path, str]:
         return default_model_path(), "shipped default model"
     except DefaultModelMissing:
         pass
-    path = WORK / f"fallback_start_{args.fallback_steps}.pt"
+    path = ROOT / "runs" / "finetune_gain" / f"fallback_start_{args.fallback_steps}.pt"  # cached across runs
     if not path.exists():
         quick_pretrain(path, args.fallback_steps)
     return path, (f"fallback: a small efficient-correlnet ({FALLBACK_ENCODER}) pre-trained here on synthetic "
@@ -281,11 +281,12 @@ def timing_cycle(clean: np.ndarray, model: Path, uncorrected: int, device: str, 
 
 
 def main() -> None:
+    global WORK
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.add_argument("--frames", type=int, default=48)
-    p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20])
-    p.add_argument("--random-ks", type=int, nargs="+", default=[10])
+    p.add_argument("--ks", type=int, nargs="*", default=[5, 10, 20])
+    p.add_argument("--random-ks", type=int, nargs="*", default=[10])
     p.add_argument("--steps", type=int, default=60, help="fine-tuning steps (FinetuneConfig.cpu(): 60)")
     p.add_argument("--crop", type=int, default=256, help="fine-tuning crop side (FinetuneConfig: 256)")
     p.add_argument("--start-model", default=None)
@@ -293,7 +294,10 @@ def main() -> None:
     p.add_argument("--timing-frames", type=int, default=30, help="uncorrected 1080p frames (0: skip timing)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=None, help=f"scratch directory (default {WORK})")
     args = p.parse_args()
+    if args.work:
+        WORK = Path(args.work)
     import torch
 
     from studio.finetune import FinetuneConfig

@@ -22,9 +22,9 @@ from correlnet.models import DEFAULT_ENCODERS, build_model
 # efficient-correlnet variants measured for the shipped default (>= 0.5 frame/s at 1080p).
 ROWS = [
     ("correlnet (plain)", "correlnet", None, {}),
-    ("efficient-correlnet b0", "efficient-correlnet", None, {}),
-    ("efficient-correlnet b0, decoder (64,32,16,8,8)", "efficient-correlnet", None,
-     {"decoder_channels": (64, 32, 16, 8, 8)}),
+    ("efficient-correlnet b0, decoder (128,64,32,16,8)", "efficient-correlnet", None,
+     {"decoder_channels": (128, 64, 32, 16, 8)}),
+    ("efficient-correlnet b0 (default, decoder (64,32,16,8,8))", "efficient-correlnet", None, {}),
     ("efficient-correlnet b0, depth 4, decoder (64,32,16,8)", "efficient-correlnet", None,
      {"encoder_depth": 4, "decoder_channels": (64, 32, 16, 8)}),
     ("efficient-correlnet b0, stride2=2 (121 displacements)", "efficient-correlnet", None, {"stride2": 2}),
@@ -90,6 +90,33 @@ def measure(label: str, arch: str, encoder: str | None, overrides: dict, args) -
     return f"| {label} | {enc} | {params:.2f} | {flops:.1f} | {ms_batch:,.0f} | {hd} |"
 
 
+def breakdown(arch: str, overrides: dict, height: int = 1080, width: int = 1920) -> str:
+    """Wall time of each part of a branch model's forward on one frame, via the streaming API;
+    the encoder blocks and decoder are timed by hooks, fusion = head - blocks - decoder."""
+    from correlnet.models.padding import InputPadder
+
+    model = build_model(arch, **overrides).eval()
+    xp = InputPadder(height, width, model.size_multiple).pad(torch.rand(1, 3, height, width))
+    times: dict[str, float] = {}
+    for name, module in (("encoder blocks", model.body), ("decoder", model.decoder)):
+        module.register_forward_pre_hook(lambda m, a: times.__setitem__("t0", time.perf_counter()))
+        module.register_forward_hook(
+            lambda m, a, o, name=name: times.__setitem__(name, time.perf_counter() - times.pop("t0")))
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        feats = [model.stem_features(xp[:, k : k + 1]) for k in range(3)]
+        t1 = time.perf_counter()
+        corr_p, corr_n = (model.pair_correlation(feats[1], feats[k]) for k in (0, 2))
+        t2 = time.perf_counter()
+        model.head(feats[1], corr_p, corr_n)
+        t3 = time.perf_counter()
+    parts = {"stem x3": t1 - t0, "correlation x2": t2 - t1,
+             "fusion": t3 - t2 - times["encoder blocks"] - times["decoder"],
+             "encoder blocks": times["encoder blocks"], "decoder": times["decoder"]}
+    total = t3 - t0
+    return ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f}%)" for k, v in parts.items()) + f"; total {total:.1f} s"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="*", help="labels containing any of these words")
@@ -99,9 +126,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats-1080p", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=900, help="skip a 1080p run estimated longer")
     p.add_argument("--skip-1080p", action="store_true")
+    p.add_argument("--breakdown", action="store_true",
+                   help="only time the parts of efficient-correlnet b0 on one 1920x1080 frame")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.breakdown:
+        print(f"load indicator: {matmul_gflops():.0f} GFLOP/s on a 1024x1024 matmul")
+        print("efficient-correlnet b0, one 1920x1080 frame:", breakdown("efficient-correlnet", {}))
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"median of {args.repeats} (1080p: {args.repeats_1080p}); load indicator: "
           f"{matmul_gflops():.0f} GFLOP/s on a 1024x1024 matmul\n")

@@ -32,7 +32,7 @@ from webapp.autosave import CanvasSession, autosave  # noqa: E402
 from webapp.canvas import ADD_COLOR, ERASE_COLOR, CanvasGeometry  # noqa: E402
 from webapp.frame_cache import FrameCache  # noqa: E402
 from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif  # noqa: E402
-from webapp.overlay import MaskFilter, magnify  # noqa: E402
+from webapp.overlay import MaskFilter, component_labels, magnify  # noqa: E402
 
 H, W = 1080, 1920
 
@@ -43,6 +43,7 @@ def show_frame(store, frames, i: int, flt: MaskFilter, cache: FrameCache) -> flo
     frame = frames[i]
     view = build_view(store, frame, flt, 0.55, load_image=cache.image, load_pred=cache.probs)
     encode_jpeg(view.picture, 960)  # the canvas background
+    component_labels(view.shown_mask)  # the magnifier's list of defects
     centre = (W / 2, H / 2)
     magnify(view.picture, centre, 64, 6)
     images = [cache.image(store, frames[frame.prev_index]), view.image, cache.image(store, frames[frame.next_index])]

@@ -59,24 +59,32 @@ def _tiles(x: torch.Tensor, tile: int) -> torch.Tensor:
     return out
 
 
-def _windows(x: torch.Tensor, tile: int, r: int, s: int) -> torch.Tensor:
-    """x: (B, C, H, W) -> (B, nT, s, Hq, tile + 2d, C), d = r*s, zero padded by d on every side.
+def _window_maker(x: torch.Tensor, tile: int, r: int, s: int):
+    """x: (B, C, H, W) -> function bi -> (nT, s, Hq, tile + 2d, C) windows of sample bi, d = r*s.
 
-    Padded row p = q*s + m is stored at [:, :, m, q] so that the rows y, y+s, ..., y+2d that one output
-    row y reaches with stride2 = s are consecutive: the window of a whole tile is then a strided view.
+    Zero padded by d on every side. Padded row p = q*s + m is stored at [:, m, q] so that the rows
+    y, y+s, ..., y+2d that output row y reaches are consecutive and a tile's reach is a strided view.
+    The returned tensor is a buffer reused for every sample: one sample at a time keeps the copy small
+    (about (tile + 2d)/tile times one sample) and avoids faulting in fresh pages per call.
     """
     B, C, H, W = x.shape
     d = r * s
     n_tiles = -(-W // tile)
     hq = -(-(H + 2 * d) // s)
-    padded = x.new_zeros(B, hq * s, n_tiles * tile + 2 * d, C)
-    padded[:, d : d + H, d : d + W] = x.permute(0, 2, 3, 1)
-    cols = padded.unfold(2, tile + 2 * d, tile)  # (B, hq*s, nT, C, tile+2d), a view
-    return cols.reshape(B, hq, s, n_tiles, C, tile + 2 * d).permute(0, 3, 2, 1, 5, 4).contiguous()
+    padded = x.new_zeros(hq * s, n_tiles * tile + 2 * d, C)
+    windows = x.new_empty(n_tiles, s, hq, tile + 2 * d, C)
+    cols = padded.unfold(1, tile + 2 * d, tile).reshape(hq, s, n_tiles, C, tile + 2 * d)  # a view
+
+    def windows_of(bi: int) -> torch.Tensor:
+        padded[d : d + H, d : d + W] = x[bi].permute(1, 2, 0)
+        windows.copy_(cols.permute(2, 1, 0, 4, 3))
+        return windows
+
+    return windows_of
 
 
 def _reach(win: torch.Tensor, n_rows: int, D: int) -> torch.Tensor:
-    """win: (Hq, Wn, C) of one (batch, tile, row residue) -> (n_rows, D*Wn, C) overlapping view."""
+    """win: (Hq, Wn, C) of one (sample, tile, row residue) -> (n_rows, D*Wn, C) overlapping view."""
     _, wn, c = win.shape
     return win.as_strided((n_rows, D * wn, c), (wn * c, c, 1), win.storage_offset())
 
@@ -87,69 +95,74 @@ def _band(prod: torch.Tensor, D: int, wn: int, s: int) -> torch.Tensor:
     return prod.as_strided((n, t, D, D), (t * D * wn, D * wn + 1, wn, s), prod.storage_offset())
 
 
-def _correlate_tiles(a: torch.Tensor, b_w: torch.Tensor, r: int, s: int) -> torch.Tensor:
-    """Kernel-1 sums: a (B, C, H, W), b_w = _windows(b) -> (B, H, W, D, D), D = 2r+1.
+def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.Tensor:
+    """Kernel-1 sums: a, b (B, C, H, W) -> (B, H, W, D, D), D = 2r+1.
 
     Entry [y, x, i, j] is a[:, y, x] . b[:, y + (i-r)*s, x + (j-r)*s]. The result is displacement-last
     because the band of a tile product is contiguous along j.
     """
     B, C, H, W = a.shape
-    D, tile = 2 * r + 1, b_w.shape[-2] - 2 * r * s
-    a_t = _tiles(a, tile)
-    wn = b_w.shape[-2]
+    D, tile = 2 * r + 1, min(_TILE, W)
+    a_t, windows_of = _tiles(a, tile), _window_maker(b, tile, r, s)
+    wn = tile + 2 * r * s
     out = a.new_empty(B, H, W, D, D)
     prod = a.new_empty(-(-H // s), tile, D * wn)
     for bi in range(B):
+        b_w = windows_of(bi)
         for ti in range(a_t.shape[1]):
             x0, x1 = ti * tile, min(W, (ti + 1) * tile)
             for m in range(min(s, H)):
                 rows = a_t[bi, ti, m::s]
                 p = prod[: rows.shape[0]]
-                torch.bmm(rows, _reach(b_w[bi, ti, m], rows.shape[0], D).transpose(1, 2), out=p)
+                torch.bmm(rows, _reach(b_w[ti, m], rows.shape[0], D).transpose(1, 2), out=p)
                 out[bi, m::s, x0:x1] = _band(p, D, wn, s)[:, : x1 - x0]
     return out
 
 
-def _correlation_transpose(g: torch.Tensor, x_w: torch.Tensor, r: int, s: int) -> torch.Tensor:
+def _correlation_transpose(g_of, x: torch.Tensor, r: int, s: int) -> torch.Tensor:
     """Adjoint of the correlation in its first argument: out[c, z] = sum_delta g[z, delta] * x[c, z + delta].
 
-    g: (B, H, W, D, D) any strides, x_w = _windows(x) -> (B, C, H, W) in channels_last memory format.
-    Same tiled GEMM as the forward, with the band of g scattered into a zero (T, D*Wn) matrix (the
-    zeros are the arithmetic the tiling wastes).
+    g_of: function bi -> (H, W, D, D) view of sample bi's g; x: (B, C, H, W). Returns (B, C, H, W) in
+    channels_last memory format. Same tiled GEMM as the forward, with the band of g scattered into a
+    zero (T, D*Wn) matrix (the zeros are the arithmetic the tiling wastes).
     """
-    B, H, W = g.shape[:3]
-    D, n_tiles, wn, C = 2 * r + 1, x_w.shape[1], x_w.shape[-2], x_w.shape[-1]
-    tile = wn - 2 * r * s
-    out = x_w.new_empty(B, H, n_tiles, tile, C)
-    spread = x_w.new_zeros(-(-H // s), tile, D * wn)
+    B, C, H, W = x.shape
+    D, tile = 2 * r + 1, min(_TILE, W)
+    windows_of, n_tiles, wn = _window_maker(x, tile, r, s), -(-W // tile), tile + 2 * r * s
+    out = x.new_empty(B, H, n_tiles, tile, C)
+    spread = x.new_zeros(-(-H // s), tile, D * wn)
     for bi in range(B):
+        x_w, g = windows_of(bi), g_of(bi)
         for ti in range(n_tiles):
             x0, x1 = ti * tile, min(W, (ti + 1) * tile)
             for m in range(min(s, H)):
                 n_rows = -(-(H - m) // s)
                 band = _band(spread[:n_rows], D, wn, s)
-                band[:, : x1 - x0] = g[bi, m::s, x0:x1]
+                band[:, : x1 - x0] = g[m::s, x0:x1]
                 band[:, x1 - x0 :] = 0  # last tile past the image: no gradient there
-                out[bi, m::s, ti] = torch.bmm(spread[:n_rows], _reach(x_w[bi, ti, m], n_rows, D))
+                out[bi, m::s, ti] = torch.bmm(spread[:n_rows], _reach(x_w[ti, m], n_rows, D))
     return out.view(B, H, n_tiles * tile, C)[:, :, :W].permute(0, 3, 1, 2)
 
 
-def _flipped_view(corr_last: torch.Tensor, r: int, s: int) -> torch.Tensor:
-    """corr_last: (B, H, W, D*D) -> (B, H, W, D, D) view of out[y, x, i, j] = corr[y + di, x + dj, -(di, dj)].
+def _flipper(corr_last: torch.Tensor, r: int, s: int):
+    """corr_last: (B, H, W, D*D) -> function bi -> (H, W, D, D) view of sample bi's flipped map.
 
-    With (di, dj) = ((i - r)*s, (j - r)*s); zero where (y + di, x + dj) leaves the image. After padding
-    by d = r*s, the negative step over the reversed displacement is absorbed by the positive spatial
-    step, so every stride is positive and the flip is a view of the padded copy.
+    flipped[y, x, i, j] = corr[y + di, x + dj, D-1-i, D-1-j] with (di, dj) = ((i - r)*s, (j - r)*s),
+    zero where (y + di, x + dj) leaves the image. In a copy padded by d = r*s, the negative step over
+    the reversed displacement is absorbed by the positive spatial step, so all strides are positive
+    and the flip is a view. The padded copy is one sample, reused.
     """
     B, H, W, DD = corr_last.shape
     D, d = 2 * r + 1, r * s
-    padded = F.pad(corr_last, (0, 0, d, d, d, d)).contiguous()
     hp, wp = H + 2 * d, W + 2 * d
-    return padded.as_strided(
-        (B, H, W, D, D),
-        (hp * wp * DD, wp * DD, DD, s * wp * DD - D, s * DD - 1),
-        padded.storage_offset() + DD - 1,
-    )
+    padded = corr_last.new_zeros(hp, wp, DD)
+    view = padded.as_strided((H, W, D, D), (wp * DD, DD, s * wp * DD - D, s * DD - 1), DD - 1)
+
+    def flipped_of(bi: int) -> torch.Tensor:
+        padded[d : d + H, d : d + W] = corr_last[bi]
+        return view
+
+    return flipped_of
 
 
 class _TiledCorrelation(torch.autograd.Function):
@@ -157,29 +170,27 @@ class _TiledCorrelation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.Tensor:
-        b_w = _windows(b, min(_TILE, a.shape[-1]), r, s)
-        # Keeping b's windows (about 3.5x b at d=10) saves rebuilding them for a's gradient.
-        ctx.save_for_backward(a, b_w)
+        ctx.save_for_backward(a, b)
         ctx.r, ctx.s = r, s
-        out = _correlate_tiles(a, b_w, r, s)
+        out = _correlate_tiles(a, b, r, s)
         B, H, W = out.shape[:3]
         return out.view(B, H, W, -1).permute(0, 3, 1, 2)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        a, b_w = ctx.saved_tensors
+        a, b = ctx.saved_tensors
         r, s = ctx.r, ctx.s
         D = 2 * r + 1
         g_last = grad.permute(0, 2, 3, 1).contiguous()  # a no-op for the usual channels_last grad
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_a = _correlation_transpose(g_last.view(*g_last.shape[:3], D, D), b_w, r, s)
+            g5 = g_last.view(*g_last.shape[:3], D, D)
+            grad_a = _correlation_transpose(lambda bi: g5[bi], b, r, s)
         if ctx.needs_input_grad[1]:
             # corr[y, delta] = a[y] . b[y + delta], so b's gradient is the same adjoint with a, applied
             # to the gradient re-indexed by (y + delta, -delta): the flip of `flip_correlation`.
-            a_w = _windows(a, b_w.shape[-2] - 2 * r * s, r, s)
-            grad_b = _correlation_transpose(_flipped_view(g_last, r, s), a_w, r, s)
+            grad_b = _correlation_transpose(_flipper(g_last, r, s), a, r, s)
         return grad_a, grad_b, None, None
 
 
@@ -208,9 +219,29 @@ def flip_correlation(corr: torch.Tensor, max_displacement: int, stride2: int = 1
             f"stride2={stride2}; got {tuple(getattr(corr, 'shape', ()))} (pass the max_displacement and stride2 "
             "given to local_correlation, which must have used stride1=1)"
         )
-    flipped = _flipped_view(corr.permute(0, 2, 3, 1), r, stride2).contiguous()
-    B, H, W = flipped.shape[:3]
-    return flipped.view(B, H, W, D * D).permute(0, 3, 1, 2)
+    return _Flip.apply(corr, r, stride2)
+
+
+def _flip(corr: torch.Tensor, r: int, s: int) -> torch.Tensor:
+    B, DD, H, W = corr.shape
+    flipped_of = _flipper(corr.permute(0, 2, 3, 1), r, s)
+    out = corr.new_empty(B, H, W, DD)
+    for bi in range(B):
+        out[bi] = flipped_of(bi).reshape(H, W, DD)
+    return out.permute(0, 3, 1, 2)
+
+
+class _Flip(torch.autograd.Function):
+    """The flip is its own adjoint: corr[-delta, z] is read exactly by out[delta, z - delta]."""
+
+    @staticmethod
+    def forward(ctx, corr: torch.Tensor, r: int, s: int) -> torch.Tensor:
+        ctx.r, ctx.s = r, s
+        return _flip(corr, r, s)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _flip(grad, ctx.r, ctx.s), None, None
 
 
 def patch_average(corr: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -189,6 +189,15 @@ def recover_stale_jobs(store: Any, stale_after: timedelta, now: datetime | None 
         return list(stale)
 
 
+def release_job(store: Any, job_id: int, worker_id: str, note: str) -> None:
+    """Give a running job back to the queue (its worker is shutting down), unless another took it."""
+    with store.write() as s:
+        job = s.get(TrainingJob, job_id)
+        if job is not None and job.status == "running" and job.worker_id == worker_id:
+            job.status, job.worker_id, job.started_at, job.step = "queued", None, None, 0
+            job.message = f"re-queued: {note}"
+
+
 def list_jobs(store: Any, film_id: int | None = None, limit: int = 50) -> list[TrainingJob]:
     """Newest first; all films when film_id is None."""
     stmt = select(TrainingJob).order_by(TrainingJob.id.desc()).limit(limit)

@@ -160,8 +160,14 @@ def _execute(store: Any, job: Any, device: torch.device, cfg: WorkerConfig, prog
                                    cfg.default_model)
             if outcome.published is None:
                 return "succeeded", outcome.message, None
-            message = f"{outcome.message}; {repredict(store, job, outcome.published, device, progress)}"
-            return "succeeded", message, outcome.published.id
+            try:
+                after = repredict(store, job, outcome.published, device, progress)
+            except jobs.JobError:
+                raise
+            except Exception as exc:  # the version is published and active: the job did its main work
+                log.error("job %s: re-predicting failed:\n%s", job.id, traceback.format_exc())
+                after = f"re-predicting failed ({failure_message(exc)}); queue detection to retry"
+            return "succeeded", f"{outcome.message}; {after}", outcome.published.id
         if job.kind == "predict":
             return "succeeded", run_predict(store, job, device, progress, cfg.default_model), None
         return "failed", f"unknown job kind {job.kind!r}: this worker runs finetune and predict jobs", None
@@ -211,7 +217,11 @@ def run_worker(store: Any, settings: Any, once: bool = False, poll_seconds: floa
             (stop.wait(poll) if stop is not None else time.sleep(poll))
             continue
         log.info("worker %s runs job %s (%s, film %s) on %s", wid, job.id, job.kind, job.film_id, dev)
-        status = run_job(store, job, dev, wid, cfg)
+        try:
+            status = run_job(store, job, dev, wid, cfg)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: hand the job back instead of leaving it stale
+            jobs.release_job(store, job.id, wid, f"worker {wid} was stopped")
+            raise
         log.info("job %s %s", job.id, status)
         done += 1
     return done

@@ -175,8 +175,8 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         np.testing.assert_array_equal(mask[untouched], base[untouched])  # nothing else changed
 
         # Retraining: enough corrected frames for a train/validation split, then one click.
-        for f, truth in zip(ws.frames[1:], (base, base)):
-            corrections.save_correction(store, f.id, probs >= 0.5, "test")
+        for f in ws.frames[1:]:  # the restorer accepts the other frames' proposals
+            corrections.accept_prediction(store, f.id, "test")
         page.goto(f"{url}/training")
         page.get_by_role("button", name="Retrain on my corrections").click()
         expect(page.get_by_text("Fine-tuning job")).to_be_visible()

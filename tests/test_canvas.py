@@ -12,15 +12,13 @@ GEOM = CanvasGeometry(canvas_w=100, canvas_h=50, image_w=200, image_h=100)  # sh
 
 
 def _naive_capsule(shape, a, b, radius):
-    """Pixel centres within radius of segment a-b (image coordinates), by a plain loop."""
-    out = np.zeros(shape, bool)
+    """Pixel centres within radius of segment a-b (image coordinates): distance to the segment
+    evaluated on the whole grid, independently of the windowed code under test."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    p = np.stack([xx + 0.5, yy + 0.5], axis=-1)
     a, b = np.asarray(a, float), np.asarray(b, float)
-    for i in range(shape[0]):
-        for j in range(shape[1]):
-            p = np.array([j + 0.5, i + 0.5])
-            t = np.clip(np.dot(p - a, b - a) / np.dot(b - a, b - a), 0, 1)
-            out[i, j] = np.linalg.norm(p - (a + t * (b - a))) <= radius
-    return out
+    t = np.clip(((p - a) @ (b - a)) / np.dot(b - a, b - a), 0, 1)
+    return np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1) <= radius
 
 
 def _path(points, colour, width):

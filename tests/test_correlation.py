@@ -201,3 +201,8 @@ def test_cuda_matches_cpu():
     assert out.device.type == "cuda"
     assert (out.cpu() - cpu).abs().max().item() <= 1e-4
     assert x.grad is not None and y.grad is not None
+
+
+def test_flip_correlation_gradient():
+    corr = torch.randn(2, 25, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda c: flip_correlation(c, 2), (corr,))

@@ -204,3 +204,14 @@ def test_two_processes_never_claim_the_same_job_postgres(postgres_url: str, tmp_
         with admin.begin() as c:
             c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_release_gives_the_job_back_only_to_its_owner(store: Store) -> None:
+    film = make_film(store)
+    job = jobs.queue_training(store, film)
+    jobs.claim_next_job(store, "w1")
+    jobs.release_job(store, job.id, "someone-else", "stopped")
+    assert jobs.get_job(store, job.id).status == "running"
+    jobs.release_job(store, job.id, "w1", "worker w1 was stopped")
+    row = jobs.get_job(store, job.id)
+    assert row.status == "queued" and row.worker_id is None and "w1 was stopped" in row.message

@@ -167,7 +167,7 @@ def test_config_is_frozen_and_round_trips():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.arch = "unet"
     d = cfg.to_dict()
-    assert d["decoder_channels"] == [128, 64, 32, 16, 8]
+    assert d["decoder_channels"] == [64, 32, 16, 8, 8]
     assert ModelConfig.from_dict(d) == cfg
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({**d, "colour": 1})

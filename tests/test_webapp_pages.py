@@ -101,7 +101,8 @@ def test_review_page_widgets_navigation_and_accept(web):
     assert at.session_state[key] == 1
     _button(at, "◀ Previous").click().run()
     assert at.session_state[key] == 0
-    shown = at.session_state[f"shown_mask:{web.frames[0].id}"]
+    shown_id, shown = at.session_state["shown_mask"]
+    assert shown_id == web.frames[0].id
     _button(at, "Accept frame as is").click().run()
     assert not at.exception
     row = corrections.current_correction(web.store, web.frames[0].id)
@@ -112,13 +113,20 @@ def test_review_page_widgets_navigation_and_accept(web):
 
 
 def test_review_threshold_changes_shown_mask(web):
+    from studio import detection
+
     at = _app("review")
-    frame_id = web.frames[at.session_state[f"frame_index:{web.film.id}"]].id
-    at.slider(key="threshold").set_value(0.05).run()
-    low = at.session_state[f"shown_mask:{frame_id}"].sum()
-    at.slider(key="threshold").set_value(0.95).run()
-    high = at.session_state[f"shown_mask:{frame_id}"].sum()
-    assert low >= high
+    at.session_state[f"frame_index:{web.film.id}"] = 2  # a frame nobody corrects in these tests
+    at.run()
+    frame = web.frames[2]
+    probs = detection.load_prediction(web.store, detection.latest_prediction(web.store, frame.id))
+    shown = {}
+    for thr in (0.05, 0.95):
+        at.slider(key="threshold").set_value(thr).run()
+        shown_id, shown[thr] = at.session_state["shown_mask"]
+        assert shown_id == frame.id
+        np.testing.assert_array_equal(shown[thr], probs >= thr)
+    assert shown[0.05].sum() > shown[0.95].sum()
 
 
 def test_training_button_queues_exactly_one_job_even_clicked_twice(web):

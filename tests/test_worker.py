@@ -168,3 +168,17 @@ def test_cli_registers_without_torch() -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_stopping_the_worker_requeues_its_job(tmp_path: Path, monkeypatch) -> None:
+    tf = make_tiny_film(tmp_path)
+    job = jobs.queue_training(tf.store, tf.film.id)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what SIGTERM / Ctrl-C raise in `correlnet worker`
+
+    monkeypatch.setattr("studio.worker.run_job", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(tf.store, tf.settings, once=True, device="cpu", worker_id="w", config=fast_config())
+    row = jobs.get_job(tf.store, job.id)
+    assert row.status == "queued" and "stopped" in row.message

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(p) -> None:  # TrainProgress
         bar.total = p.total
         bar.n = p.step
-        bar.set_postfix(loss=f"{p.loss_avg:.4f}", lr=f"{p.lr:.2g}", **({"val_f1": f"{p.val['f1']:.3f}"} if p.val and "f1" in p.val else {}))
+        bar.set_postfix(loss=f"{p.loss_avg:.4f}", lr=f"{p.lr:.2g}", eta=f"{p.eta_seconds / 60:.0f}min", **({"val_f1": f"{p.val['f1']:.3f}"} if p.val and "f1" in p.val else {}))
         bar.refresh()
 
     result = train(model, loader, cfg, device, on_progress=progress, checkpoint_path=args.out, resume=args.resume)

@@ -22,8 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
+    import signal
 
     from db.store import Store
     from studio.cli import CliError
@@ -33,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.poll <= 0 or args.stale_after <= 0:
         raise CliError("--poll and --stale-after must be positive numbers of seconds")
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C: the running job is re-queued
     settings = Settings.from_env()
     try:
         store = Store.open(settings)

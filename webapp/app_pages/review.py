@@ -82,8 +82,8 @@ def _next_suggested(store, film) -> None:
 
 
 def _accept(store, frame, n_frames: int) -> None:
-    mask = st.session_state.get(f"shown_mask:{frame.id}")
-    if mask is None:
+    shown_id, mask = st.session_state.get("shown_mask", (None, None))
+    if shown_id != frame.id:
         return
     corrections.save_correction(store, frame.id, mask, author(), kind="accept")
     _bump_canvas(frame.id)
@@ -140,16 +140,16 @@ def _canvas(ctx: AppContext, frame, view) -> None:
                 else CanvasGeometry(round(w * zoom), round(h * zoom), w, h))
     gen = st.session_state.get(f"canvas_gen:{frame.id}", 0)
     key = f"canvas-{frame.id}-{gen}-{geometry.canvas_w}"
-    state_key = f"canvas_session:{key}"
-    if state_key not in st.session_state:
-        st.session_state[state_key] = CanvasSession.start(ctx.store, frame.id, view.predicted)
+    mounted_key, session = st.session_state.get("canvas_session", (None, None))
+    if mounted_key != key:  # a new frame, zoom or generation: start from the mask stored now
+        session = CanvasSession.start(ctx.store, frame.id, view.predicted)
+        st.session_state["canvas_session"] = (key, session)
     mode, colour = TOOLS[tool]
     result = st_canvas(fill_color=colour, stroke_width=brush, stroke_color=colour,
                        background_image=encode_jpeg(view.picture, geometry.canvas_w),
                        width=geometry.canvas_w, height=geometry.canvas_h, drawing_mode=mode,
                        point_display_radius=max(2, brush // 2), key=key, update_streamlit=True)
-    saved = autosave(ctx.store, frame.id, result.json_data, geometry, st.session_state[state_key], author(),
-                     predicted=view.predicted)
+    saved = autosave(ctx.store, frame.id, result.json_data, geometry, session, author(), predicted=view.predicted)
     if saved is not None:
         st.session_state["review_saved"] = f"Saved correction {saved.id}"
         st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
@@ -170,7 +170,9 @@ def _magnifier(ctx: AppContext, frames, frame, view) -> None:
         ys, xs = np.nonzero(labels == choice)
         centre = (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)
     else:
-        centre = (st.slider("Centre x", 0, w - 1, w // 2, key="mx"), st.slider("Centre y", 0, h - 1, h // 2, key="my"))
+        # Keyed per film: a remembered position may not fit another film's size.
+        centre = (st.slider("Centre x", 0, w - 1, w // 2, key=f"mx:{frame.film_id}"),
+                  st.slider("Centre y", 0, h - 1, h // 2, key=f"my:{frame.film_id}"))
     left, right = st.columns(2)
     left.image(magnify(view.picture, centre, window, factor), caption=f"{factor}x around ({centre[0]:.0f}, {centre[1]:.0f})")
     images = [_image(ctx.store, frames[frame.prev_index]), view.image, _image(ctx.store, frames[frame.next_index])]
@@ -196,7 +198,8 @@ def render(ctx: AppContext) -> None:
     if notice := st.session_state.pop("review_notice", None):
         st.info(notice)
     view = build_view(ctx.store, frame, flt, opacity, load_image=_image, load_pred=_probs, load_mask=load_correction)
-    st.session_state[f"shown_mask:{frame.id}"] = view.shown_mask
+    # One entry per session (not per frame): a 2K mask is 2 MB.
+    st.session_state["shown_mask"] = (frame.id, view.shown_mask)
     status = "no prediction yet (start detection on the Films page)" if view.probs is None else (
         "corrected: green agreed, blue false positive, red missed" if view.corrected is not None
         else "model's proposal (orange)")

@@ -1,0 +1,156 @@
+"""Benchmark of the correlation layer: naive loop vs unfold vs correlnet's tiled GEMMs (forward + backward).
+
+    .venv/bin/python bench/correlation.py            # B=4, C=64, H=W=128, d=10, kernel 1 and 3
+
+Each (method, kernel) runs in its own subprocess so that its memory is measured alone. Time: one untimed
+warm-up, then the median wall time of --repeats forward+backward passes. Peak extra memory: the process's
+peak resident set (VmHWM in /proc/self/status, reset through /proc/self/clear_refs after the warm-up)
+minus its resident set just before the timed passes, when the inputs and the output gradient already
+exist. RSS counts every byte torch's CPU allocator touches, which tracemalloc cannot see.
+The unfold baseline runs one sample at a time (gradients accumulate): batching it would need B times
+its peak, (2d+1)^2 * C * H * W floats = 1.85 GB per sample at the default size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+METHODS = ("naive", "unfold", "ours", "ours+contiguous")
+
+
+def _status_mb(key: str) -> float:
+    text = open("/proc/self/status").read()
+    return int(re.search(rf"{key}:\s+(\d+)", text).group(1)) / 1024
+
+
+def _naive(a, b, d, k):
+    """The per-displacement loop: (2d+1)^2 products of the whole maps."""
+    import torch
+    import torch.nn.functional as F
+
+    B, C, H, W = a.shape
+    bp = F.pad(b, (d, d, d, d))
+    maps = [(a * bp[:, :, i : i + H, j : j + W]).sum(1, keepdim=True) for i in range(2 * d + 1) for j in range(2 * d + 1)]
+    corr = torch.cat(maps, 1)
+    if k > 1:
+        corr = F.avg_pool2d(corr, k, stride=1, padding=k // 2, count_include_pad=True)
+    return corr / C
+
+
+def _unfold(a, b, d, k):
+    """im2col of b over the (2d+1)^2 neighbourhood, then a channel dot product: (B, C*(2d+1)^2, H*W)."""
+    import torch.nn.functional as F
+
+    B, C, H, W = a.shape
+    D = 2 * d + 1
+    cols = F.unfold(b, D, padding=d).view(B, C, D * D, H * W)
+    corr = (a.reshape(B, C, 1, H * W) * cols).sum(1).view(B, D * D, H, W)
+    if k > 1:
+        corr = F.avg_pool2d(corr, k, stride=1, padding=k // 2, count_include_pad=True)
+    return corr / C
+
+
+def _worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from correlnet.correlation import local_correlation
+
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    shape = (args.batch, args.channels, args.size, args.size)
+    a = torch.randn(shape, generator=gen).requires_grad_(True)
+    b = torch.randn(shape, generator=gen).requires_grad_(True)
+    d, k = args.max_displacement, args.kernel
+
+    def forward(x, y):
+        if args.worker == "naive":
+            return _naive(x, y, d, k)
+        if args.worker == "unfold":
+            return _unfold(x, y, d, k)
+        if args.worker == "ours":
+            return local_correlation(x, y, d, k)
+        return local_correlation(x, y, d, k).contiguous()  # what an NCHW-only consumer would pay
+
+    def step(grad):
+        a.grad = b.grad = None
+        if args.worker != "unfold":
+            forward(a, b).backward(grad)
+            return
+        for i in range(args.batch):  # one sample at a time, see the module docstring
+            _unfold(a[i : i + 1], b[i : i + 1], d, k).backward(grad[i : i + 1])
+
+    with torch.no_grad():
+        like = forward(a[:1], b[:1])  # the output's shape and memory format, cheaply
+    # the output gradient in the output's memory format, as a consumer of that output would produce it
+    channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
+    grad = torch.randn((args.batch, *like.shape[1:]), generator=gen)
+    grad = grad.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    step(grad)  # warm-up
+    a.grad = b.grad = None
+    open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM
+    base = _status_mb("VmRSS")
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        step(grad)
+        times.append(time.perf_counter() - t0)
+    return {"ms": 1000 * statistics.median(times), "peak_mb": _status_mb("VmHWM") - base, "runs": len(times)}
+
+
+def _run(method: str, kernel: int, args: argparse.Namespace) -> dict:
+    repeats = args.repeats if method.startswith("ours") else 1
+    cmd = [sys.executable, __file__, "--worker", method, "--kernel", str(kernel), "--repeats", str(repeats),
+           "--batch", str(args.batch), "--channels", str(args.channels), "--size", str(args.size),
+           "--max-displacement", str(args.max_displacement), "--threads", str(args.threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark worker {method} (kernel {kernel}) failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128, help="H = W")
+    parser.add_argument("--max-displacement", type=int, default=10)
+    parser.add_argument("--kernels", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes of our layer (baselines: 1)")
+    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--kernel", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(args)))
+        return
+
+    import torch
+
+    load = os.getloadavg()
+    D = 2 * args.max_displacement + 1
+    out_mb = args.batch * D * D * args.size * args.size * 4 / 2**20
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, {args.threads} threads, "
+          f"load average before: {load[0]:.1f}; B={args.batch}, C={args.channels}, H=W={args.size}, "
+          f"d={args.max_displacement}, float32; output {out_mb:.0f} MB\n")
+    print("| kernel | method | forward+backward ms | peak extra MB | speed-up vs naive |")
+    print("|---|---|---|---|---|")
+    for kernel in args.kernels:
+        results = {m: _run(m, kernel, args) for m in args.methods}
+        naive_ms = results.get("naive", {}).get("ms")
+        for method, res in results.items():
+            ratio = f"{naive_ms / res['ms']:.1f}x" if naive_ms else "-"
+            print(f"| {kernel} | {method} | {res['ms']:.0f} | {res['peak_mb']:.0f} | {ratio} |", flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
