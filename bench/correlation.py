@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/correlation.py            # B=4, C=64, H=W=128, d=10, kernel 1 and 3
 
-Each (method, kernel) runs in its own subprocess so that its memory is measured alone. Time: one untimed
-warm-up, then the median wall time of --repeats forward+backward passes. Peak extra memory: the process's
-peak resident set (VmHWM in /proc/self/status, reset through /proc/self/clear_refs after the warm-up)
-minus its resident set just before the timed passes, when the inputs and the output gradient already
-exist. RSS counts every byte torch's CPU allocator touches, which tracemalloc cannot see.
+Each (method, kernel) runs in its own subprocess so that its memory is measured alone. Time: for our
+layer one untimed warm-up, then the median wall time of --repeats forward+backward passes; the
+baselines run once. Peak extra memory: the process's peak resident set (VmHWM in /proc/self/status,
+reset through /proc/self/clear_refs just before the timed passes) minus its resident set at that
+moment, when the inputs and the output gradient already exist. RSS counts every page torch's CPU
+allocator touches, which tracemalloc cannot see.
 The unfold baseline runs one sample at a time (gradients accumulate): batching it would need B times
 its peak, (2d+1)^2 * C * H * W floats = 1.85 GB per sample at the default size.
 """
@@ -38,7 +39,8 @@ def _naive(a, b, d, k):
 
     B, C, H, W = a.shape
     bp = F.pad(b, (d, d, d, d))
-    maps = [(a * bp[:, :, i : i + H, j : j + W]).sum(1, keepdim=True) for i in range(2 * d + 1) for j in range(2 * d + 1)]
+    D = 2 * d + 1
+    maps = [(a * bp[:, :, i : i + H, j : j + W]).sum(1, keepdim=True) for i in range(D) for j in range(D)]
     corr = torch.cat(maps, 1)
     if k > 1:
         corr = F.avg_pool2d(corr, k, stride=1, padding=k // 2, count_include_pad=True)
@@ -93,7 +95,8 @@ def _worker(args: argparse.Namespace) -> dict:
     channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
     grad = torch.randn((args.batch, *like.shape[1:]), generator=gen)
     grad = grad.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    step(grad)  # warm-up
+    if args.worker.startswith("ours"):
+        step(grad)  # warm-up; the baselines take tens of seconds per pass, one call's set-up is noise there
     a.grad = b.grad = None
     open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM
     base = _status_mb("VmRSS")

@@ -312,8 +312,9 @@ def main() -> None:
     shutil.rmtree(frames_dir, ignore_errors=True)
     truth = write_film(clean, frames_dir, np.random.default_rng(args.seed))
     ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed)
-    base, film_id, start_version = prepare_base(frames_dir, model, "cpu")
     cases = []
+    if args.ks or args.random_ks:
+        base, film_id, start_version = prepare_base(frames_dir, model, "cpu")
     for strategy, ks in (("active", args.ks), ("random", args.random_ks)):
         for k in ks:
             case = run_case(base, film_id, start_version, truth, strategy, k, model, "cpu", ft_cfg, args.seed)

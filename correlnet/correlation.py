@@ -1,16 +1,17 @@
 """FlowNet-style local correlation between two feature maps (Correl-Net Sec. 3.1, FlowNet's layer).
 
-Why blocked matrix products: the correlation of a (B, C, H, W) pair over (2d+1)^2 displacements is
-(2d+1)^2 * C * H * W multiply-adds, but computed one displacement at a time it streams both maps
-through memory (2d+1)^2 times and runs far below the CPU's arithmetic peak. Here each row of `a` is
-cut into tiles of _TILE columns; a tile is multiplied (one GEMM, inner dimension C) with the window of
-`b` it can reach: rows y-d..y+d, columns x0-d..x0+_TILE-1+d. Of that product only a diagonal band
-is wanted, so the waste is (_TILE + 2d) / (2d + 1) (1.33x at d=10), and the window is a strided view
-of one re-laid-out copy of `b` (about (_TILE+2d)/_TILE times its size), never a (2d+1)^2 * C * H * W
-unfolded tensor. The backward pass uses the same tiled product (see `_correlation_transpose`), and
-the gradient with respect to `b` is that of `a` with the output gradient flipped (`flip_correlation`).
-A kernel_size k equals a k x k box average of the kernel-1 map (zero padding), done by avg_pool2d.
-"""
+Why blocked matrix products: correlating a (B, C, H, W) pair over (2d+1)^2 displacements is
+(2d+1)^2 * C * H * W multiply-adds, but one displacement at a time it streams both maps through
+memory (2d+1)^2 times, far below the CPU's arithmetic peak. Here each row of `a` is cut into tiles of
+_TILE columns; a tile is multiplied (a GEMM over C) with the window of `b` it can reach: rows y-d..y+d,
+columns x0-d..x0+_TILE-1+d. Only a diagonal band of that product is wanted, so the waste is
+(_TILE + 2d) / (2d + 1) (1.33x at d=10); the window is a strided view of a re-laid-out copy of one
+sample of `b` ((_TILE+2d)/_TILE times its size), never a (2d+1)^2 * C * H * W unfolded tensor.
+The backward pass is the same tiled product (`_correlation_transpose`); the gradient for `b` is the
+one for `a` with the output gradient flipped (as in `flip_correlation`). Kernel k is a k x k box
+average of the kernel-1 map (zero padding), done by avg_pool2d. The band is contiguous along the
+displacement, so maps come out in channels_last memory format: converting to NCHW strides would be
+one more pass over the largest tensor, and convolutions and torch.cat accept either."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from torch import nn
 _TILE = 8
 
 
-def _check(a: torch.Tensor, b: torch.Tensor, max_displacement: int, kernel_size: int, stride1: int, stride2: int) -> None:
+def _check(a: torch.Tensor, b: torch.Tensor, max_displacement: int, kernel_size: int, stride1: int,
+           stride2: int) -> None:
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         raise ValueError(f"local_correlation expects two tensors; got {type(a).__name__} and {type(b).__name__}")
     if a.dim() != 4 or b.dim() != 4:
@@ -48,74 +50,92 @@ def _check(a: torch.Tensor, b: torch.Tensor, max_displacement: int, kernel_size:
         )
 
 
-def _tiles(x: torch.Tensor, tile: int) -> torch.Tensor:
-    """x: (B, C, H, W), any strides -> (B, nT, H, tile, C) contiguous, zero padded to nT * tile columns."""
+def _geometry(H: int, W: int, r: int, s: int) -> tuple[int, int, int, int]:
+    """(tile, n_tiles, hq, wn): tile width, tiles per row, rows per residue block, window width."""
+    tile = min(_TILE, W)
+    return tile, -(-W // tile), -(-H // s) + 2 * r, tile + 2 * r * s
+
+
+def _tiles(x: torch.Tensor, r: int, s: int) -> torch.Tensor:
+    """x: (B, C, H, W) -> (B, s, nT, Hq, tile, C): [bi, m, ti, u] holds row m + s*u, columns of tile ti.
+
+    Rows past the image are zero; they are computed along and dropped (see `_correlate_tiles`).
+    """
     B, C, H, W = x.shape
-    n_tiles = -(-W // tile)
-    if n_tiles * tile != W:
-        x = F.pad(x, (0, n_tiles * tile - W))
-    out = x.new_empty(B, n_tiles, H, tile, C)
-    out.permute(0, 4, 2, 1, 3).copy_(x.reshape(B, C, H, n_tiles, tile))
+    tile, n_tiles, hq, _ = _geometry(H, W, r, s)
+    out = x.new_zeros(B, s, n_tiles, hq, tile, C)
+    for m in range(min(s, H)):
+        rows = F.pad(x[:, :, m::s], (0, n_tiles * tile - W))
+        out[:, m, :, : rows.shape[2]] = rows.reshape(B, C, rows.shape[2], n_tiles, tile).permute(0, 3, 2, 4, 1)
     return out
 
 
-def _window_maker(x: torch.Tensor, tile: int, r: int, s: int):
-    """x: (B, C, H, W) -> function bi -> (nT, s, Hq, tile + 2d, C) windows of sample bi, d = r*s.
+def _window_maker(x: torch.Tensor, r: int, s: int):
+    """x: (B, C, H, W) -> function bi -> (s, nT, Hq, tile + 2d, C) windows of sample bi, d = r*s.
 
-    Zero padded by d on every side. Padded row p = q*s + m is stored at [:, m, q] so that the rows
-    y, y+s, ..., y+2d that output row y reaches are consecutive and a tile's reach is a strided view.
-    The returned tensor is a buffer reused for every sample: one sample at a time keeps the copy small
-    (about (tile + 2d)/tile times one sample) and avoids faulting in fresh pages per call.
+    Zero padded by d on every side; padded row p = m + s*q is stored at [m, :, q], so the rows
+    y, y+s, ..., y+2d that output row y = m + s*u reaches are q = u..u+2r: consecutive, and the reach
+    of every (tile, u) is one strided view with a uniform step (see `_reach`). The returned tensor is
+    a buffer reused for every sample: this keeps the copy small and avoids faulting in fresh pages.
     """
     B, C, H, W = x.shape
+    tile, n_tiles, hq, wn = _geometry(H, W, r, s)
     d = r * s
-    n_tiles = -(-W // tile)
-    hq = -(-(H + 2 * d) // s)
     padded = x.new_zeros(hq * s, n_tiles * tile + 2 * d, C)
-    windows = x.new_empty(n_tiles, s, hq, tile + 2 * d, C)
-    cols = padded.unfold(1, tile + 2 * d, tile).reshape(hq, s, n_tiles, C, tile + 2 * d)  # a view
+    windows = x.new_empty(s, n_tiles, hq, wn, C)
+    cols = padded.unfold(1, wn, tile).reshape(hq, s, n_tiles, C, wn)  # a view
 
     def windows_of(bi: int) -> torch.Tensor:
         padded[d : d + H, d : d + W] = x[bi].permute(1, 2, 0)
-        windows.copy_(cols.permute(2, 1, 0, 4, 3))
+        windows.copy_(cols.permute(1, 2, 0, 4, 3))
         return windows
 
     return windows_of
 
 
 def _reach(win: torch.Tensor, n_rows: int, D: int) -> torch.Tensor:
-    """win: (Hq, Wn, C) of one (sample, tile, row residue) -> (n_rows, D*Wn, C) overlapping view."""
-    _, wn, c = win.shape
+    """win: (nT, Hq, Wn, C) of one (sample, row residue) -> (n_rows, D*Wn, C) overlapping view.
+
+    Row k = ti*Hq + u of the view is the window of tile ti, rows u..u+2r, flattened; rows with
+    u > Hq - D straddle two tiles and are garbage that the callers drop.
+    """
+    wn, c = win.shape[-2:]
     return win.as_strided((n_rows, D * wn, c), (wn * c, c, 1), win.storage_offset())
 
 
-def _band(prod: torch.Tensor, D: int, wn: int, s: int) -> torch.Tensor:
-    """prod: contiguous (n, T, D*Wn) tile products -> (n, T, D, D) view of entry [t, i*Wn + t + j*s]."""
-    n, t, _ = prod.shape
-    return prod.as_strided((n, t, D, D), (t * D * wn, D * wn + 1, wn, s), prod.storage_offset())
+def _band(prod: torch.Tensor, n_tiles: int, D: int, s: int) -> torch.Tensor:
+    """prod: contiguous (nT*Hq, T, D*Wn) tile products -> (nT, Hq, T, D, D) view of [t, i*Wn + t + j*s]."""
+    rows, t, dwn = prod.shape
+    wn = dwn // D
+    return prod.as_strided((n_tiles, rows // n_tiles, t, D, D), ((rows // n_tiles) * t * dwn, t * dwn, dwn + 1, wn, s))
 
 
 def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.Tensor:
     """Kernel-1 sums: a, b (B, C, H, W) -> (B, H, W, D, D), D = 2r+1.
 
     Entry [y, x, i, j] is a[:, y, x] . b[:, y + (i-r)*s, x + (j-r)*s]. The result is displacement-last
-    because the band of a tile product is contiguous along j.
+    because the band of a tile product is contiguous along j. One batched GEMM per (sample, row residue)
+    covers every tile: stacking the tiles' row blocks makes the batch step uniform, at the price of
+    2r garbage rows per tile (16% more arithmetic at H=128, d=10).
     """
     B, C, H, W = a.shape
-    D, tile = 2 * r + 1, min(_TILE, W)
-    a_t, windows_of = _tiles(a, tile), _window_maker(b, tile, r, s)
-    wn = tile + 2 * r * s
+    D = 2 * r + 1
+    tile, n_tiles, hq, wn = _geometry(H, W, r, s)
+    a_t, windows_of = _tiles(a, r, s), _window_maker(b, r, s)
     out = a.new_empty(B, H, W, D, D)
-    prod = a.new_empty(-(-H // s), tile, D * wn)
+    prod = a.new_empty(n_tiles * hq, tile, D * wn)
+    n_rows = n_tiles * hq - 2 * r
+    full = (W // tile) * tile
     for bi in range(B):
         b_w = windows_of(bi)
-        for ti in range(a_t.shape[1]):
-            x0, x1 = ti * tile, min(W, (ti + 1) * tile)
-            for m in range(min(s, H)):
-                rows = a_t[bi, ti, m::s]
-                p = prod[: rows.shape[0]]
-                torch.bmm(rows, _reach(b_w[ti, m], rows.shape[0], D).transpose(1, 2), out=p)
-                out[bi, m::s, x0:x1] = _band(p, D, wn, s)[:, : x1 - x0]
+        for m in range(min(s, H)):
+            rows = a_t[bi, m].view(n_tiles * hq, tile, C)[:n_rows]
+            torch.bmm(rows, _reach(b_w[m], n_rows, D).transpose(1, 2), out=prod[:n_rows])
+            band = _band(prod, n_tiles, D, s)[:, : -(-(H - m) // s)]
+            dest = out[bi, m::s]
+            dest[:, :full].view(band.shape[1], W // tile, tile, D, D).copy_(band[: W // tile].transpose(0, 1))
+            if full < W:
+                dest[:, full:] = band[-1, :, : W - full]
     return out
 
 
@@ -124,23 +144,28 @@ def _correlation_transpose(g_of, x: torch.Tensor, r: int, s: int) -> torch.Tenso
 
     g_of: function bi -> (H, W, D, D) view of sample bi's g; x: (B, C, H, W). Returns (B, C, H, W) in
     channels_last memory format. Same tiled GEMM as the forward, with the band of g scattered into a
-    zero (T, D*Wn) matrix (the zeros are the arithmetic the tiling wastes).
+    zero (T, D*Wn) matrix per row (the zeros are the arithmetic the tiling wastes).
     """
     B, C, H, W = x.shape
-    D, tile = 2 * r + 1, min(_TILE, W)
-    windows_of, n_tiles, wn = _window_maker(x, tile, r, s), -(-W // tile), tile + 2 * r * s
+    D = 2 * r + 1
+    tile, n_tiles, hq, wn = _geometry(H, W, r, s)
+    windows_of = _window_maker(x, r, s)
     out = x.new_empty(B, H, n_tiles, tile, C)
-    spread = x.new_zeros(-(-H // s), tile, D * wn)
+    spread = x.new_zeros(n_tiles * hq, tile, D * wn)
+    res = x.new_empty(n_tiles * hq, tile, C)
+    n_rows = n_tiles * hq - 2 * r
+    full = (W // tile) * tile
     for bi in range(B):
         x_w, g = windows_of(bi), g_of(bi)
-        for ti in range(n_tiles):
-            x0, x1 = ti * tile, min(W, (ti + 1) * tile)
-            for m in range(min(s, H)):
-                n_rows = -(-(H - m) // s)
-                band = _band(spread[:n_rows], D, wn, s)
-                band[:, : x1 - x0] = g[m::s, x0:x1]
-                band[:, x1 - x0 :] = 0  # last tile past the image: no gradient there
-                out[bi, m::s, ti] = torch.bmm(spread[:n_rows], _reach(x_w[ti, m], n_rows, D))
+        for m in range(min(s, H)):
+            n_y = -(-(H - m) // s)
+            band = _band(spread, n_tiles, D, s)[:, :n_y]
+            src = g[m::s]
+            band[: W // tile].transpose(0, 1).copy_(src[:, :full].reshape(n_y, W // tile, tile, D, D))
+            if full < W:
+                band[-1, :, : W - full] = src[:, full:]
+            torch.bmm(spread[:n_rows], _reach(x_w[m], n_rows, D), out=res[:n_rows])
+            out[bi, m::s] = res.view(n_tiles, hq, tile, C)[:, :n_y].transpose(0, 1)
     return out.view(B, H, n_tiles * tile, C)[:, :, :W].permute(0, 3, 1, 2)
 
 
@@ -275,6 +300,7 @@ def local_correlation(
     (dy, dx) = ((i - r)*stride2, (j - r)*stride2), r = max_displacement//stride2, i.e. row-major
     from (-d, -d) to (+d, +d). Each value is the sum over channels and the kernel_size^2 patch
     of a(y+p) * b(y+p+(dy,dx)), divided by C*kernel_size^2; outside the image both are zero.
+    corr is in channels_last memory format (call .contiguous() where NCHW strides are needed).
     Raises ValueError on mismatched or non-4-D inputs and invalid parameters.
     """
     _check(a, b, max_displacement, kernel_size, stride1, stride2)
@@ -282,7 +308,7 @@ def local_correlation(
     # Scaling a (C*H*W values) is cheaper than scaling the (2d+1)^2-times larger output.
     corr = _TiledCorrelation.apply(a / a.shape[1], b, r, stride2)
     corr = patch_average(corr, kernel_size)
-    # stride1 samples the full-resolution map; no shortcut, since the patch reaches unsampled rows.
+    # stride1 samples the full map: simple and exact; Correl-Net itself uses stride1 = 1 (Sec. 3.1).
     if stride1 > 1:
         corr = corr[:, :, ::stride1, ::stride1].contiguous(memory_format=torch.channels_last)
     return corr

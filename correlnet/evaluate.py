@@ -14,6 +14,7 @@ cannot avoid and that the correlation is meant to remove (Sec. 1, Fig. 1).
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -106,6 +107,11 @@ def triplet_rng(seed: int, sequence: str, centre: int, salt: int = 0) -> np.rand
     return np.random.default_rng([seed, zlib.crc32(sequence.encode()), centre, salt])
 
 
+def safe_name(name: str) -> str:
+    """A sequence name usable in a file name on any system ("bikes[175:]" -> "bikes_175_")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
 def fig5_picture(frame: np.ndarray, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Fig. 5 style picture: the grayscale frame with TP green, FP blue and FN red.
 
@@ -170,7 +176,8 @@ def evaluate_sequences(
 
     sequences: name -> clean clip (T, H, W) float32 in [0, 1], T >= 3. synth_cfg: a SynthConfig
     (SynthConfig.paper() for the paper's generator, SynthConfig() for the full one).
-    pictures_dir: when set, one Fig. 5 PNG per evaluated frame, "<sequence>_<centre:06d>.png".
+    pictures_dir: when set, one Fig. 5 PNG per evaluated frame, "<sequence>_<centre:06d>.png"
+    (characters other than letters, digits, ".", "_" and "-" in the sequence name become "_").
     Deterministic for cfg.seed. on_frame(sequence, centre) is called after each frame.
     """
     from correlnet.synth import degrade_triplet
@@ -191,7 +198,7 @@ def evaluate_sequences(
             counts = counts + count_pixels(pred, true)
             seconds, frames = seconds + dt, frames + 1
             if pictures_dir is not None:
-                write_png(Path(pictures_dir) / f"{name}_{t:06d}.png", fig5_picture(degraded[1], pred, true))
+                write_png(Path(pictures_dir) / f"{safe_name(name)}_{t:06d}.png", fig5_picture(degraded[1], pred, true))
             if scene is not None:
                 _trap_triplet(model, clean, synth_cfg, cfg, triplet_rng(cfg.seed, name, t, salt=1), device, scene)
             if on_frame is not None:

@@ -22,7 +22,14 @@ from torch import nn
 
 from correlnet.correlation import Correlation, flip_correlation, local_correlation, patch_average
 from correlnet.models.padding import InputPadder
-from correlnet.tiling import TileGrid, TilingConfig, make_grid, predict_triplet_tiled, size_multiple_of
+from correlnet.tiling import (
+    TileGrid,
+    TilingConfig,
+    check_eval,
+    make_grid,
+    predict_triplet_tiled,
+    size_multiple_of,
+)
 
 Feats = Any  # a tensor (N, C, h, w) or a tuple/list/dict of them, as the model's stem returns
 
@@ -169,8 +176,11 @@ def detect_frames(
         (`default_neighbours(n)` for a plain sequence).
     indices: the frames to predict (default: all), e.g. those not yet predicted when resuming.
     Yields (index, probs (H, W) float32 numpy) in increasing index order; on_frame(index, probs)
-    is called for each just before it is yielded. The model must be in eval mode.
+    is called for each just before it is yielded.
+    Raises ValueError for a model in training mode, neighbours or indices outside the sequence,
+    and frames of another shape than the first.
     """
+    check_eval(model)
     pairs = _pairs(neighbours)
     order = sorted(set(range(len(pairs)) if indices is None else (int(i) for i in indices)))
     if order and not (0 <= order[0] and order[-1] < len(pairs)):

@@ -168,6 +168,13 @@ def run_batched(fn: Callable[..., torch.Tensor], batch: int, *tensors: torch.Ten
     return torch.cat([fn(*(t[i : i + batch] for t in tensors)) for i in range(0, n, batch)])
 
 
+def check_eval(model: nn.Module) -> None:
+    """Refuse a model in training mode: its batch norm would use each batch's statistics, so a
+    frame's prediction would depend on the tiles batched with it."""
+    if model.training:
+        raise ValueError("the model is in training mode: call model.eval() before predicting")
+
+
 def as_frames(frames: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """(3, H, W) numpy or tensor in [0, 1] -> float32 tensor on device; clear error otherwise."""
     t = torch.as_tensor(frames)
@@ -188,6 +195,7 @@ def predict_triplet_tiled(
     frames: (3, H, W) float32 in [0, 1], (frame_prev, frame_mid, frame_next).
     Returns probs (H, W) float32 numpy.
     """
+    check_eval(model)
     x = as_frames(frames, device)
     m = size_multiple_of(model)
     padder = InputPadder(x.shape[1], x.shape[2], m)

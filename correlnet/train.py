@@ -183,7 +183,8 @@ def train(
     at every checkpoint and at the end; should_stop() is polled after every step and ends the run cleanly
     (a checkpoint is written). With checkpoint_path, an atomic checkpoint is written every
     cfg.checkpoint_every steps and at the end; resume=True continues from it when it exists.
-    Raises TrainingDiverged when the loss is NaN/inf, ValueError for malformed batches.
+    Raises TrainingDiverged when the loss is NaN/inf, ValueError for malformed batches, and
+    FileNotFoundError on resume when the checkpoint exists without its training-state file.
     """
     total = total_steps(cfg, loader)
     path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -191,8 +192,8 @@ def train(
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     start, rng = 0, None
-    if resume and path is not None and train_state_path(path).exists():
-        state = resume_training(path, model, opt, scaler)
+    if resume and path is not None and (path.exists() or train_state_path(path).exists()):
+        state = resume_training(path, model, opt, scaler)  # raises naming the file if the state is missing
         start, rng = int(state["step"]), state.get("rng")
     result = TrainResult(steps_done=start, total_steps=total, final_loss=float("nan"), resumed_from=start)
     losses: list[float] = []
@@ -205,34 +206,16 @@ def train(
             if rng is not None and step % cfg.checkpoint_every:
                 set_rng_state(rng)  # resumed mid-segment: continue the RNG streams where they stopped
             rng = None
-        frames, mask = _unpack(next(batches), device)
         lr = learning_rate(cfg, step, total)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device_type=device.type, enabled=use_amp):
-            logits = model(frames)
-        loss = soft_dice_loss(logits.float(), mask, bce_weight=cfg.bce_weight)
-        value = _check_loss(loss, step, lr)
-        _optimizer_step(model, opt, scaler, loss, cfg.grad_clip)
+        value = _train_step(model, opt, scaler, next(batches), cfg, lr, step, device)
         losses.append(value)
-        done = step + 1
-        result.steps_done = done
-        window = losses[-50:]
-        val = None
+        done = result.steps_done = step + 1
+        avg = sum(losses[-50:]) / len(losses[-50:])
         stop = bool(should_stop and should_stop())
-        at_checkpoint = done % cfg.checkpoint_every == 0 or done == total or stop
-        if at_checkpoint and val_fn is not None:
-            val = _validate(model, val_fn)
-            result.val_history.append((done, val))
-        if done % 50 == 0 or done == total or stop:
-            result.loss_history.append((done, sum(window) / len(window)))
-        if at_checkpoint and path is not None:
-            state = {"step": done, "optimizer": opt.state_dict(), "rng": rng_state(),
-                     "scaler": scaler.state_dict() if scaler is not None else None}
-            save_training(path, model, asdict(cfg), state, {"loss": sum(window) / len(window), "step": done, **(val or {})})
+        val = _end_of_step(model, opt, scaler, cfg, result, done, total, avg, stop, val_fn, path)
         if on_progress is not None:
-            rate = (time.perf_counter() - t0) / (done - start)
-            on_progress(TrainProgress(done, total, value, sum(window) / len(window), lr, rate * (total - done), val))
+            eta = (time.perf_counter() - t0) / (done - start) * (total - done)
+            on_progress(TrainProgress(done, total, value, avg, lr, eta, val))
         if stop:
             result.stopped = True
             break
@@ -241,6 +224,38 @@ def train(
     if losses:
         result.final_loss = sum(losses[-50:]) / len(losses[-50:])
     return result
+
+
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, batch: Any, cfg: TrainConfig,
+                lr: float, step: int, device: torch.device) -> float:
+    """One optimizer step on one batch; returns the loss."""
+    frames, mask = _unpack(batch, device)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    use_amp = scaler is not None
+    with torch.autocast(device_type=device.type, enabled=use_amp):
+        logits = model(frames)
+    loss = soft_dice_loss(logits.float(), mask, bce_weight=cfg.bce_weight)
+    value = _check_loss(loss, step, lr)
+    _optimizer_step(model, opt, scaler, loss, cfg.grad_clip)
+    return value
+
+
+def _end_of_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, cfg: TrainConfig, result: TrainResult,
+                 done: int, total: int, avg: float, stop: bool, val_fn: Any, path: Path | None) -> dict | None:
+    """Validation, loss history and checkpoint when due; returns the validation metrics if run."""
+    val = None
+    at_checkpoint = done % cfg.checkpoint_every == 0 or done == total or stop
+    if at_checkpoint and val_fn is not None:
+        val = _validate(model, val_fn)
+        result.val_history.append((done, val))
+    if done % 50 == 0 or done == total or stop:
+        result.loss_history.append((done, avg))
+    if at_checkpoint and path is not None:
+        state = {"step": done, "optimizer": opt.state_dict(), "rng": rng_state(),
+                 "scaler": scaler.state_dict() if scaler is not None else None}
+        save_training(path, model, asdict(cfg), state, {"loss": avg, "step": done, **(val or {})})
+    return val
 
 
 def _optimizer_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, loss: torch.Tensor,

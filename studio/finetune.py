@@ -210,8 +210,26 @@ def validation_f1(model: nn.Module, triplets: list[np.ndarray], masks: list[np.n
     return float(total.f1)
 
 
-def _model_path(store: Any, version: ModelVersion) -> Any:
-    return store.path(version.path)
+@dataclass
+class _TrainingData:
+    train_triplets: list[np.ndarray]  # (3, H, W) float32 each
+    train_masks: list[np.ndarray]  # (H, W) bool each
+    val_triplets: list[np.ndarray]
+    val_masks: list[np.ndarray]
+
+
+def load_training_data(store: Any, film: Film, cfg: FinetuneConfig) -> _TrainingData:
+    """The film's corrected triplets and masks, split by `assign_validation`. Raises
+    FinetuneDataError when there are too few corrections, ValueError naming an unreadable file."""
+    train_rows, val_rows = assign_validation(store, film.id, cfg.validation_fraction)
+    if not train_rows or not val_rows:
+        raise FinetuneDataError(
+            f"film {film.name!r} has {len(train_rows) + len(val_rows)} corrected frame(s); fine-tuning needs at "
+            "least 2 (one is kept for validation): correct a few more frames and queue training again")
+    frames = _FilmFrames(store, film.id)
+    shape = (film.height, film.width)
+    return _TrainingData([frames.triplet(f) for f in train_rows], [_load_mask(store, f, shape) for f in train_rows],
+                         [frames.triplet(f) for f in val_rows], [_load_mask(store, f, shape) for f in val_rows])
 
 
 def run_finetune(store: Any, job: Any, device: torch.device, cfg: FinetuneConfig, progress: Progress,
@@ -226,50 +244,48 @@ def run_finetune(store: Any, job: Any, device: torch.device, cfg: FinetuneConfig
     with store.session() as s:
         film = s.get(Film, job.film_id)
     start = active_model_version(store, film, default_model)
-    train_rows, val_rows = assign_validation(store, film.id, cfg.validation_fraction)
-    if not train_rows or not val_rows:
-        raise FinetuneDataError(
-            f"film {film.name!r} has {len(train_rows) + len(val_rows)} corrected frame(s); fine-tuning needs at "
-            "least 2 (one is kept for validation): correct a few more frames and queue training again")
-    frames = _FilmFrames(store, film.id)
-    shape = (film.height, film.width)
-    train_trip = [frames.triplet(f) for f in train_rows]
-    train_masks = [_load_mask(store, f, shape) for f in train_rows]
-    val_trip = [frames.triplet(f) for f in val_rows]
-    val_masks = [_load_mask(store, f, shape) for f in val_rows]
-    model = load_model(_model_path(store, start), device=device)
+    data = load_training_data(store, film, cfg)
+    model = load_model(store.path(start.path), device=device)
+    f1_before, steps, final_loss, f1_after = _train(model, data, cfg, device, progress)
+    n_train, n_val = len(data.train_masks), len(data.val_masks)
+    summary = (f"validation F1 {f1_before:.3f} -> {f1_after:.3f} on {n_val} frame(s), "
+               f"trained on {n_train} corrected frame(s) for {steps} steps")
+    if f1_after < f1_before and not job.force_publish:
+        return FinetuneOutcome(None, f1_before, f1_after, n_train, n_val, steps,
+                               f"not published: {summary}; the film keeps model version {start.id} "
+                               "(queue again with force to publish anyway)")
+    metrics = {"val_f1": f1_after, "val_f1_parent": f1_before, "train_frames": n_train, "val_frames": n_val,
+               "steps": steps, "final_loss": final_loss}
+    version = publish_version(store, film, start, model, metrics, asdict(cfg), job.id)
+    return FinetuneOutcome(version, f1_before, f1_after, n_train, n_val, steps,
+                           f"published model version {version.id}: {summary}")
+
+
+def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: torch.device,
+           progress: Progress) -> tuple[float, int, float, float]:
+    """Validate, train with progress and cancellation, validate again: (f1_before, steps, loss, f1_after)."""
     tcfg = cfg.train_config()
-    f1_before = validation_f1(model, val_trip, val_masks, device, cfg)
-    cancel = progress(step=0, total_steps=2 if cfg.dry_run else cfg.steps, val_f1=f1_before)
-    state = {"cancel": cancel}
+
+    def val_f1(m: nn.Module) -> float:
+        return validation_f1(m, data.val_triplets, data.val_masks, device, cfg)
+
+    f1_before = val_f1(model)
+    state = {"cancel": progress(step=0, total_steps=2 if cfg.dry_run else cfg.steps, val_f1=f1_before)}
+    if state["cancel"]:
+        raise JobCancelled("cancelled before training started; nothing was published")
 
     def on_progress(p: TrainProgress) -> None:
-        val_f1 = p.val.get("f1") if p.val else None
         state["cancel"] = progress(step=p.step, total_steps=p.total, loss=p.loss_avg, eta_seconds=p.eta_seconds,
-                                   val_f1=val_f1)
+                                   val_f1=p.val.get("f1") if p.val else None)
 
-    if state["cancel"]:
-        raise JobCancelled("cancelled before training started")
-    loader = DataLoader(CorrectionCrops(train_trip, train_masks, tcfg.steps * cfg.batch_size, cfg),
-                        batch_size=cfg.batch_size, shuffle=False, num_workers=0)
-    result = train(model, loader, tcfg, device, on_progress=on_progress,
-                   val_fn=lambda m: {"f1": validation_f1(m, val_trip, val_masks, device, cfg)},
+    crops = CorrectionCrops(data.train_triplets, data.train_masks, tcfg.steps * cfg.batch_size, cfg)
+    loader = DataLoader(crops, batch_size=cfg.batch_size, shuffle=False, num_workers=0)
+    result = train(model, loader, tcfg, device, on_progress=on_progress, val_fn=lambda m: {"f1": val_f1(m)},
                    should_stop=lambda: bool(state["cancel"]))
     if result.stopped:
         raise JobCancelled(f"cancelled at step {result.steps_done} of {result.total_steps}; nothing was published")
-    f1_after = result.val_history[-1][1]["f1"] if result.val_history else validation_f1(
-        model, val_trip, val_masks, device, cfg)
-    summary = (f"validation F1 {f1_before:.3f} -> {f1_after:.3f} on {len(val_rows)} frame(s), "
-               f"trained on {len(train_rows)} corrected frame(s) for {result.steps_done} steps")
-    if f1_after < f1_before and not job.force_publish:
-        return FinetuneOutcome(None, f1_before, f1_after, len(train_rows), len(val_rows), result.steps_done,
-                               f"not published: {summary}; the film keeps model version {start.id} "
-                               "(queue again with force to publish anyway)")
-    metrics = {"val_f1": f1_after, "val_f1_parent": f1_before, "train_frames": len(train_rows),
-               "val_frames": len(val_rows), "steps": result.steps_done, "final_loss": result.final_loss}
-    version = publish_version(store, film, start, model, metrics, asdict(cfg), job.id)
-    return FinetuneOutcome(version, f1_before, f1_after, len(train_rows), len(val_rows), result.steps_done,
-                           f"published model version {version.id}: {summary}")
+    f1_after = result.val_history[-1][1]["f1"] if result.val_history else val_f1(model)
+    return f1_before, result.steps_done, result.final_loss, f1_after
 
 
 def publish_version(store: Any, film: Film, parent: ModelVersion, model: nn.Module, metrics: dict[str, Any],

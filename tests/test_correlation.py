@@ -99,7 +99,8 @@ def test_gradcheck_float64(d, k, s1, s2, fast):
 @pytest.mark.parametrize("d, k, s2", [(10, 3, 1), (4, 1, 2)])
 def test_gradients_match_naive_on_larger_maps(d, k, s2):
     a, b = _pair((2, 6, 21, 30), seed=3, dtype=torch.float64)
-    weights = torch.randn(naive_correlation(a, b, d, k, 1, s2).shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    shape = naive_correlation(a, b, d, k, 1, s2).shape
+    weights = torch.randn(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     grads = []
     for fn in (local_correlation, naive_correlation):
         x, y = a.clone().requires_grad_(True), b.clone().requires_grad_(True)

@@ -78,6 +78,8 @@ def test_bad_config_and_bad_frames_are_refused():
     model = build_model("correlnet", max_displacement=1, base_channels=4, decoder_channels=(8, 8, 8, 4, 4)).eval()
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         predict_triplet_tiled(model, np.zeros((2, 40, 40), np.float32), TilingConfig(), CPU)
+    with pytest.raises(ValueError, match="eval"):
+        predict_triplet_tiled(model.train(), np.zeros((3, 40, 40), np.float32), TilingConfig(), CPU)
 
 
 def test_one_tile_equals_the_network_at_an_odd_size():
@@ -109,7 +111,7 @@ def test_tiled_matches_untiled_at_1920x1080():
     full = 1.0 / (1.0 + np.exp(-(logits - shift)))
     cfg = TilingConfig(tile=1024, overlap=384, batch=2)
     assert len(make_grid(1088, 1920, cfg, 32)) >= 6
-    probs = predict_triplet_tiled(Centred(net, shift), frames, cfg, CPU)
+    probs = predict_triplet_tiled(Centred(net, shift).eval(), frames, cfg, CPU)
     equal = np.mean((probs >= 0.5) == (full >= 0.5))
     max_diff = float(np.abs(probs - full).max())
     print(f"1920x1080 tiled vs untiled: {equal:.6f} of thresholded pixels equal, max |dprob| {max_diff:.2e}")

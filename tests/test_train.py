@@ -107,3 +107,12 @@ def test_learning_rate_schedule_warms_up_then_decays():
     lrs = [learning_rate(cfg, s, 100) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] >= 0.1 - 1e-9
+
+
+def test_resume_from_a_checkpoint_without_training_state_is_refused(tmp_path):
+    from correlnet.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "shipped.pt", tiny_model())
+    with pytest.raises(FileNotFoundError, match="shipped.pt.train-state.pt"):
+        train(tiny_model(), DataLoader(BlobTriplets(n=2, size=24), batch_size=2), TrainConfig(steps=1), DEVICE,
+              checkpoint_path=ckpt, resume=True)
