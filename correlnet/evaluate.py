@@ -44,7 +44,8 @@ class EvalConfig:
     threshold: float = 0.5
     scene_trap: bool = True
     scene_blobs: SceneBlobConfig = field(default_factory=SceneBlobConfig)
-    tiling: TilingConfig = field(default_factory=lambda: TilingConfig(tile=768, overlap=64, batch=1))
+    # The film-detection default (frames up to 2K run whole), so scores match what `detect` produces.
+    tiling: TilingConfig = field(default_factory=TilingConfig)
     # A blob counts as flagged when at least this fraction of its pixels is predicted defect.
     blob_flag_fraction: float = 0.5
 

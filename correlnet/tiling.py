@@ -82,7 +82,7 @@ def _ramp(n: int, overlap: int, left: bool, right: bool) -> torch.Tensor:
     margin = overlap * 3 // 8
     width = overlap - 2 * margin
     u = torch.arange(n, dtype=torch.float64)
-    # Sec. "why the dead margin" in the module docstring; f(u) + f(overlap - u) = 1.
+    # Why a dead margin: see the module docstring. The ramps satisfy f(u) + f(overlap - 1 - u) = 1.
     rise = torch.clamp((u - margin + 0.5) / max(width, 1), 0.0, 1.0)
     rise = 0.5 - 0.5 * torch.cos(math.pi * rise)
     if left:

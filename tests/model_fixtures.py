@@ -5,8 +5,10 @@ from __future__ import annotations
 from correlnet.models import build_model
 
 TINY = {
-    "correlnet": dict(encoder="plain", base_channels=8, max_displacement=3, decoder_channels=(16, 16, 8, 8, 4)),
-    "efficient-correlnet": dict(encoder="test_efficientnet", max_displacement=3, decoder_channels=(16, 16, 8, 8, 4)),
+    "correlnet": dict(encoder="plain", base_channels=8, max_displacement=3,
+                      decoder_channels=(16, 16, 8, 8, 4)),
+    "efficient-correlnet": dict(encoder="test_efficientnet", max_displacement=3,
+                                decoder_channels=(16, 16, 8, 8, 4)),
     "efficient-trinet": dict(encoder="test_efficientnet", decoder_channels=(16, 16, 8, 8, 4)),
     "efficient-unet": dict(encoder="test_efficientnet", decoder_channels=(16, 16, 8, 8, 4)),
     "unet": dict(encoder="test_efficientnet", decoder_channels=(16, 16, 8, 8, 4)),

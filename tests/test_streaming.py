@@ -97,9 +97,10 @@ def test_subset_and_custom_neighbours(model, frames):
         np.testing.assert_allclose(got[i], ref[i], atol=1e-5)
 
 
-def test_models_without_branch_api_fall_back_to_stacked_triplets(frames):
+@pytest.mark.parametrize("arch", ["efficient-unet", "efficient-trinet"])  # trinet: the methods, no correlation
+def test_models_without_branch_api_fall_back_to_stacked_triplets(frames, arch):
     torch.manual_seed(0)
-    net = build_model("efficient-unet", encoder="test_efficientnet").eval()
+    net = build_model(arch, encoder="test_efficientnet").eval()
     nb = default_neighbours(3)
     got = dict(detect_frames(net, lambda i: frames[i], nb, CFG, CPU))
     ref = naive(net, frames[:3], nb, range(3))
