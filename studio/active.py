@@ -52,10 +52,17 @@ def correction_effort(probs: np.ndarray, mask: np.ndarray, threshold: float = 0.
     return mask_dice(np.asarray(probs) >= threshold, mask)
 
 
-def order_for_review(frames: Sequence[Any]) -> list[Any]:
+# Consecutive frames of a shot look alike, so correcting two of them teaches the model little more
+# than one (the diversity half of active learning); a long shot is cut into segments of this many
+# frames, and suggestions go round-robin over (shot, segment).
+SEGMENT_FRAMES = 10
+
+
+def order_for_review(frames: Sequence[Any], segment: int = SEGMENT_FRAMES) -> list[Any]:
     """Order frames for review: never-served (or least recently served) first; within the same
-    serving time, round-robin over shots, each shot's most uncertain frame first, so consecutive
-    suggestions come from different shots. Frames without an uncertainty (not predicted) go last.
+    serving time, round-robin over shots and `segment`-frame stretches of a shot, each one's most
+    uncertain frame first, so consecutive suggestions come from different parts of the film.
+    Frames without an uncertainty (not predicted) go last.
 
     frames: objects with .index, .shot, .uncertainty, .last_served_at.
     """
@@ -65,9 +72,9 @@ def order_for_review(frames: Sequence[Any]) -> list[Any]:
     ordered: list[Any] = []
     for served in sorted(by_serve, key=lambda t: (t is not None, t or datetime.min)):
         group = by_serve[served]
-        per_shot: dict[int, list[Any]] = defaultdict(list)
+        per_shot: dict[tuple[int, int], list[Any]] = defaultdict(list)
         for f in sorted(group, key=_uncertainty_key):
-            per_shot[f.shot or 0].append(f)
+            per_shot[(f.shot or 0, f.index // segment)].append(f)
         ranked = [(rank, _uncertainty_key(f), f) for shot in per_shot.values() for rank, f in enumerate(shot)]
         ordered.extend(f for _, _, f in sorted(ranked, key=lambda r: (r[0], r[1])))
     return ordered

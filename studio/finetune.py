@@ -232,6 +232,16 @@ def load_training_data(store: Any, film: Film, cfg: FinetuneConfig) -> _Training
                          [frames.triplet(f) for f in val_rows], [_load_mask(store, f, shape) for f in val_rows])
 
 
+def keep_norm_statistics(model: nn.Module) -> nn.Module:
+    """Freeze the batch-norm running statistics (momentum 0): a few crops of one film, most of them
+    centred on defects, would otherwise overwrite the statistics learned over the whole pre-training
+    set and shift every prediction at inference. Weights and biases still train."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.0
+    return model
+
+
 def run_finetune(store: Any, job: Any, device: torch.device, cfg: FinetuneConfig, progress: Progress,
                  default_model: Any = None) -> FinetuneOutcome:
     """Fine-tune job.film_id's active model on its corrections and publish when validation F1 holds.
@@ -245,7 +255,7 @@ def run_finetune(store: Any, job: Any, device: torch.device, cfg: FinetuneConfig
         film = s.get(Film, job.film_id)
     start = active_model_version(store, film, default_model)
     data = load_training_data(store, film, cfg)
-    model = load_model(store.path(start.path), device=device)
+    model = keep_norm_statistics(load_model(store.path(start.path), device=device))
     f1_before, steps, final_loss, f1_after = _train(model, data, cfg, device, progress)
     n_train, n_val = len(data.train_masks), len(data.val_masks)
     summary = (f"validation F1 {f1_before:.3f} -> {f1_after:.3f} on {n_val} frame(s), "

@@ -108,3 +108,13 @@ def test_refresh_uncertainty_from_predictions(store: Store) -> None:
     assert active.refresh_frame_uncertainty(store, film, mv_id) == 2
     with store.session() as s:
         assert sorted(f.uncertainty for f in s.query(Frame).filter_by(film_id=film)) == [0.25, 1.25]
+
+
+def test_a_long_shot_is_spread_over_segments() -> None:
+    from types import SimpleNamespace as F
+
+    # one shot of 30 frames; the 3 most uncertain sit together at 10..12
+    frames = [F(index=i, shot=0, uncertainty=0.9 if 10 <= i <= 12 else 0.1 + i / 1000, last_served_at=None)
+              for i in range(30)]
+    got = [f.index for f in active.order_for_review(frames, segment=10)][:4]
+    assert got == [10, 29, 9, 11]  # segment 1's best, segment 2's best, segment 0's best, then segment 1 again
