@@ -75,13 +75,12 @@ def test_import_list_detect_export(env, capsys, tmp_path, tiny_checkpoint):
     assert main(["film", "detect", "1"]) == 0  # by id; resumes after the first three
     assert "4 frame(s) predicted, 3 already predicted" in capsys.readouterr().out
     assert main(["film", "list"]) == 0
-    capsys.readouterr()
+    row = [line for line in capsys.readouterr().out.splitlines() if " reel " in line][0]
+    assert row.split()[:5] == ["1", "reel", "7", "7", "0"]
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["film", "detect", "reel", "--model", str(bad)]) == 2
     assert "bad.pt" in capsys.readouterr().err
-    row = [line for line in capsys.readouterr().out.splitlines() if " reel " in line][0]
-    assert row.split()[:5] == ["1", "reel", "7", "7", "0"]
 
     store = store_of(env)
     film = get_film(store, "reel")
