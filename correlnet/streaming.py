@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from correlnet.correlation import Correlation, flip_correlation, local_correlation, patch_average
+from correlnet.inference import prepare_for_inference
 from correlnet.models.padding import InputPadder
 from correlnet.tiling import (
     TileGrid,
@@ -168,6 +169,7 @@ def detect_frames(
     device: torch.device,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
     indices: Iterable[int] | None = None,
+    prepare: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Predict each frame of a sequence at full resolution.
 
@@ -177,6 +179,8 @@ def detect_frames(
     indices: the frames to predict (default: all), e.g. those not yet predicted when resuming.
     Yields (index, probs (H, W) float32 numpy) in increasing index order; on_frame(index, probs)
     is called for each just before it is yielded.
+    prepare: predict with a `prepare_for_inference` copy of the model (batch norm folded,
+        channels_last; same outputs up to float rounding); False runs `model` as given.
     Raises ValueError for a model in training mode, neighbours or indices outside the sequence,
     and frames of another shape than the first.
     """
@@ -185,6 +189,8 @@ def detect_frames(
     order = sorted(set(range(len(pairs)) if indices is None else (int(i) for i in indices)))
     if order and not (0 <= order[0] and order[-1] < len(pairs)):
         raise ValueError(f"indices must lie in [0, {len(pairs)}); got {order[0]}..{order[-1]}")
+    if prepare:
+        model = prepare_for_inference(model, device)
     run = _stream_branch if is_branch_model(model) else _stream_stacked
     for index, probs in run(model, read_frame, pairs, order, cfg, device):
         if on_frame is not None:
@@ -203,7 +209,7 @@ def _stream_stacked(model, read_frame, pairs, order, cfg, device):
                 cache[j] = _read(read_frame, j, shape)
                 shape = tuple(cache[j].shape)
         triplet = torch.stack([cache[pairs[i][0]], cache[i], cache[pairs[i][1]]])
-        yield i, predict_triplet_tiled(model, triplet, cfg, device)
+        yield i, predict_triplet_tiled(model, triplet, cfg, device, prepare=False)
         cache = {j: f for j, f in cache.items() if frame_last[j] > step}
 
 

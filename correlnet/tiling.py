@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from correlnet.inference import prepare_for_inference
 from correlnet.models.padding import InputPadder
 
 
@@ -187,15 +188,20 @@ def as_frames(frames: np.ndarray | torch.Tensor, device: torch.device) -> torch.
 
 @torch.inference_mode()
 def predict_triplet_tiled(
-    model: nn.Module, frames: np.ndarray | torch.Tensor, cfg: TilingConfig, device: torch.device
+    model: nn.Module, frames: np.ndarray | torch.Tensor, cfg: TilingConfig, device: torch.device,
+    prepare: bool = True,
 ) -> np.ndarray:
     """Defect probabilities of the middle frame at full resolution.
 
     model: any Correl-Net model (`forward((B, 3, H, W)) -> logits (B, 1, H, W)`), in eval mode.
     frames: (3, H, W) float32 in [0, 1], (frame_prev, frame_mid, frame_next).
+    prepare: run a `prepare_for_inference` copy (batch norm folded, channels_last; same outputs up
+        to float rounding); False runs `model` as given (the benchmark's baseline).
     Returns probs (H, W) float32 numpy.
     """
     check_eval(model)
+    if prepare:
+        model = prepare_for_inference(model, device)
     x = as_frames(frames, device)
     m = size_multiple_of(model)
     padder = InputPadder(x.shape[1], x.shape[2], m)

@@ -140,3 +140,16 @@ def test_centre_frames_spread_and_need_three_frames():
     assert centre_frames(4, 12) == [1, 2]
     with pytest.raises(ValueError, match="at least 3 frames"):
         centre_frames(2, 1)
+
+
+def test_the_shipped_default_model_loads_and_a_missing_one_says_what_to_do(tmp_path, monkeypatch):
+    import correlnet.default_model as dm
+    from correlnet.checkpoint import load_model
+
+    model = load_model(dm.default_model_path())
+    assert model.config.arch == "efficient-correlnet" and model.checkpoint_meta["train_config"]["seed"] == 0
+    with torch.inference_mode():
+        assert model(torch.rand(1, 3, 40, 56)).shape == (1, 1, 40, 56)
+    monkeypatch.setattr(dm, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="CORRELNET_DEFAULT_MODEL"):
+        dm.default_model_path()
