@@ -203,6 +203,11 @@ def prepare_base(frames_dir: Path, model: Path, device: str) -> tuple[Path, int,
 
     start_version = active_model_version(store, film, model).id
     store.close()
+    from studio.versions import activate_model_version
+
+    store, _ = open_store(data, model)
+    activate_model_version(store, film.id, start_version)  # pinned: a newer shipped file changes nothing
+    store.close()
     return data, film.id, start_version
 
 

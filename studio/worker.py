@@ -118,6 +118,12 @@ def run_predict(store: Any, job: Any, device: torch.device, progress: Any, defau
 
     film = _film(store, job.film_id)
     version = active_model_version(store, film, default_model)
+    if film.active_model_version_id is None:
+        # Pin the film to the model its proposals come from, so a newer shipped default (a package
+        # upgrade) never silently becomes the parent of its fine-tuning.
+        from studio.versions import activate_model_version
+
+        activate_model_version(store, film.id, version.id)
     return f"{_detect(store, film, version, device, progress, cancellable=True)} with model version {version.id}"
 
 

@@ -9,7 +9,6 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from sqlalchemy import select
