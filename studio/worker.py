@@ -141,7 +141,6 @@ def _film(store: Any, film_id: int) -> Any:
 
 
 def _detect(store: Any, film: Any, version: Any, device: torch.device, progress: Any, cancellable: bool) -> str:
-    # TODO(store engineer): detect_film(frame_indices=...) so only uncorrected frames are re-predicted.
     from studio.active import refresh_frame_uncertainty
     from studio.detection import detect_film
     from studio.finetune import JobCancelled
@@ -150,10 +149,25 @@ def _detect(store: Any, film: Any, version: Any, device: torch.device, progress:
         if progress(step=done, total_steps=total) and cancellable:
             raise JobCancelled(f"detection cancelled after {done} of {total} frames; those frames are kept")
 
-    progress(step=0, total_steps=film.frame_count)
-    result = detect_film(store, film, model_version=version, device=device, on_progress=on_progress)
+    # After fine-tuning only frames without a correction get new proposals (the restorer's mask is final
+    # there); a plain detection job predicts every frame.
+    indices = None if cancellable else _uncorrected_indices(store, film.id)
+    progress(step=0, total_steps=film.frame_count if indices is None else len(indices))
+    result = detect_film(store, film, model_version=version, device=device, on_progress=on_progress,
+                         frame_indices=indices)
     refresh_frame_uncertainty(store, film.id, version.id)
     return f"predicted {result.predicted} frame(s) of {film.name!r} ({result.skipped} already done)"
+
+
+def _uncorrected_indices(store: Any, film_id: int) -> list[int]:
+    from sqlalchemy import select
+
+    from db.models import Correction, Frame
+
+    corrected = select(Correction.frame_id)
+    with store.session() as s:
+        return list(s.execute(select(Frame.index).where(Frame.film_id == film_id, Frame.id.not_in(corrected))
+                              .order_by(Frame.index)).scalars())
 
 
 def _execute(store: Any, job: Any, device: torch.device, cfg: WorkerConfig, progress: Any) -> tuple[str, str, int | None]:

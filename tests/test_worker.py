@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from correlnet.checkpoint import load_model, save_checkpoint
 from db.files import sha256_file
-from db.models import Film, ModelVersion, Prediction, TrainingJob
+from db.models import Correction, Film, Frame, ModelVersion, Prediction, TrainingJob
 from studio import jobs
 from studio.worker import run_job, run_worker
 from tests.worker_fixtures import fast_config, make_tiny_film
@@ -40,7 +40,12 @@ def test_finetune_job_end_to_end(tmp_path: Path) -> None:
     assert run_worker(tf.store, tf.settings, once=True, device="cpu", config=fast_config()) == 1
     done = jobs.get_job(tf.store, job.id)
     assert done.status == "succeeded", done.message
-    assert (done.step, done.total_steps) == (tf.film.frame_count, tf.film.frame_count)  # last phase: re-predict
+    with tf.store.session() as s:
+        corrected = set(s.execute(select(Correction.frame_id)).scalars())
+        uncorrected = set(s.execute(select(Frame.id).where(Frame.film_id == tf.film.id)).scalars()) - corrected
+    assert len(corrected) == 5 and len(uncorrected) == tf.film.frame_count - 5
+    # last phase: re-predict the frames without a correction (the restorer's mask is final elsewhere)
+    assert (done.step, done.total_steps) == (len(uncorrected), len(uncorrected))
     assert done.started_at <= done.heartbeat_at and done.finished_at >= done.started_at
     assert "published model version" in done.message and done.val_f1 is not None
     start, new = versions(tf)
@@ -54,7 +59,7 @@ def test_finetune_job_end_to_end(tmp_path: Path) -> None:
     assert any(not torch.equal(a[k], b[k]) for k in a)
     with tf.store.session() as s:
         predicted = s.execute(select(Prediction.frame_id).where(Prediction.model_version_id == new.id)).scalars().all()
-    assert len(predicted) == tf.film.frame_count  # every frame re-predicted by the new version
+    assert set(predicted) == uncorrected  # exactly the uncorrected frames re-predicted by the new version
 
 
 def test_predict_job_stores_predictions_and_uncertainty(tmp_path: Path) -> None:

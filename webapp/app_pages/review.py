@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from studio import active, corrections, detection, films
+from studio import active, corrections, detection, films, jobs
 from webapp import keyboard
 from webapp.autosave import CanvasSession, autosave
 from webapp.canvas import ADD_COLOR, ERASE_COLOR, TOGGLE_COLOR, CanvasGeometry
@@ -81,11 +81,20 @@ def _next_suggested(store, film) -> None:
         st.session_state["review_notice"] = "Every frame is reviewed."
 
 
+def _after_save(frame) -> None:
+    """Each saved correction may trigger fine-tuning (every settings.retrain_after corrections)."""
+    ctx = app_context()
+    job = jobs.maybe_queue_after_correction(ctx.store, frame.film_id, ctx.settings)
+    if job is not None:
+        st.session_state["review_notice"] = f"{ctx.settings.retrain_after} new corrections: fine-tuning queued (job {job.id})"
+
+
 def _accept(store, frame, n_frames: int) -> None:
     shown_id, mask = st.session_state.get("shown_mask", (None, None))
     if shown_id != frame.id:
         return
     corrections.save_correction(store, frame.id, mask, author(), kind="accept")
+    _after_save(frame)
     _bump_canvas(frame.id)
     _go(frame.film_id, min(frame.index + 1, n_frames - 1))
 
@@ -151,6 +160,7 @@ def _canvas(ctx: AppContext, frame, view) -> None:
                        point_display_radius=max(2, brush // 2), key=key, update_streamlit=True)
     saved = autosave(ctx.store, frame.id, result.json_data, geometry, session, author(), predicted=view.predicted)
     if saved is not None:
+        _after_save(frame)
         st.session_state["review_saved"] = f"Saved correction {saved.id}"
         st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
         st.rerun()  # redraw the overlay in Fig. 5 colours against the new correction
