@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
-import tempfile
+from correlnet.atomic import atomic_write
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +68,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metrics: dict 
         "train_config": _plain(train_config, "train_config"),
         "extra": _plain(extra, "extra"),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _read(path: str | os.PathLike) -> dict:

@@ -7,15 +7,15 @@ stored as tensors and plain numbers so the file loads with `torch.load(weights_o
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from correlnet.atomic import atomic_write
 
 
 def rng_state() -> dict[str, Any]:
@@ -59,18 +59,7 @@ def save_training(path: Path, model: nn.Module, train_config: dict[str, Any], st
     from correlnet.checkpoint import save_checkpoint  # pulls in the model factory: import when needed
 
     state = {**state, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-    side = train_state_path(path)
-    side.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{side.name}.", suffix=".tmp", dir=side.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, side)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    side = atomic_write(train_state_path(path), lambda f: torch.save(state, f))
     save_checkpoint(path, model, metrics=metrics, train_config=train_config,
                     extra={"train_state_file": side.name, "step": int(state["step"])})
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from correlnet.atomic import atomic_write
 
 _CHUNK = 1 << 20
 
@@ -37,18 +38,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> str:
     Returns the sha256 of `data`. Creates the parent directory. On any error the temporary file is
     removed and `path` keeps its previous content (or stays absent).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = atomic_write(path, lambda handle: handle.write(data))
     _fsync_dir(path.parent)
     return sha256_bytes(data)
 

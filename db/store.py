@@ -83,9 +83,15 @@ class Store:
     def open(cls, settings: "Settings", *, upgrade: bool = True) -> "Store":
         """Open the store described by `settings` (data_dir, resolved_db_url): creates data_dir and, unless
         upgrade=False, migrates the database to the newest schema."""
-        data_dir = Path(settings.data_dir).expanduser()
+        return cls.connect(settings.data_dir, settings.resolved_db_url, upgrade=upgrade)
+
+    @classmethod
+    def connect(cls, data_dir: str | Path, db_url: str, *, upgrade: bool = True) -> "Store":
+        """Open the store at `db_url` with its files under `data_dir` (created), migrated to the newest
+        schema unless upgrade=False."""
+        data_dir = Path(data_dir).expanduser()
         data_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.resolved_db_url)
+        engine = make_engine(db_url)
         if upgrade:
             upgrade_to_head(engine)
         return cls(engine=engine, data_dir=data_dir.resolve())

@@ -7,9 +7,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from db.store import Store
 
 
 @contextmanager
@@ -30,20 +34,19 @@ def postgres_schema(url: str) -> Iterator[str]:
 
 
 @contextmanager
-def temporary_store(data_dir: Path, postgres_url: str | None = None) -> Iterator["Store"]:  # noqa: F821
+def temporary_store(data_dir: Path, postgres_url: str | None = None) -> Iterator["Store"]:
     """A migrated Store with its files under `data_dir`: SQLite there, or PostgreSQL in a fresh schema."""
     from db.store import Store
-    from studio.settings import Settings
 
     if postgres_url is None:
-        store = Store.open(Settings(data_dir=Path(data_dir)))
+        store = Store.connect(data_dir, f"sqlite:///{(Path(data_dir) / 'studio.db').resolve()}")
         try:
             yield store
         finally:
             store.close()
         return
     with postgres_schema(postgres_url) as url:
-        store = Store.open(Settings(data_dir=Path(data_dir), db_url=url))
+        store = Store.connect(data_dir, url)
         try:
             yield store
         finally:
