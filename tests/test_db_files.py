@@ -51,3 +51,18 @@ def test_crash_during_write_keeps_the_old_file(tmp_path, monkeypatch):
         files.atomic_write_bytes(target, b"new content that never lands")
     assert target.read_bytes() == b"old content"
     assert [p.name for p in tmp_path.iterdir()] == ["mask.png"]  # no temporary file left behind
+
+
+def test_atomic_write_respects_umask_not_mkstemp_0600(tmp_path):
+    import os
+    import stat
+
+    from correlnet.atomic import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "model.pt", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert path.read_bytes() == b"x"
