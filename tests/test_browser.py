@@ -2,6 +2,12 @@
 and an erase stroke on the canvas, check the stored correction pixel by pixel at full resolution,
 queue retraining and watch its progress. Takes a screenshot of every page into docs/screenshots/.
 
+The exact-pixel drawing checks run on a synthetic film (its 1440-px frames make the canvas scale 1.5).
+Where the real footage is available (../shared/data/real_film, as the `real_film_dir` fixture finds it)
+a few of its frames are imported as a second film, predicted by the shipped default model, and the
+screenshots, a correction and the retraining happen on that film, so the README shows real detections;
+elsewhere everything happens on the synthetic film.
+
 Skips where /usr/bin/chromium is absent (install it with `apt-get install -y chromium`; never
 `playwright install`).
 """
@@ -17,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
@@ -24,6 +32,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "screenshots"
 FILM_H, FILM_W = 270, 1440  # shown at 960 px: canvas -> image scale 1.5
+REAL_CLIP = ROOT.parent / "shared" / "data" / "real_film" / "the_great_train_robbery"  # as tests/conftest.py
+REAL_FRAMES = range(1, 6)  # 00001-00005.png: consecutive, 480x368, dust and blotches on every frame
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")]
 
@@ -77,11 +87,43 @@ def _segment_distance(shape, a, b) -> np.ndarray:
     return np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1)
 
 
+@dataclass(frozen=True)
+class ShotFilm:
+    """The film the screenshots are taken on: its name as the sidebar picker shows it, and its frames."""
+    film: object
+    label: str
+    frames: list
+
+
+def _import_real_film(ws, tmp_path: Path) -> ShotFilm | None:
+    """A few frames of the real clip as film "great train robbery", predicted by the shipped default
+    model (registered for that film and made its active version); None where the footage is absent."""
+    if not REAL_CLIP.is_dir():
+        return None
+    import shutil
+
+    from correlnet.default_model import default_model_path
+    from studio import detection, films, versions
+
+    folder = tmp_path / "imports" / "great train robbery"
+    folder.mkdir(parents=True)
+    for i in REAL_FRAMES:
+        shutil.copy(REAL_CLIP / f"{i:05d}.png", folder / f"{i:05d}.png")
+    film = films.import_film(ws.store, folder, name="great train robbery")
+    version = detection.register_model_version(ws.store, default_model_path(), film_id=film.id,
+                                               note="shipped default model")
+    versions.activate_model_version(ws.store, film.id, version.id)
+    detection.detect_film(ws.store, film, version, device="cpu")
+    film = films.get_film(ws.store, film.id)
+    return ShotFilm(film, f"{film.name} (id {film.id})", films.film_frames(ws.store, film))
+
+
 @pytest.fixture
 def running_app(tmp_path):
     from tests.webapp_fixtures import make_web_store
 
     ws = make_web_store(tmp_path, h=FILM_H, w=FILM_W, n=3)
+    real = _import_real_film(ws, tmp_path)
     env = {**os.environ, **ws.env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     port = _free_port()
     procs = [
@@ -94,7 +136,7 @@ def running_app(tmp_path):
     ]
     try:
         _wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
-        yield ws, f"http://127.0.0.1:{port}"
+        yield ws, f"http://127.0.0.1:{port}", real
     finally:
         for p in procs:
             p.terminate()
@@ -114,6 +156,80 @@ def _drag(page, box, start, end, steps=12) -> None:
     page.mouse.up()
 
 
+def _choose_film(page, label: str) -> None:
+    """Pick a film in the sidebar's "Film" selectbox (the first selectbox in the sidebar)."""
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name=label).click()
+
+
+def _open(page, url: str, real: ShotFilm | None) -> None:
+    """Open a page in a new session; on the real film where there is one (a new session picks film 1)."""
+    page.goto(url)
+    if real is not None:
+        from playwright.sync_api import expect
+
+        picker = page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first
+        expect(picker).to_be_visible()
+        _choose_film(page, real.label)
+        expect(page.get_by_role("combobox", name="Film")).to_have_value(real.label)
+
+
+def _review_real_film(page, url: str, store, real: ShotFilm) -> None:
+    """Screenshots of Review on the real film at 200 % zoom: the model's proposal, then the stored
+    correction (an erase rectangle over false positives on the wainscot, an add stroke on the floor)."""
+    from playwright.sync_api import expect
+
+    from studio import corrections
+
+    _open(page, f"{url}/review", real)
+    frame = real.frames[0]
+    expect(page.get_by_text(f"Frame {frame.number} (index 0) - model's proposal (orange)")).to_be_visible()
+    page.get_by_role("combobox", name="Canvas zoom").click()
+    page.get_by_role("option", name="200 %").click()
+    canvas = page.locator("canvas.upper-canvas").first
+    expect(canvas).to_have_attribute("width", str(2 * real.film.width))
+    box = canvas.bounding_box()
+    assert round(box["width"]) == 960 and round(box["height"]) == 736, box  # 480x368 frames at 200 %
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "review.png"))
+    # canvas px = 2 image px: a "missed" mark on the floor
+    first = _draw_until_saved(page, canvas, (560, 660), (700, 660),
+                              lambda: corrections.current_correction(store, frame.id), "the add stroke's autosave")
+    page.get_by_text("Erase rectangle", exact=True).click()
+    page.wait_for_timeout(800)
+    second = _draw_until_saved(  # over the wainscot's stripes, which the model flags
+        page, canvas, (120, 360), (290, 560),
+        # Waits for the erase itself: a late save of a repeated add stroke is also a new correction.
+        lambda: (c := corrections.current_correction(store, frame.id)) and c.id != first.id
+        and not corrections.current_mask(store, frame.id)[182:278, 62:143].any() and c,
+        "the erase rectangle's autosave (image rows 182-277, columns 62-142 cleared)")
+    mask = corrections.current_mask(store, frame.id)
+    added, erased = mask[329:331, 290:340], mask[182:278, 62:143]
+    assert added.all(), f"add stroke not stored where drawn: {added.sum()}/{added.size} px set"
+    assert not erased.any(), f"erase rectangle not stored where drawn: {erased.sum()} px still set"
+    # Next and back remount the canvas empty over the stored correction: the overlay in Fig. 5 colours.
+    page.get_by_role("button", name="Next ▶").click()
+    expect(page.get_by_text("(index 1)")).to_be_visible()
+    page.get_by_role("button", name="◀ Previous").click()
+    expect(page.get_by_text("(index 0) - corrected: green agreed")).to_be_visible()
+    assert corrections.current_correction(store, frame.id).id == second.id  # navigating saved nothing
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "review-corrected.png"))
+
+
+def _draw_until_saved(page, canvas, start, end, saved, what: str, tries: int = 3):
+    """Drag from start to end (canvas px) until `saved()` returns the stored correction. A stroke drawn
+    while a rerun (zoom or film change) remounts the canvas can be lost; the same stroke again is harmless."""
+    for attempt in range(tries):
+        _drag(page, canvas.bounding_box(), start, end)
+        try:
+            return _wait_for(saved, 15, what)
+        except TimeoutError:
+            if attempt == tries - 1:
+                raise
+            page.wait_for_timeout(1000)
+
+
 def test_review_draw_save_and_retrain_in_chromium(running_app):
     from playwright.sync_api import expect, sync_playwright
 
@@ -121,7 +237,7 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
     from studio.films import frame_image
     from webapp.overlay import MaskFilter, filter_mask
 
-    ws, url = running_app
+    ws, url, real = running_app
     store, frame = ws.store, ws.frames[0]
     probs = detection.load_prediction(store, detection.latest_prediction(store, frame.id))
     base = filter_mask(probs, frame_image(store, frame), MaskFilter())  # what the canvas starts from
@@ -130,7 +246,7 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
         page.set_default_timeout(60_000)  # generous: CI machines and shared cores are slow
         page.goto(f"{url}/review")
         canvas = page.locator("canvas.upper-canvas").first  # Fabric's event canvas, in a shadow root
@@ -138,8 +254,9 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         expect(page.get_by_text("model's proposal (orange)")).to_be_visible()
         box = canvas.bounding_box()
         assert round(box["width"]) == 960 and round(box["height"]) == 180, box
-        page.wait_for_timeout(500)
-        page.screenshot(path=str(SHOTS / "review.png"))
+        if real is None:
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SHOTS / "review.png"))
 
         # Add stroke (brush 8 canvas px = 12 image px), then an erase stroke across it.
         add_a, add_b = (100, 60), (400, 60)
@@ -153,7 +270,8 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         _wait_for(lambda: (c := corrections.current_correction(store, frame.id)) and c.id != first.id and c,
                   20, "the erase stroke's autosave")
         expect(page.get_by_text("corrected: green agreed")).to_be_visible()
-        page.screenshot(path=str(SHOTS / "review-corrected.png"))
+        if real is None:
+            page.screenshot(path=str(SHOTS / "review-corrected.png"))
 
         # Keyboard: "j" clicks "Next ▶" (focus away from the tool radio first: keys in inputs are ignored).
         page.get_by_role("heading", name="Review").click()
@@ -174,24 +292,31 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         assert not mask[erased].any(), "pixels under the erase stroke must be cleared"
         np.testing.assert_array_equal(mask[untouched], base[untouched])  # nothing else changed
 
+        if real is not None:
+            _review_real_film(page, url, store, real)
+
         # Retraining: enough corrected frames for a train/validation split, then one click.
-        for f in ws.frames[1:]:  # the restorer accepts the other frames' proposals
+        train_film, train_frames = (ws.film, ws.frames) if real is None else (real.film, real.frames)
+        for f in train_frames[1:]:  # the restorer accepts the other frames' proposals
             corrections.accept_prediction(store, f.id, "test")
-        page.goto(f"{url}/training")
+        _open(page, f"{url}/training", real)
         page.get_by_role("button", name="Retrain on my corrections").click()
         expect(page.get_by_text("Fine-tuning job")).to_be_visible()
-        job = [j for j in jobs.list_jobs(store, ws.film.id) if j.kind == "finetune"][0]
+        job = [j for j in jobs.list_jobs(store, train_film.id) if j.kind == "finetune"][0]
         # Progress written by the worker: a step above 0 with its loss.
         expect(page.get_by_text(re.compile(rf"finetune job {job.id}: running, step [1-9]"))).to_be_visible(
             timeout=120_000)
         page.screenshot(path=str(SHOTS / "training.png"))
         jobs.request_cancel(store, job.id)
 
-        page.goto(f"{url}/films")
+        page.goto(f"{url}/")  # Films is the default page: Streamlit serves it at "/" ("/films" is "not found")
         expect(page.get_by_text("Films in the store")).to_be_visible()
-        page.wait_for_timeout(500)
+        expect(page.get_by_text("Detection runs in")).to_be_visible()  # the page's last line: fully drawn
+        expect(page.get_by_text(re.compile(r"\d+/\d+ frames predicted"))).to_have_count(1 + (real is not None))
+        page.wait_for_timeout(800)
+        expect(page.get_by_text("Page not found")).to_have_count(0)
         page.screenshot(path=str(SHOTS / "films.png"))
-        page.goto(f"{url}/export")
+        _open(page, f"{url}/export", real)
         page.get_by_role("button", name="Prepare export").click()
         expect(page.get_by_text("mattes ready")).to_be_visible()
         page.screenshot(path=str(SHOTS / "export.png"))

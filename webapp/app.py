@@ -20,7 +20,7 @@ def main() -> None:
     st.set_page_config(page_title="Correl-Net Studio", layout="wide")
     st.sidebar.text_input("Your name (recorded with each correction)", key="author", value=st.session_state.get("author", "restorer"))
     navigation = st.navigation([
-        st.Page(PAGES / "films.py", title="Films", icon=":material/movie:", url_path="films", default=True),
+        st.Page(PAGES / "films.py", title="Films", icon=":material/movie:", default=True),  # served at /
         st.Page(PAGES / "review.py", title="Review", icon=":material/brush:", url_path="review"),
         st.Page(PAGES / "training.py", title="Training", icon=":material/model_training:", url_path="training"),
         st.Page(PAGES / "export.py", title="Export", icon=":material/download:", url_path="export"),
