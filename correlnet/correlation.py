@@ -9,9 +9,13 @@ columns x0-d..x0+_TILE-1+d. Only a diagonal band of that product is wanted, so t
 sample of `b` ((_TILE+2d)/_TILE times its size), never a (2d+1)^2 * C * H * W unfolded tensor.
 The backward pass is the same tiled product (`_correlation_transpose`); the gradient for `b` is the
 one for `a` with the output gradient flipped (as in `flip_correlation`). Kernel k is a k x k box
-average of the kernel-1 map (zero padding), done by avg_pool2d. The band is contiguous along the
-displacement, so maps come out in channels_last memory format: converting to NCHW strides would be
-one more pass over the largest tensor, and convolutions and torch.cat accept either."""
+sum of the kernel-1 map (zero padding; the 1/k^2 is folded into the scaling of `a`), done in place one
+sample at a time in blocks of rows that stay in cache (`_box_sum`), instead of an avg_pool2d forward and
+backward over the whole (B, D*D, H, W) map in fresh allocations; its adjoint is the same box sum
+(symmetric kernel), applied to the output gradient per sample in reused buffers. The band is
+contiguous along the displacement, so maps come out in channels_last memory format: converting to
+NCHW strides would be one more pass over the largest tensor, and convolutions and torch.cat accept
+either."""
 
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ from torch import nn
 
 # Output columns per GEMM tile. Measured on the 2-core dev CPU at C=64, d=10: 8 beat 4 and 16.
 _TILE = 8
+# Rows per block of the box sum: 4 rows of a (W=128, 441) map plus the 2p halo rows are ~1.4 MB, about
+# the L2 cache of the dev CPU, so each pass over a block reads memory once.
+_BOX_ROWS = 4
 
 
 def _check(a: torch.Tensor, b: torch.Tensor, max_displacement: int, kernel_size: int, stride1: int,
@@ -110,13 +117,14 @@ def _band(prod: torch.Tensor, n_tiles: int, D: int, s: int) -> torch.Tensor:
     return prod.as_strided((n_tiles, rows // n_tiles, t, D, D), ((rows // n_tiles) * t * dwn, t * dwn, dwn + 1, wn, s))
 
 
-def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.Tensor:
-    """Kernel-1 sums: a, b (B, C, H, W) -> (B, H, W, D, D), D = 2r+1.
+def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int = 0) -> torch.Tensor:
+    """Patch sums: a, b (B, C, H, W) -> (B, H, W, D, D), D = 2r+1, patch (2p+1) x (2p+1).
 
     Entry [y, x, i, j] is a[:, y, x] . b[:, y + (i-r)*s, x + (j-r)*s]. The result is displacement-last
     because the band of a tile product is contiguous along j. One batched GEMM per (sample, row residue)
     covers every tile: stacking the tiles' row blocks makes the batch step uniform, at the price of
-    2r garbage rows per tile (16% more arithmetic at H=128, d=10).
+    2r garbage rows per tile (16% more arithmetic at H=128, d=10). With p > 0 each sample's kernel-1
+    map is box-summed (`_box_sum`) right after it is written, while much of it is still in cache.
     """
     B, C, H, W = a.shape
     D = 2 * r + 1
@@ -126,6 +134,7 @@ def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.
     prod = a.new_empty(n_tiles * hq, tile, D * wn)
     n_rows = n_tiles * hq - 2 * r
     full = (W // tile) * tile
+    halo = _box_buffer(out[0].view(H, W, D * D), p) if p else None
     for bi in range(B):
         b_w = windows_of(bi)
         for m in range(min(s, H)):
@@ -136,22 +145,28 @@ def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.
             dest[:, :full].view(band.shape[1], W // tile, tile, D, D).copy_(band[: W // tile].transpose(0, 1))
             if full < W:
                 dest[:, full:] = band[-1, :, : W - full]
+        if p:
+            _box_sum(out[bi].view(H, W, D * D), out[bi].view(H, W, D * D), p, halo)
     return out
 
 
-def _correlation_transpose(g_of, x: torch.Tensor, r: int, s: int) -> torch.Tensor:
+def _correlation_transpose(
+    g_of, x: torch.Tensor, r: int, s: int, spread: torch.Tensor | None = None
+) -> torch.Tensor:
     """Adjoint of the correlation in its first argument: out[c, z] = sum_delta g[z, delta] * x[c, z + delta].
 
     g_of: function bi -> (H, W, D, D) view of sample bi's g; x: (B, C, H, W). Returns (B, C, H, W) in
     channels_last memory format. Same tiled GEMM as the forward, with the band of g scattered into a
-    zero (T, D*Wn) matrix per row (the zeros are the arithmetic the tiling wastes).
+    zero (T, D*Wn) matrix per row (the zeros are the arithmetic the tiling wastes). `spread`: that
+    zero-filled buffer from an earlier call with the same geometry, to reuse (only the band is written).
     """
     B, C, H, W = x.shape
     D = 2 * r + 1
     tile, n_tiles, hq, wn = _geometry(H, W, r, s)
     windows_of = _window_maker(x, r, s)
     out = x.new_empty(B, H, n_tiles, tile, C)
-    spread = x.new_zeros(n_tiles * hq, tile, D * wn)
+    if spread is None:
+        spread = x.new_zeros(n_tiles * hq, tile, D * wn)
     res = x.new_empty(n_tiles * hq, tile, C)
     n_rows = n_tiles * hq - 2 * r
     full = (W // tile) * tile
@@ -169,8 +184,52 @@ def _correlation_transpose(g_of, x: torch.Tensor, r: int, s: int) -> torch.Tenso
     return out.view(B, H, n_tiles * tile, C)[:, :, :W].permute(0, 3, 1, 2)
 
 
-def _flipper(corr_last: torch.Tensor, r: int, s: int):
+def _row_sum(src: torch.Tensor, dst: torch.Tensor, p: int) -> None:
+    """dst[:, x] = sum of src[:, x-p..x+p] (zero outside); src, dst (n, W, K), distinct memory."""
+    if src.shape[1] == 1:
+        dst.copy_(src)
+        return
+    # the first shift is written with the centre: one pass fewer than copying the centre first
+    torch.add(src[:, 1:], src[:, :-1], out=dst[:, 1:])
+    dst[:, 0] = src[:, 0]
+    dst[:, :-1] += src[:, 1:]
+    for t in range(2, min(p, src.shape[1] - 1) + 1):
+        dst[:, t:] += src[:, :-t]
+        dst[:, :-t] += src[:, t:]
+
+
+def _box_sum(src: torch.Tensor, dst: torch.Tensor, p: int, halo: torch.Tensor) -> None:
+    """dst = (2p+1) x (2p+1) box sum over the first two dims of src (H, W, K), zero padding; dst may be src.
+
+    Separable, in blocks of _BOX_ROWS rows: `halo` ((_BOX_ROWS + 2p, W, K) buffer, reused) holds the
+    row-summed rows y0-p .. y1+p-1 of the block [y0, y1); the 2p rows shared with the next block are
+    moved down instead of recomputed. Source rows are read before any block writes them (y0+p >= y0).
+    """
+    H = src.shape[0]
+    halo[: 2 * p].zero_()
+    _row_sum(src[:p], halo[p : p + min(p, H)], p)
+    for y0 in range(0, H, _BOX_ROWS):
+        n = min(_BOX_ROWS, H - y0)
+        lo, hi = y0 + p, min(y0 + n + p, H)  # new source rows; rows past the image stay zero
+        if hi > lo:
+            _row_sum(src[lo:hi], halo[2 * p : 2 * p + hi - lo], p)
+        halo[2 * p + max(hi - lo, 0) : 2 * p + n].zero_()
+        out = dst[y0 : y0 + n]
+        torch.add(halo[:n], halo[1 : 1 + n], out=out)
+        for t in range(2, 2 * p + 1):
+            out += halo[t : t + n]
+        halo[: 2 * p].copy_(halo[n : n + 2 * p].clone() if n < 2 * p else halo[n : n + 2 * p])
+
+
+def _box_buffer(like: torch.Tensor, p: int) -> torch.Tensor:
+    """The `halo` buffer of `_box_sum` for (H, W, K) maps like `like`."""
+    return like.new_empty(_BOX_ROWS + 2 * p, *like.shape[1:])
+
+
+def _flipper(corr_last: torch.Tensor, r: int, s: int, p: int = 0):
     """corr_last: (B, H, W, D*D) -> function bi -> (H, W, D, D) view of sample bi's flipped map.
+
+    With p > 0 the map is box-summed over (2p+1) x (2p+1) pixels (`_box_sum`) before the flip.
 
     flipped[y, x, i, j] = corr[y + di, x + dj, D-1-i, D-1-j] with (di, dj) = ((i - r)*s, (j - r)*s),
     zero where (y + di, x + dj) leaves the image. In a copy padded by d = r*s, the negative step over
@@ -182,22 +241,26 @@ def _flipper(corr_last: torch.Tensor, r: int, s: int):
     hp, wp = H + 2 * d, W + 2 * d
     padded = corr_last.new_zeros(hp, wp, DD)
     view = padded.as_strided((H, W, D, D), (wp * DD, DD, s * wp * DD - D, s * DD - 1), DD - 1)
+    halo = _box_buffer(corr_last[0], p) if p else None
 
     def flipped_of(bi: int) -> torch.Tensor:
-        padded[d : d + H, d : d + W] = corr_last[bi]
+        if p:
+            _box_sum(corr_last[bi], padded[d : d + H, d : d + W], p, halo)
+        else:
+            padded[d : d + H, d : d + W] = corr_last[bi]
         return view
 
     return flipped_of
 
 
 class _TiledCorrelation(torch.autograd.Function):
-    """Kernel-1, stride1-1 correlation sums (B, D*D, H, W) with a hand-written (also tiled) backward."""
+    """Stride1-1 correlation sums (B, D*D, H, W) over (2p+1)^2 patches, with a hand-written backward."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.Tensor:
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int) -> torch.Tensor:
         ctx.save_for_backward(a, b)
-        ctx.r, ctx.s = r, s
-        out = _correlate_tiles(a, b, r, s)
+        ctx.r, ctx.s, ctx.p = r, s, p
+        out = _correlate_tiles(a, b, r, s, p)
         B, H, W = out.shape[:3]
         return out.view(B, H, W, -1).permute(0, 3, 1, 2)
 
@@ -205,18 +268,38 @@ class _TiledCorrelation(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         a, b = ctx.saved_tensors
-        r, s = ctx.r, ctx.s
+        r, s, p = ctx.r, ctx.s, ctx.p
         D = 2 * r + 1
         g_last = grad.permute(0, 2, 3, 1).contiguous()  # a no-op for the usual channels_last grad
         grad_a = grad_b = None
+        tile, n_tiles, hq, wn = _geometry(a.shape[2], a.shape[3], r, s)
+        # both products share one zero-filled scatter buffer: 44 MB fewer to fault in and zero at d=10
+        spread = a.new_zeros(n_tiles * hq, tile, D * wn)
         if ctx.needs_input_grad[0]:
             g5 = g_last.view(*g_last.shape[:3], D, D)
-            grad_a = _correlation_transpose(lambda bi: g5[bi], b, r, s)
+            grad_a = _correlation_transpose(_box_summer(g5, p) if p else lambda bi: g5[bi], b, r, s, spread)
         if ctx.needs_input_grad[1]:
             # corr[y, delta] = a[y] . b[y + delta], so b's gradient is the same adjoint with a, applied
             # to the gradient re-indexed by (y + delta, -delta): the flip of `flip_correlation`.
-            grad_b = _correlation_transpose(_flipper(g_last, r, s), a, r, s)
-        return grad_a, grad_b, None, None
+            grad_b = _correlation_transpose(_flipper(g_last, r, s, p), a, r, s, spread)
+        return grad_a, grad_b, None, None, None
+
+
+def _box_summer(g5: torch.Tensor, p: int):
+    """g5: (B, H, W, D, D) -> function bi -> box sum of sample bi (`_box_sum`), in one reused buffer.
+
+    The adjoint of a zero-padded box sum is the same box sum (its kernel is symmetric). g5 is the
+    caller's gradient and is left untouched.
+    """
+    B, H, W, D, _ = g5.shape
+    summed = g5.new_empty(H, W, D, D)
+    halo = _box_buffer(summed.view(H, W, D * D), p)
+
+    def summed_of(bi: int) -> torch.Tensor:
+        _box_sum(g5[bi].view(H, W, D * D), summed.view(H, W, D * D), p, halo)
+        return summed
+
+    return summed_of
 
 
 def flip_correlation(corr: torch.Tensor, max_displacement: int, stride2: int = 1) -> torch.Tensor:
@@ -305,9 +388,9 @@ def local_correlation(
     """
     _check(a, b, max_displacement, kernel_size, stride1, stride2)
     r = max_displacement // stride2
-    # Scaling a (C*H*W values) is cheaper than scaling the (2d+1)^2-times larger output.
-    corr = _TiledCorrelation.apply(a / a.shape[1], b, r, stride2)
-    corr = patch_average(corr, kernel_size)
+    # Scaling a (C*H*W values) is cheaper than scaling the (2d+1)^2-times larger output; the box
+    # sum inside the Function turns the kernel-1 map into the kernel-k one (k*k in the divisor).
+    corr = _TiledCorrelation.apply(a / (a.shape[1] * kernel_size**2), b, r, stride2, kernel_size // 2)
     # stride1 samples the full map: simple and exact; Correl-Net itself uses stride1 = 1 (Sec. 3.1).
     if stride1 > 1:
         corr = corr[:, :, ::stride1, ::stride1].contiguous(memory_format=torch.channels_last)

@@ -110,6 +110,32 @@ def test_gradients_match_naive_on_larger_maps(d, k, s2):
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "shape, d, k, s2",
+    [
+        ((2, 3, 6, 7), 2, 5, 1),  # the in-Function box sum with a 2-pixel halo and a short last row block
+        ((1, 2, 1, 2), 1, 3, 1),  # map smaller than the patch in both directions
+        ((2, 3, 2, 1), 3, 5, 1),  # a single column
+        ((1, 2, 9, 10), 4, 7, 2),  # box sum with stride2
+    ],
+)
+def test_patch_sums_and_gradients_match_naive_for_any_kernel(shape, d, k, s2):
+    a, b = _pair(shape, seed=11, dtype=torch.float64)
+    want_shape = naive_correlation(a, b, d, k, 1, s2).shape
+    weights = torch.randn(want_shape, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    weights_before = weights.clone()
+    results = []
+    for fn in (local_correlation, naive_correlation):
+        x, y = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        out = fn(x, y, d, k, 1, s2)
+        out.backward(weights)
+        results.append((out.detach(), x.grad, y.grad))
+    for got, want in zip(*results):
+        assert (got - want).abs().max().item() <= 1e-12
+    # the backward box-sums the incoming gradient in its own buffers, never in place
+    assert torch.equal(weights, weights_before)
+
+
 def test_gradient_only_for_inputs_that_need_it():
     a, b = _pair((1, 2, 6, 7), seed=5)
     a.requires_grad_(True)
