@@ -27,6 +27,7 @@ from torch import nn
 
 from correlnet.metrics import PixelCounts, count_pixels
 from correlnet.scene_trap import SceneBlobConfig, add_scene_blobs
+from correlnet.inference import prepare_for_inference
 from correlnet.tiling import TilingConfig, predict_triplet_tiled
 
 # Fig. 5 colours (RGB): true positives green, false positives blue, false negatives red.
@@ -183,7 +184,8 @@ def evaluate_sequences(
     """
     from correlnet.synth import degrade_triplet
 
-    model.eval()
+    # Fold batch norm once for the whole evaluation; predict_triplet_tiled reuses a prepared model as is.
+    model = prepare_for_inference(model, device)
     per_sequence: dict[str, PixelCounts] = {}
     scene = SceneTrapResult() if cfg.scene_trap else None
     seconds, frames = 0.0, 0

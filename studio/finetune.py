@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from correlnet.checkpoint import load_model, save_checkpoint
 from correlnet.metrics import PixelCounts, count_pixels
+from correlnet.inference import prepare_for_inference
 from correlnet.tiling import TilingConfig, predict_triplet_tiled
 from correlnet.train import TrainConfig, TrainProgress, train
 from db.files import sha256_file
@@ -202,10 +203,13 @@ def validation_f1(model: nn.Module, triplets: list[np.ndarray], masks: list[np.n
                   cfg: FinetuneConfig) -> float:
     """Pixel F1 over the validation frames at full resolution (tiled), threshold cfg.threshold."""
     model.eval()
+    # One batch-norm-folded copy for all validation frames (predict_triplet_tiled reuses it as is);
+    # the model being fine-tuned is left untouched.
+    inference_model = prepare_for_inference(model, device)
     tiling = TilingConfig(tile=cfg.tile, overlap=min(192, cfg.tile // 4 - 1))
     total = PixelCounts(0, 0, 0)
     for triplet, mask in zip(triplets, masks):
-        probs = predict_triplet_tiled(model, triplet, tiling, device)
+        probs = predict_triplet_tiled(inference_model, triplet, tiling, device)
         total = total + count_pixels(probs >= cfg.threshold, mask)
     return float(total.f1)
 
