@@ -70,11 +70,12 @@ def run_row(arch: str, args: argparse.Namespace, clips: dict, held: dict, synth:
     }
 
 
-def markdown(rows: dict[str, dict], args: argparse.Namespace) -> str:
+def markdown(rows: dict[str, dict], args: argparse.Namespace, held: str) -> str:
     lines = [
         f"Scale: {args.steps} steps, batch {args.batch}, {args.crop}x{args.crop} crops, encoder `{args.encoder}`, "
-        f"lr {args.lr}, seed {args.seed}, `{args.synth}` generator; evaluated on {args.eval_frames} held-out frames "
-        f"(bikes[175:], centre {args.eval_crop or 'full'} px) with the same seeded defects.",
+        f"lr {args.lr}, seed {args.seed}, `{args.synth}` generator, {args.threads} CPU thread(s); evaluated on up to "
+        f"{args.eval_frames} held-out frames per sequence ({held}, centre {args.eval_crop or 'full'} px) with the "
+        "same seeded defects.",
         "",
         "| network | arch | params | precision | recall | F1 | CPU ms/frame | scene-blob FP rate (pixels / blobs) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -100,8 +101,10 @@ def main() -> None:
     p.add_argument("--eval-crop", type=int, default=256, help="centre crop of the held-out frames (0 = full)")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the raw results here")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     synth = SynthConfig.paper() if args.synth == "paper" else SynthConfig()
     train_spans, eval_spans = train_eval_split()
@@ -114,7 +117,7 @@ def main() -> None:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"args": vars(args), "rows": rows}, f, indent=2)
-    print(markdown(rows, args))
+    print(markdown(rows, args, ", ".join(held)))
 
 
 if __name__ == "__main__":

@@ -118,3 +118,36 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> n
                               "incompatible correlnet version: re-train or re-export it") from exc
     model.checkpoint_meta = {k: v for k, v in data.items() if k != "state_dict"}
     return model.to(resolve_device(device)).eval()
+
+
+def init_from_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Warm-start `model` (in place) from the weights stored at `path`, for a network that grew.
+
+    Tensors of the same name and shape are copied. A tensor that gained input channels (dim 1
+    larger, every other dim equal: a conv now fed extra skip channels appended after the old
+    ones, e.g. `ModelConfig.input_skip`) gets the old weights in its leading channels and zeros
+    in the new ones, so the network computes exactly what the stored one did until training
+    moves the new weights. Returns {"copied": [...], "widened": [...], "kept": [...]}: "kept"
+    are the model's tensors left as initialised (absent from the file or of another shape).
+    Raises CheckpointError for unusable files and when nothing matches (another architecture).
+    """
+    data = _read(path)
+    stored = data["state_dict"]
+    report: dict[str, list[str]] = {"copied": [], "widened": [], "kept": []}
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            src = stored.get(name)
+            if src is not None and src.shape == t.shape:
+                t.copy_(src)
+                report["copied"].append(name)
+            elif (src is not None and src.dim() == t.dim() >= 2 and src.shape[0] == t.shape[0]
+                  and src.shape[2:] == t.shape[2:] and src.shape[1] < t.shape[1]):
+                t.zero_()
+                t[:, : src.shape[1]].copy_(src)
+                report["widened"].append(name)
+            else:
+                report["kept"].append(name)
+    if not report["copied"]:
+        raise CheckpointError(f"{path} shares no weights with this network ({data.get('arch')} "
+                              f"{data.get('encoder')} stored): initialise from a checkpoint of the same arch")
+    return report

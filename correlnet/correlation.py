@@ -10,7 +10,7 @@ sample of `b` ((_TILE+2d)/_TILE times its size), never a (2d+1)^2 * C * H * W un
 The backward pass is the same tiled product (`_correlation_transpose`); the gradient for `b` is the
 one for `a` with the output gradient flipped (as in `flip_correlation`). Kernel k is a k x k box
 sum of the kernel-1 map (zero padding; the 1/k^2 is folded into the scaling of `a`), done in place one
-sample at a time in blocks of rows that stay in cache (`_box_sum`), instead of an avg_pool2d forward and
+sample at a time in blocks of rows that stay in cache (`box_sum`), instead of an avg_pool2d forward and
 backward over the whole (B, D*D, H, W) map in fresh allocations; its adjoint is the same box sum
 (symmetric kernel), applied to the output gradient per sample in reused buffers. The band is
 contiguous along the displacement, so maps come out in channels_last memory format: converting to
@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .box_sum import box_buffer, box_sum, box_summer
+from .correlation_flip import flip_correlation, flipper
+
+__all__ = ["Correlation", "flip_correlation", "local_correlation", "patch_average"]
+
 # Output columns per GEMM tile. Measured on the 2-core dev CPU at C=64, d=10: 8 beat 4 and 16.
 _TILE = 8
-# Rows per block of the box sum: 4 rows of a (W=128, 441) map plus the 2p halo rows are ~1.4 MB, about
-# the L2 cache of the dev CPU, so each pass over a block reads memory once.
-_BOX_ROWS = 4
 
 
 def _check(a: torch.Tensor, b: torch.Tensor, max_displacement: int, kernel_size: int, stride1: int,
@@ -124,7 +126,7 @@ def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int = 
     because the band of a tile product is contiguous along j. One batched GEMM per (sample, row residue)
     covers every tile: stacking the tiles' row blocks makes the batch step uniform, at the price of
     2r garbage rows per tile (16% more arithmetic at H=128, d=10). With p > 0 each sample's kernel-1
-    map is box-summed (`_box_sum`) right after it is written, while much of it is still in cache.
+    map is box-summed (`box_sum`) right after it is written, while much of it is still in cache.
     """
     B, C, H, W = a.shape
     D = 2 * r + 1
@@ -134,7 +136,7 @@ def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int = 
     prod = a.new_empty(n_tiles * hq, tile, D * wn)
     n_rows = n_tiles * hq - 2 * r
     full = (W // tile) * tile
-    halo = _box_buffer(out[0].view(H, W, D * D), p) if p else None
+    halo = box_buffer(out[0].view(H, W, D * D), p) if p else None
     for bi in range(B):
         b_w = windows_of(bi)
         for m in range(min(s, H)):
@@ -146,7 +148,7 @@ def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int = 
             if full < W:
                 dest[:, full:] = band[-1, :, : W - full]
         if p:
-            _box_sum(out[bi].view(H, W, D * D), out[bi].view(H, W, D * D), p, halo)
+            box_sum(out[bi].view(H, W, D * D), out[bi].view(H, W, D * D), p, halo)
     return out
 
 
@@ -184,75 +186,6 @@ def _correlation_transpose(
     return out.view(B, H, n_tiles * tile, C)[:, :, :W].permute(0, 3, 1, 2)
 
 
-def _row_sum(src: torch.Tensor, dst: torch.Tensor, p: int) -> None:
-    """dst[:, x] = sum of src[:, x-p..x+p] (zero outside); src, dst (n, W, K), distinct memory."""
-    if src.shape[1] == 1:
-        dst.copy_(src)
-        return
-    # the first shift is written with the centre: one pass fewer than copying the centre first
-    torch.add(src[:, 1:], src[:, :-1], out=dst[:, 1:])
-    dst[:, 0] = src[:, 0]
-    dst[:, :-1] += src[:, 1:]
-    for t in range(2, min(p, src.shape[1] - 1) + 1):
-        dst[:, t:] += src[:, :-t]
-        dst[:, :-t] += src[:, t:]
-
-
-def _box_sum(src: torch.Tensor, dst: torch.Tensor, p: int, halo: torch.Tensor) -> None:
-    """dst = (2p+1) x (2p+1) box sum over the first two dims of src (H, W, K), zero padding; dst may be src.
-
-    Separable, in blocks of _BOX_ROWS rows: `halo` ((_BOX_ROWS + 2p, W, K) buffer, reused) holds the
-    row-summed rows y0-p .. y1+p-1 of the block [y0, y1); the 2p rows shared with the next block are
-    moved down instead of recomputed. Source rows are read before any block writes them (y0+p >= y0).
-    """
-    H = src.shape[0]
-    halo[: 2 * p].zero_()
-    _row_sum(src[:p], halo[p : p + min(p, H)], p)
-    for y0 in range(0, H, _BOX_ROWS):
-        n = min(_BOX_ROWS, H - y0)
-        lo, hi = y0 + p, min(y0 + n + p, H)  # new source rows; rows past the image stay zero
-        if hi > lo:
-            _row_sum(src[lo:hi], halo[2 * p : 2 * p + hi - lo], p)
-        halo[2 * p + max(hi - lo, 0) : 2 * p + n].zero_()
-        out = dst[y0 : y0 + n]
-        torch.add(halo[:n], halo[1 : 1 + n], out=out)
-        for t in range(2, 2 * p + 1):
-            out += halo[t : t + n]
-        halo[: 2 * p].copy_(halo[n : n + 2 * p].clone() if n < 2 * p else halo[n : n + 2 * p])
-
-
-def _box_buffer(like: torch.Tensor, p: int) -> torch.Tensor:
-    """The `halo` buffer of `_box_sum` for (H, W, K) maps like `like`."""
-    return like.new_empty(_BOX_ROWS + 2 * p, *like.shape[1:])
-
-
-def _flipper(corr_last: torch.Tensor, r: int, s: int, p: int = 0):
-    """corr_last: (B, H, W, D*D) -> function bi -> (H, W, D, D) view of sample bi's flipped map.
-
-    With p > 0 the map is box-summed over (2p+1) x (2p+1) pixels (`_box_sum`) before the flip.
-
-    flipped[y, x, i, j] = corr[y + di, x + dj, D-1-i, D-1-j] with (di, dj) = ((i - r)*s, (j - r)*s),
-    zero where (y + di, x + dj) leaves the image. In a copy padded by d = r*s, the negative step over
-    the reversed displacement is absorbed by the positive spatial step, so all strides are positive
-    and the flip is a view. The padded copy is one sample, reused.
-    """
-    B, H, W, DD = corr_last.shape
-    D, d = 2 * r + 1, r * s
-    hp, wp = H + 2 * d, W + 2 * d
-    padded = corr_last.new_zeros(hp, wp, DD)
-    view = padded.as_strided((H, W, D, D), (wp * DD, DD, s * wp * DD - D, s * DD - 1), DD - 1)
-    halo = _box_buffer(corr_last[0], p) if p else None
-
-    def flipped_of(bi: int) -> torch.Tensor:
-        if p:
-            _box_sum(corr_last[bi], padded[d : d + H, d : d + W], p, halo)
-        else:
-            padded[d : d + H, d : d + W] = corr_last[bi]
-        return view
-
-    return flipped_of
-
-
 class _TiledCorrelation(torch.autograd.Function):
     """Stride1-1 correlation sums (B, D*D, H, W) over (2p+1)^2 patches, with a hand-written backward."""
 
@@ -277,79 +210,12 @@ class _TiledCorrelation(torch.autograd.Function):
         spread = a.new_zeros(n_tiles * hq, tile, D * wn)
         if ctx.needs_input_grad[0]:
             g5 = g_last.view(*g_last.shape[:3], D, D)
-            grad_a = _correlation_transpose(_box_summer(g5, p) if p else lambda bi: g5[bi], b, r, s, spread)
+            grad_a = _correlation_transpose(box_summer(g5, p) if p else lambda bi: g5[bi], b, r, s, spread)
         if ctx.needs_input_grad[1]:
             # corr[y, delta] = a[y] . b[y + delta], so b's gradient is the same adjoint with a, applied
             # to the gradient re-indexed by (y + delta, -delta): the flip of `flip_correlation`.
-            grad_b = _correlation_transpose(_flipper(g_last, r, s, p), a, r, s, spread)
+            grad_b = _correlation_transpose(flipper(g_last, r, s, p), a, r, s, spread)
         return grad_a, grad_b, None, None, None
-
-
-def _box_summer(g5: torch.Tensor, p: int):
-    """g5: (B, H, W, D, D) -> function bi -> box sum of sample bi (`_box_sum`), in one reused buffer.
-
-    The adjoint of a zero-padded box sum is the same box sum (its kernel is symmetric). g5 is the
-    caller's gradient and is left untouched.
-    """
-    B, H, W, D, _ = g5.shape
-    summed = g5.new_empty(H, W, D, D)
-    halo = _box_buffer(summed.view(H, W, D * D), p)
-
-    def summed_of(bi: int) -> torch.Tensor:
-        _box_sum(g5[bi].view(H, W, D * D), summed.view(H, W, D * D), p, halo)
-        return summed
-
-    return summed_of
-
-
-def flip_correlation(corr: torch.Tensor, max_displacement: int, stride2: int = 1) -> torch.Tensor:
-    """Turn corr(a, b) into corr(b, a) without a or b: out[delta, y] = corr[-delta, y + delta], zero outside.
-
-    corr: (B, D*D, H, W) from `local_correlation(a, b, max_displacement, kernel_size, stride1=1, stride2)`.
-    Returns (B, D*D, H, W), a new tensor in channels_last memory format (differentiable).
-
-    Exact for kernel_size=1. For kernel_size k > 1 it is exact except in a band of width k//2 next to
-    where y + delta leaves the image: there corr(b, a) sums products whose patch centre in `a` lies
-    outside the image, which corr(a, b) never stored. For exact reuse with k > 1, keep the kernel-1 map:
-    `patch_average(flip_correlation(c1, d, s2), k)` equals `local_correlation(b, a, d, k, 1, s2)` where
-    `c1 = local_correlation(a, b, d, 1, 1, s2)`.
-    Raises ValueError if corr is not 4-D or its channel count is not (2*(max_displacement//stride2)+1)^2.
-    """
-    if isinstance(max_displacement, bool) or not isinstance(max_displacement, int) or max_displacement < 0:
-        raise ValueError(f"max_displacement must be an int >= 0; got {max_displacement!r}")
-    if isinstance(stride2, bool) or not isinstance(stride2, int) or stride2 < 1:
-        raise ValueError(f"stride2 must be an int >= 1; got {stride2!r}")
-    r = max_displacement // stride2
-    D = 2 * r + 1
-    if not isinstance(corr, torch.Tensor) or corr.dim() != 4 or corr.shape[1] != D * D:
-        raise ValueError(
-            f"flip_correlation expects corr of shape (B, {D * D}, H, W) for max_displacement={max_displacement}, "
-            f"stride2={stride2}; got {tuple(getattr(corr, 'shape', ()))} (pass the max_displacement and stride2 "
-            "given to local_correlation, which must have used stride1=1)"
-        )
-    return _Flip.apply(corr, r, stride2)
-
-
-def _flip(corr: torch.Tensor, r: int, s: int) -> torch.Tensor:
-    B, DD, H, W = corr.shape
-    flipped_of = _flipper(corr.permute(0, 2, 3, 1), r, s)
-    out = corr.new_empty(B, H, W, DD)
-    for bi in range(B):
-        out[bi] = flipped_of(bi).reshape(H, W, DD)
-    return out.permute(0, 3, 1, 2)
-
-
-class _Flip(torch.autograd.Function):
-    """The flip is its own adjoint: corr[-delta, z] is read exactly by out[delta, z - delta]."""
-
-    @staticmethod
-    def forward(ctx, corr: torch.Tensor, r: int, s: int) -> torch.Tensor:
-        ctx.r, ctx.s = r, s
-        return _flip(corr, r, s)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return _flip(grad, ctx.r, ctx.s), None, None
 
 
 def patch_average(corr: torch.Tensor, kernel_size: int) -> torch.Tensor:

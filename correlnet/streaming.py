@@ -114,12 +114,26 @@ class _BranchCache:
         layer = getattr(model, "corr", None)
         self.layer = layer if isinstance(layer, Correlation) and layer.stride1 == 1 else None
         self.feats: dict[int, Feats] = {}
+        # Frame tiles, kept only for models whose decoder takes the frames as a skip (input_skip).
+        self.input_skip = bool(getattr(getattr(model, "config", None), "input_skip", False))
+        self.tiles: dict[int, torch.Tensor] = {}
         self.raw: dict[tuple[int, int], torch.Tensor] = {}
 
     def features(self, j: int) -> Feats:
         if j not in self.feats:
-            self.feats[j] = _batched(self.model.stem_features, self.batch, self.n, self.load_tiles(j))
+            tiles = self.load_tiles(j)
+            self.feats[j] = _batched(self.model.stem_features, self.batch, self.n, tiles)
+            if self.input_skip:
+                self.tiles[j] = tiles
         return self.feats[j]
+
+    def frames(self, p: int, i: int, q: int) -> torch.Tensor | None:
+        """The padded triplet tiles (n, 3, tile_h, tile_w) for the decoder's input skip, else None."""
+        if not self.input_skip:
+            return None
+        for j in (p, i, q):
+            self.features(j)
+        return torch.cat([self.tiles[p], self.tiles[i], self.tiles[q]], 1)
 
     def _raw_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if self.layer is None or self.layer.kernel_size == 1:
@@ -148,6 +162,7 @@ class _BranchCache:
 
     def evict(self, step: int, frame_last: dict, link_last: dict) -> None:
         self.feats = {j: f for j, f in self.feats.items() if frame_last[j] > step}
+        self.tiles = {j: t for j, t in self.tiles.items() if frame_last[j] > step}
         self.raw = {k: c for k, c in self.raw.items() if link_last[frozenset(k)] > step}
 
 
@@ -218,11 +233,13 @@ def _branch_logits(cache: _BranchCache, i: int, p: int, q: int, batch: int) -> t
     """Logits (N, 1, tile_h, tile_w) of frame i's tiles, with neighbours p (prev) and q (next)."""
     feats = cache.features(i)
     (raw_p, flip_p), (raw_q, flip_q) = cache.correlation(i, p), cache.correlation(i, q)
+    frames = cache.frames(p, i, q)
     out = []
     for k in range(0, cache.n, batch):
         sl = slice(k, k + batch)
         corr_prev, corr_next = cache.finish(raw_p[sl], flip_p), cache.finish(raw_q[sl], flip_q)
-        out.append(cache.model.head(_tree_map(lambda t: t[sl], feats), corr_prev, corr_next))
+        skip = None if frames is None else frames[sl]
+        out.append(cache.model.head(_tree_map(lambda t: t[sl], feats), corr_prev, corr_next, skip))
     return torch.cat(out)
 
 

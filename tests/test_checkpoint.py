@@ -9,7 +9,13 @@ import pytest
 import torch
 
 import correlnet
-from correlnet.checkpoint import CheckpointError, load_checkpoint_meta, load_model, save_checkpoint
+from correlnet.checkpoint import (
+    CheckpointError,
+    init_from_checkpoint,
+    load_checkpoint_meta,
+    load_model,
+    save_checkpoint,
+)
 from correlnet.models import ARCHS
 from model_fixtures import tiny_model
 
@@ -115,3 +121,20 @@ def test_weights_not_matching_config_raise(tmp_path):
     torch.save(data, path)
     with pytest.raises(CheckpointError, match="does not match"):
         load_model(path)
+
+
+def test_init_from_checkpoint_grows_the_decoder_without_changing_outputs(tmp_path):
+    torch.manual_seed(6)
+    x = torch.rand(2, 3, 37, 53)
+    old = _trained_bn(tiny_model("efficient-correlnet"), x)
+    path = save_checkpoint(tmp_path / "old.pt", old)
+    grown = tiny_model("efficient-correlnet", input_skip=True)
+    report = init_from_checkpoint(grown, path)
+    assert report["widened"] == ["decoder.stages.4.0.weight"] and report["kept"] == []
+    assert len(report["copied"]) == len(old.state_dict()) - 1
+    w = grown.decoder.stages[-1][0].weight
+    assert torch.equal(w[:, :-3], old.decoder.stages[-1][0].weight) and not w[:, -3:].any()
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(x), old(x), rtol=0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="shares no weights"):
+        init_from_checkpoint(tiny_model("unet"), path)

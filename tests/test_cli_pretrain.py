@@ -54,6 +54,23 @@ def test_pretrain_dry_run_writes_a_loadable_checkpoint_then_evaluate_reads_it(ti
     assert len(list(pictures.glob("clip_*.png"))) == 2
 
 
+def test_init_warm_starts_a_grown_network_and_overrides_are_typed(tiny_video, tmp_path, capsys):
+    from studio.commands.pretrain import parse_overrides
+
+    assert parse_overrides(["input_skip=true", "stride2=2", "decoder_channels=8,4", "encoder=x"]) == {
+        "input_skip": True, "stride2": 2, "decoder_channels": (8, 4), "encoder": "x"}
+    assert parse_overrides(["input_skip=False"]) == {"input_skip": False}
+    common = ["pretrain", "--source", str(tiny_video), "--encoder", "test_efficientnet", "--dry-run", "--crop", "32",
+              "--batch", "2", "--override", "max_displacement=2", "--override", "decoder_channels=8,8,8,8,8",
+              "--threads", "1"]
+    first = tmp_path / "first.pt"
+    assert main(common + ["--out", str(first)]) == 0
+    grown = tmp_path / "grown.pt"
+    assert main(common + ["--out", str(grown), "--init", str(first), "--override", "input_skip=true"]) == 0
+    assert "1 widened ['decoder.stages.4.0.weight']" in capsys.readouterr().out
+    assert load_model(grown).config.input_skip is True
+
+
 def test_bad_sources_and_models_give_a_clear_error(tmp_path, capsys):
     code = main(["pretrain", "--source", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "m.pt"), "--dry-run"])
     err = capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from dataclasses import replace
 import importlib.util
 import sys
 from pathlib import Path
@@ -217,6 +218,32 @@ def test_jitter_shifts_outer_frames_only():
         assert np.all(np.abs(diffs) <= 2 + 1e-4) and diffs[1] == 0
         shifts.update(np.round(np.abs(diffs)).astype(int).tolist())
     assert shifts == {0, 1, 2}
+
+
+def test_scene_lines_weave_with_the_scene_and_are_never_masked():
+    """Scene lines (SynthConfig.scene_lines) are drawn on the source region before the crops are cut:
+    on a flat grey clip the outer frames are the centre frame shifted by their jitter, exactly as
+    the scene would be, and the mask stays empty. Scratches, drawn after the cut, are masked."""
+    grey = np.full((3, 64, 64), 0.5, np.float32)
+    lines = replace(SynthConfig().only(), scene_lines=True, scene_lines_prob=1.0, scene_lines_mean=3.0)
+    ds = TripletDataset([grey], lines, crop=32, length=20, seed=0, jitter=2)
+    drawn = 0
+    for i in range(20):
+        item = ds[i]
+        f = item["frames"].numpy()
+        assert not item["mask"].any()
+        drawn += np.abs(f[1] - 0.5).max() > 0.03
+        # every outer frame is the centre one shifted by some (dy, dx) within the jitter (interior)
+        for k in (0, 2):
+            assert any(np.allclose(f[k, 4:-4, 4:-4], f[1, 4 + dy : 28 + dy, 4 + dx : 28 + dx], atol=1e-6)
+                       for dy in range(-2, 3) for dx in range(-2, 3)), (i, k)
+    assert drawn >= 15
+    # off (the default) draws nothing and leaves the random stream alone
+    plain = TripletDataset([grey], SynthConfig().only(), crop=32, length=3, seed=0)[1]["frames"]
+    assert torch.equal(plain, torch.full((3, 32, 32), 0.5))
+    scratched = replace(lines, scratches=True, scratch_prob=1.0)
+    assert TripletDataset([grey], scratched, crop=32, length=3, seed=0)[1]["mask"].any()
+    assert SynthConfig.mixed().scene_lines and not SynthConfig().scene_lines and not SynthConfig.paper().scene_lines
 
 
 def test_uint8_clips_match_float_clips():

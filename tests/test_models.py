@@ -77,15 +77,17 @@ def test_gradient_reaches_shared_stem_from_each_frame(arch):
 
 @pytest.mark.parametrize("arch", STREAMING_ARCHS)
 @pytest.mark.parametrize("size", [(32, 64), (37, 53)])
-def test_streaming_api_equals_forward(arch, size):
+@pytest.mark.parametrize("input_skip", [False, True])
+def test_streaming_api_equals_forward(arch, size, input_skip):
     torch.manual_seed(2)
-    model = tiny_model(arch).eval()
+    model = tiny_model(arch, input_skip=input_skip).eval()
     x = torch.rand(2, 3, *size)
     padder = InputPadder(*size, model.size_multiple)
     xp = padder.pad(x)
     with torch.no_grad():
         prev, mid, nxt = (model.stem_features(xp[:, k : k + 1]) for k in range(3))
-        logits = model.head(mid, model.pair_correlation(mid, prev), model.pair_correlation(mid, nxt))
+        logits = model.head(mid, model.pair_correlation(mid, prev), model.pair_correlation(mid, nxt),
+                            xp if input_skip else None)
         assert logits.shape == (2, 1, *padder.padded_size)
         torch.testing.assert_close(padder.unpad(logits), model(x), rtol=1e-4, atol=1e-5)
 
@@ -171,3 +173,40 @@ def test_config_is_frozen_and_round_trips():
     assert ModelConfig.from_dict(d) == cfg
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({**d, "colour": 1})
+
+
+@pytest.mark.parametrize("arch", ["correlnet", "efficient-correlnet", "efficient-trinet", "efficient-unet"])
+def test_input_skip_feeds_the_frames_to_the_full_resolution_stage(arch):
+    """The encoders start at stride 2; with input_skip the last decoder stage also sees the three
+    frames at full resolution. Cutting that stage's upsampled-feature weights leaves the skip as
+    the only path: a 1-pixel change of any frame then moves exactly the outputs whose 3x3
+    window holds that pixel (or fewer, where the ReLU is off on both inputs)."""
+    torch.manual_seed(5)
+    plain, skip = tiny_model(arch).eval(), tiny_model(arch, input_skip=True).eval()
+    last = skip.decoder.stages[-1][0]
+    assert last.in_channels == plain.decoder.stages[-1][0].in_channels + 3
+    with torch.no_grad():
+        last.weight[:, :-3] = 0
+        x = torch.rand(1, 3, 37, 53)
+        for frame in range(3):
+            y = x.clone()
+            y[0, frame, 13, 18] += 0.5
+            moved = (skip(y) - skip(x)).abs()[0, 0] > 1e-6
+            window = torch.zeros_like(moved)
+            window[12:15, 17:20] = True
+            assert not moved[~window].any() and moved[window].sum() >= 3, f"frame {frame}"
+
+
+def test_input_skip_config_checks():
+    assert ModelConfig().input_skip is False  # checkpoints written before the option load unchanged
+    with pytest.raises(ValueError, match="true or false"):
+        ModelConfig(input_skip="yes")
+    with pytest.raises(ValueError, match="not of unet"):
+        build_model("unet", "test_efficientnet", input_skip=True)
+    model = tiny_model("efficient-correlnet", input_skip=True).eval()
+    feats = model.stem_features(torch.rand(1, 1, 32, 32))
+    corr = model.pair_correlation(feats, feats)
+    with pytest.raises(ValueError, match="full-resolution skip of 3 channels; got none"):
+        model.head(feats, corr, corr)
+    with pytest.raises(ValueError, match=r"inputs must be \(B, 3, 32, 32\)"):
+        model.head(feats, corr, corr, torch.rand(1, 3, 16, 16))

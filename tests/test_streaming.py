@@ -108,6 +108,20 @@ def test_models_without_branch_api_fall_back_to_stacked_triplets(frames, arch):
         np.testing.assert_allclose(got[i], ref[i], atol=1e-6)
 
 
+def test_streaming_with_input_skip_equals_independent_triplets(frames):
+    """The decoder's full-resolution skip needs each triplet's frame tiles: streaming keeps them
+    with the features and must give what the model gives on each triplet."""
+    torch.manual_seed(1)
+    net = build_model("efficient-correlnet", encoder="test_efficientnet", max_displacement=3, input_skip=True).eval()
+    with torch.no_grad():
+        net.decoder.stages[-1][0].weight[:, -3:].normal_(0, 0.5)  # make the skip matter
+    nb = [(1, 1), (0, 2), (1, 3), (3, 3)]
+    got = dict(detect_frames(net, lambda i: frames[i], nb, CFG, CPU))
+    ref = naive(net, frames, nb, range(4))
+    for i in range(4):
+        np.testing.assert_allclose(got[i], ref[i], atol=1e-5)
+
+
 def test_bad_input_is_refused(model, frames):
     with pytest.raises(ValueError, match="outside the sequence"):
         list(detect_frames(model, lambda i: frames[i], [(0, 1), (0, 2)], CFG, CPU))

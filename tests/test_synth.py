@@ -223,3 +223,25 @@ def test_blotch_period_sets_blotch_size():
         return float(np.median(areas))
 
     assert median_blob_area(64.0) > 2 * median_blob_area(16.0)
+
+
+def test_mixed_generator_draws_the_paper_part_for_its_share_of_triplets():
+    """SynthConfig.mixed(p): one coin per triplet, then exactly the paper's generator or the full one."""
+    clean = np.random.default_rng(0).random((3, 48, 48)).astype(np.float32)
+    # p = 1: the coin, then the paper generator's own stream
+    rng = np.random.default_rng(1)
+    rng.random()
+    ref = degrade_triplet(clean, SynthConfig.paper(), rng)
+    got = degrade_triplet(clean, SynthConfig.mixed(1.0), np.random.default_rng(1))
+    assert all(np.array_equal(g, r) for g, r in zip(got, ref))
+    # p = 0 draws no coin: the full generator (with mixed()'s scratch rate), bit for bit
+    ref = degrade_triplet(clean, SynthConfig(scratch_prob=0.15), np.random.default_rng(2))
+    got = degrade_triplet(clean, SynthConfig.mixed(0.0), np.random.default_rng(2))
+    assert all(np.array_equal(g, r) for g, r in zip(got, ref))
+    # p = 0.3: paper-only triplets have no grain, so their unmasked pixels equal the clean frames
+    paper_like = 0
+    for seed in range(200):
+        degraded, masks = degrade_triplet(clean, SynthConfig.mixed(0.3), np.random.default_rng(seed))
+        paper_like += np.array_equal(degraded[~masks], clean[~masks])
+    assert 40 <= paper_like <= 80  # binomial(200, 0.3): mean 60, sd 6.5
+    assert SynthConfig.paper().paper_only_prob == 0 and SynthConfig.mixed().paper_only_prob == 0.3

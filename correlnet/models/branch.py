@@ -53,7 +53,7 @@ class TripletNet(nn.Module):
             act(inplace=True),
         )
         self.body = body
-        self.decoder = UNetDecoder(body_channels, config.decoder_channels)
+        self.decoder = UNetDecoder(body_channels, config.decoder_channels, 3 if config.input_skip else 0)
 
     # --- streaming API (design.md): per-frame features and per-pair correlations computed once ---
     def stem_features(self, frame: torch.Tensor) -> torch.Tensor:
@@ -72,9 +72,11 @@ class TripletNet(nn.Module):
         self._need_correlation("pair_correlation")
         return self.corr(feats_a, feats_b)
 
-    def head(self, feats_mid: torch.Tensor, corr_prev: torch.Tensor, corr_next: torch.Tensor) -> torch.Tensor:
+    def head(self, feats_mid: torch.Tensor, corr_prev: torch.Tensor, corr_next: torch.Tensor,
+             frames: torch.Tensor | None = None) -> torch.Tensor:
         """feats_mid (B, C, h, w), corr_prev = corr(mid, prev), corr_next = corr(mid, next)
         (B, (2d+1)^2, h, w) from pair_correlation -> logits (B, 1, 2h, 2w).
+        frames: the padded triplet (B, 3, 2h, 2w) (prev, mid, next) when config.input_skip, else None.
 
         Equals fuse(concat(patch_average(corr_prev), patch_average(corr_next), feats_mid)) then
         the encoder and decoder, computed cheaply: the 1x1 fusion conv is applied to each part
@@ -93,7 +95,7 @@ class TripletNet(nn.Module):
         w = self.fuse[0].weight
         fused = self._patch_average(F.conv2d(corr_prev, w[:, :n]) + F.conv2d(corr_next, w[:, n : 2 * n]))
         fused = fused + F.conv2d(feats_mid, w[:, 2 * n :])
-        return self.decoder(self.body(self.fuse[1:](fused)))
+        return self.decoder(self.body(self.fuse[1:](fused)), frames)
 
     def _patch_average(self, x: torch.Tensor) -> torch.Tensor:
         # local_correlation's kernel k: mean over the k x k patch, zero outside the image.
@@ -116,8 +118,9 @@ class TripletNet(nn.Module):
         feats = self.stem_features(xp.reshape(B * 3, 1, Hp, Wp))
         feats = feats.reshape(B, 3, *feats.shape[1:])
         prev, mid, nxt = feats.unbind(1)
+        skip = xp if self.config.input_skip else None
         if self.use_correlation:
-            logits = self.head(mid, self.pair_correlation(mid, prev), self.pair_correlation(mid, nxt))
+            logits = self.head(mid, self.pair_correlation(mid, prev), self.pair_correlation(mid, nxt), skip)
         else:
-            logits = self.decoder(self.body(self.fuse(torch.cat([prev, mid, nxt], 1))))
+            logits = self.decoder(self.body(self.fuse(torch.cat([prev, mid, nxt], 1))), skip)
         return padder.unpad(logits)

@@ -44,6 +44,10 @@ class ModelConfig:
         last one runs at full resolution, so it dominates the 1080p cost and is kept small.
     base_channels: width of the plain `correlnet` encoder at stride 2 (doubled per stage, max 8x).
     fpn_channels, fpn_repeats: NAS-FPN width and number of stacked NAS-FPN blocks.
+    input_skip: give the decoder's last (full-resolution) stage the three input frames as a skip
+        (U-Net's full-resolution skip; the encoders start at stride 2, so without it the mask
+        is only upsampled from half resolution and cannot follow a 1-2 px defect or edge).
+        False (the default) keeps the layout of checkpoints written before the option existed.
     """
 
     arch: str = "efficient-correlnet"
@@ -59,12 +63,17 @@ class ModelConfig:
     base_channels: int = 32
     fpn_channels: int = 64
     fpn_repeats: int = 3
+    input_skip: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
         # Accept lists (e.g. from a JSON/DB round trip) but store a hashable tuple.
         object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        if not isinstance(self.input_skip, bool):
+            raise ValueError(f"input_skip must be true or false; got {self.input_skip!r}")
+        if self.input_skip and not (self.arch == "correlnet" or self.arch.startswith("efficient-")):
+            raise ValueError(f"input_skip is an option of our U-Net decoder (correlnet, efficient-*); not of {self.arch}")
         if not 3 <= self.encoder_depth <= 5:
             raise ValueError(f"encoder_depth must be 3, 4 or 5; got {self.encoder_depth}")
         if len(self.decoder_channels) != self.encoder_depth or min(self.decoder_channels) < 1:

@@ -15,17 +15,21 @@ class UNetDecoder(nn.Module):
     encoder_channels: channels of the encoder features at strides 2, 4, ..., 2^depth (high-res
         first); the last one is the bottleneck, the others are skips.
     decoder_channels: width of each decoder stage, deepest first; stage i upsamples x2, concats
-        the skip at that stride (none at stride 1) and applies one 3x3 conv-BN-ReLU. One conv
-        per stage rather than U-Net's two keeps the full-resolution stages cheap at 1080p.
+        the skip at that stride and applies one 3x3 conv-BN-ReLU. One conv per stage rather
+        than U-Net's two keeps the full-resolution stages cheap at 1080p.
+    input_channels: channels of an optional full-resolution skip (the input frames) concatenated
+        before the last stage; 0 for none (the last stage then only sees upsampled features).
     """
 
-    def __init__(self, encoder_channels: list[int], decoder_channels: tuple[int, ...]):
+    def __init__(self, encoder_channels: list[int], decoder_channels: tuple[int, ...], input_channels: int = 0):
         super().__init__()
         if len(encoder_channels) != len(decoder_channels):
             raise ValueError(
                 f"one decoder width per encoder stage: {len(encoder_channels)} stages, got {decoder_channels}"
             )
-        skips = list(encoder_channels[:-1])[::-1] + [0]  # deepest skip first, nothing at stride 1
+        # Deepest skip first; at stride 1 the optional input skip.
+        skips = list(encoder_channels[:-1])[::-1] + [input_channels]
+        self.input_channels = input_channels
         in_ch = encoder_channels[-1]
         stages = []
         for skip_ch, out_ch in zip(skips, decoder_channels):
@@ -34,10 +38,22 @@ class UNetDecoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.logits = nn.Conv2d(in_ch, 1, kernel_size=1)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features: [(B, C_k, Hp/2^k, Wp/2^k) for k = 1..depth] -> logits (B, 1, Hp, Wp)."""
+    def forward(self, features: list[torch.Tensor], inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """features: [(B, C_k, Hp/2^k, Wp/2^k) for k = 1..depth] -> logits (B, 1, Hp, Wp).
+
+        inputs: (B, input_channels, Hp, Wp), required when input_channels > 0, else None.
+        """
+        if (inputs is None) != (self.input_channels == 0):
+            raise ValueError(
+                f"this decoder takes a full-resolution skip of {self.input_channels} channels; got "
+                + ("none" if inputs is None else f"a tensor of shape {tuple(inputs.shape)}"))
         x = features[-1]
-        skips = features[:-1][::-1]
+        skips = list(features[:-1][::-1])
+        if inputs is not None:
+            if inputs.shape[1] != self.input_channels or inputs.shape[-2:] != tuple(2 * n for n in features[0].shape[-2:]):
+                raise ValueError(f"inputs must be (B, {self.input_channels}, {2 * features[0].shape[-2]}, "
+                                 f"{2 * features[0].shape[-1]}); got {tuple(inputs.shape)}")
+            skips.append(inputs.to(x.dtype))
         for i, stage in enumerate(self.stages):
             if i < len(skips):
                 x = F.interpolate(x, size=skips[i].shape[-2:], mode="nearest")

@@ -75,9 +75,10 @@ class EfficientUNet(nn.Module):
         self.config = config
         self.size_multiple = 2 ** config.encoder_depth
         self.stem, _, self.body = efficientnet_parts(config.encoder, 3, config.encoder_depth)
-        self.decoder = UNetDecoder(self.body.channels, config.decoder_channels)
+        self.decoder = UNetDecoder(self.body.channels, config.decoder_channels, 3 if config.input_skip else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_frames(x)
         padder = InputPadder(x.shape[-2], x.shape[-1], self.size_multiple)
-        return padder.unpad(self.decoder(self.body(self.stem(padder.pad(x)))))
+        xp = padder.pad(x)
+        return padder.unpad(self.decoder(self.body(self.stem(xp)), xp if self.config.input_skip else None))

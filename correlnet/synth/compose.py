@@ -60,7 +60,13 @@ def degrade_triplet_with_base(
     clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`degrade_triplet` plus the base: the clean triplet with grain, flicker and blur but no
-    defect, (3, H, W) float32; ``degraded == base`` wherever ``masks`` is False."""
+    defect, (3, H, W) float32; ``degraded == base`` wherever ``masks`` is False.
+
+    With ``cfg.paper_only_prob > 0`` one coin decides first whether this triplet uses
+    ``cfg.paper_part()`` (no coin is drawn otherwise, so other configurations keep their streams).
+    """
+    if cfg.paper_only_prob > 0 and rng.random() < cfg.paper_only_prob:
+        cfg = cfg.paper_part()
     base = texture_triplet(_checked(clean), cfg, rng)
     degraded = draw_defects(base, cfg, rng)
     if cfg.blur:

@@ -6,6 +6,7 @@ The parser is built without importing torch (fast `correlnet --help`); the work 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,14 +31,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=8, help="triplets per step (default 8)")
     p.add_argument("--crop", type=int, default=256, help="training crop side in pixels (default 256, the paper's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synth", choices=("full", "paper"), default="full",
-                   help="defect generator: 'full' (paper + dust, hairs, scratches, grain, flicker; default) "
-                        "or 'paper' (Sec. 4.1 only)")
+    p.add_argument("--synth", choices=("full", "paper", "mixed"), default="full",
+                   help="defect generator: 'full' (paper + dust, hairs, scratches, grain, flicker; default), "
+                        "'paper' (Sec. 4.1 only) or 'mixed' (full, with 30%% of the triplets paper-only)")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="N")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    p.add_argument("--init", metavar="CKPT", default=None,
+                   help="start from the weights of CKPT (a new run; a grown network keeps the old "
+                        "weights and zeros in new input channels, see correlnet.checkpoint.init_from_checkpoint)")
     p.add_argument("--dry-run", action="store_true", help="stop after 2 steps (checks every path cheaply)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. decoder_channels=64,32,16,8,8 (repeatable)")
@@ -45,13 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
-    """KEY=VALUE strings -> typed model config overrides (ints, floats, comma lists of ints)."""
+    """KEY=VALUE strings -> typed model config overrides (true/false, ints, floats, comma lists of ints)."""
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--override {item!r}: write KEY=VALUE, e.g. decoder_channels=64,32,16,8,8")
-        if "," in value:
+        if value.lower() in ("true", "false"):
+            out[key] = value.lower() == "true"
+        elif "," in value:
             out[key] = tuple(int(v) for v in value.split(",") if v)
         else:
             try:
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from correlnet.checkpoint import init_from_checkpoint
     from correlnet.device import resolve_device
     from correlnet.models import build_model
     from correlnet.train import TrainConfig, train
@@ -86,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
         loader = training_loader(args.source, synth_config(args.synth), args.crop, args.batch, args.seed,
                                  args.workers, samples)
         torch.manual_seed(args.seed)
-        model = build_model(args.arch, encoder=args.encoder, **parse_overrides(args.override)).to(device)
+        model = build_model(args.arch, encoder=args.encoder, **parse_overrides(args.override))
+        if args.init and not (args.resume and Path(args.out).exists()):
+            report = init_from_checkpoint(model, args.init)
+            print(f"initialised from {args.init}: {len(report['copied'])} tensors copied, "
+                  f"{len(report['widened'])} widened {report['widened']}, {len(report['kept'])} left as built")
+        model = model.to(device)
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from exc
     bar = tqdm(desc="pretrain", unit="step", dynamic_ncols=True)

@@ -13,14 +13,17 @@ DEMO = "demo"
 
 
 def synth_config(name: str) -> Any:
-    """'paper' -> SynthConfig.paper() (Sec. 4.1 only); 'full' -> SynthConfig() (everything)."""
+    """'paper' -> SynthConfig.paper() (Sec. 4.1 only); 'full' -> SynthConfig() (everything);
+    'mixed' -> SynthConfig.mixed() (the full generator, 30 % of triplets the paper's alone)."""
     from correlnet.synth import SynthConfig
 
     if name == "paper":
         return SynthConfig.paper()
     if name == "full":
         return SynthConfig()
-    raise ValueError(f"unknown defect generator {name!r}: use 'paper' or 'full'")
+    if name == "mixed":
+        return SynthConfig.mixed()
+    raise ValueError(f"unknown defect generator {name!r}: use 'paper', 'full' or 'mixed'")
 
 
 def source_spans(sources: Sequence[str], part: str) -> list[Any]:
