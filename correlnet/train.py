@@ -175,6 +175,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train `model` (already on `device`) with Adam on the soft Dice loss (Sec. 3.2, + cfg.bce_weight * BCE).
 
@@ -183,6 +184,8 @@ def train(
     at every checkpoint and at the end; should_stop() is polled after every step and ends the run cleanly
     (a checkpoint is written). With checkpoint_path, an atomic checkpoint is written every
     cfg.checkpoint_every steps and at the end; resume=True continues from it when it exists.
+    provenance: plain data recorded in every checkpoint's `extra["data"]` (sources, generator, crop:
+    what the model was trained on, which TrainConfig does not describe).
     Raises TrainingDiverged when the loss is NaN/inf, ValueError for malformed batches, and
     FileNotFoundError on resume when the checkpoint exists without its training-state file.
     """
@@ -212,7 +215,7 @@ def train(
         done = result.steps_done = step + 1
         avg = sum(losses[-50:]) / len(losses[-50:])
         stop = bool(should_stop and should_stop())
-        val = _end_of_step(model, opt, scaler, cfg, result, done, total, avg, stop, val_fn, path)
+        val = _end_of_step(model, opt, scaler, cfg, result, done, total, avg, stop, val_fn, path, provenance)
         if on_progress is not None:
             eta = (time.perf_counter() - t0) / (done - start) * (total - done)
             on_progress(TrainProgress(done, total, value, avg, lr, eta, val))
@@ -242,7 +245,8 @@ def _train_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, batch
 
 
 def _end_of_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, cfg: TrainConfig, result: TrainResult,
-                 done: int, total: int, avg: float, stop: bool, val_fn: Any, path: Path | None) -> dict | None:
+                 done: int, total: int, avg: float, stop: bool, val_fn: Any, path: Path | None,
+                 provenance: dict[str, Any] | None = None) -> dict | None:
     """Validation, loss history and checkpoint when due; returns the validation metrics if run."""
     val = None
     at_checkpoint = done % cfg.checkpoint_every == 0 or done == total or stop
@@ -254,7 +258,7 @@ def _end_of_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, cfg:
     if at_checkpoint and path is not None:
         state = {"step": done, "optimizer": opt.state_dict(), "rng": rng_state(),
                  "scaler": scaler.state_dict() if scaler is not None else None}
-        save_training(path, model, asdict(cfg), state, {"loss": avg, "step": done, **(val or {})})
+        save_training(path, model, asdict(cfg), state, {"loss": avg, "step": done, **(val or {})}, provenance)
     return val
 
 

@@ -54,14 +54,15 @@ def train_state_path(checkpoint_path: str | Path) -> Path:
 
 
 def save_training(path: Path, model: nn.Module, train_config: dict[str, Any], state: dict[str, Any],
-                  metrics: dict[str, Any]) -> None:
+                  metrics: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
     """Write the state file, then the checkpoint (`correlnet.checkpoint.save_checkpoint`), each atomically."""
     from correlnet.checkpoint import save_checkpoint  # pulls in the model factory: import when needed
 
     state = {**state, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
     side = atomic_write(train_state_path(path), lambda f: torch.save(state, f))
     save_checkpoint(path, model, metrics=metrics, train_config=train_config,
-                    extra={"train_state_file": side.name, "step": int(state["step"])})
+                    extra={"train_state_file": side.name, "step": int(state["step"]),
+                           **({"data": provenance} if provenance else {})})
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:

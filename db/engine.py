@@ -16,12 +16,19 @@ SQLite is configured for several processes (web app, worker, CLI) sharing one fi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 BUSY_TIMEOUT_S = 30.0
 # Execution option read by the "begin" event: the write engine sets it.
 BEGIN_IMMEDIATE = "correlnet_begin_immediate"
+
+
+def store_url(data_dir: Path, db_url: str | None = None) -> str:
+    """The store's URL: `db_url` when given, else the SQLite file studio.db in `data_dir`."""
+    return db_url or f"sqlite:///{(Path(data_dir) / 'studio.db').resolve()}"
 
 
 def is_sqlite(url: str) -> bool:

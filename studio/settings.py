@@ -29,7 +29,9 @@ class Settings:
 
     @property
     def resolved_db_url(self) -> str:
-        return self.db_url or f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+        from db.engine import store_url
+
+        return store_url(self.data_dir, self.db_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

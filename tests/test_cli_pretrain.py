@@ -40,6 +40,9 @@ def test_pretrain_dry_run_writes_a_loadable_checkpoint_then_evaluate_reads_it(ti
     assert meta["arch"] == "efficient-correlnet" and meta["encoder"] == "test_efficientnet"
     assert model.config.max_displacement == 2 and meta["train_config"]["dry_run"] is True
     assert meta["metrics"]["step"] == 2
+    data = meta["extra"]["data"]  # what it was trained on, which TrainConfig does not say
+    assert data["sources"] == [str(tiny_video)] and data["synth"] == "full" and data["crop"] == 32
+    assert data["synth_config"]["scratch_prob"] == 0.3 and data["init"] is None
     capsys.readouterr()
 
     pictures = tmp_path / "fig5"
@@ -55,7 +58,13 @@ def test_pretrain_dry_run_writes_a_loadable_checkpoint_then_evaluate_reads_it(ti
 
 
 def test_init_warm_starts_a_grown_network_and_overrides_are_typed(tiny_video, tmp_path, capsys):
+    from correlnet.synth import SynthConfig
     from studio.commands.pretrain import parse_overrides
+    from studio.commands.sources import synth_config
+
+    assert synth_config("mixed") == SynthConfig.mixed() and synth_config("paper") == SynthConfig.paper()
+    with pytest.raises(ValueError, match="'paper', 'full' or 'mixed'"):
+        synth_config("clean")
 
     assert parse_overrides(["input_skip=true", "stride2=2", "decoder_channels=8,4", "encoder=x"]) == {
         "input_skip": True, "stride2": 2, "decoder_channels": (8, 4), "encoder": "x"}

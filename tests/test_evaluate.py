@@ -147,7 +147,7 @@ def test_the_shipped_default_model_loads_and_a_missing_one_says_what_to_do(tmp_p
     from correlnet.checkpoint import load_model
 
     model = load_model(dm.default_model_path())
-    assert model.config.arch == "efficient-correlnet" and model.checkpoint_meta["train_config"]["seed"] == 0
+    assert model.config.arch == "efficient-correlnet" and model.checkpoint_meta["train_config"]["steps"] >= 1000
     with torch.inference_mode():
         assert model(torch.rand(1, 3, 40, 56)).shape == (1, 1, 40, 56)
     monkeypatch.setattr(dm, "WEIGHTS_DIR", tmp_path)

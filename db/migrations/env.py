@@ -1,5 +1,6 @@
 """Alembic environment: runs migrations on the connection Store passes in
-(config.attributes["connection"]), or on the store named by CORRELNET_* settings."""
+(config.attributes["connection"]), or, when Alembic is run by hand, on the store named by
+CORRELNET_DB_URL / CORRELNET_DATA_DIR (the same rule as the app's settings, `db.engine.store_url`)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,13 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from db.engine import make_engine
-    from studio.settings import Settings
+    import os
+    from pathlib import Path
 
-    engine = make_engine(Settings.from_env().resolved_db_url)
+    from db.engine import make_engine, store_url
+
+    data_dir = Path(os.environ.get("CORRELNET_DATA_DIR", "data")).expanduser()
+    engine = make_engine(store_url(data_dir, os.environ.get("CORRELNET_DB_URL") or None))
     with engine.begin() as connection:
         _run(connection)
 

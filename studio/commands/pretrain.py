@@ -70,6 +70,14 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
     return out
 
 
+def _plain(config: object) -> dict:
+    """A dataclass as JSON-safe plain data (tuples as lists), for the checkpoint's provenance."""
+    import dataclasses
+    import json
+
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -109,7 +117,10 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{p.loss_avg:.4f}", lr=f"{p.lr:.2g}", eta=f"{p.eta_seconds / 60:.0f}min", **({"val_f1": f"{p.val['f1']:.3f}"} if p.val and "f1" in p.val else {}))
         bar.refresh()
 
-    result = train(model, loader, cfg, device, on_progress=progress, checkpoint_path=args.out, resume=args.resume)
+    provenance = {"sources": list(args.source), "synth": args.synth, "synth_config": _plain(synth_config(args.synth)),
+                  "crop": args.crop, "init": args.init, "overrides": list(args.override)}
+    result = train(model, loader, cfg, device, on_progress=progress, checkpoint_path=args.out, resume=args.resume,
+                   provenance=provenance)
     bar.close()
     for step, loss in result.loss_history:
         print(f"step {step:6d}  loss {loss:.4f}")
