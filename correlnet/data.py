@@ -45,7 +45,7 @@ from correlnet.frames import (
 )
 from correlnet.davis import davis_sequences, is_davis_root, parse_davis_source
 from correlnet.synth import SynthConfig, degrade_triplet
-from correlnet.synth.scene_lines import draw_scene_lines
+from correlnet.synth.scene_lines import draw_scene_blotches, draw_scene_lines
 
 __all__ = [
     "DEMO_CLIPS", "HELD_OUT", "ClipSpan", "demo_sources", "load_clip", "is_davis_root",
@@ -288,10 +288,11 @@ class TripletDataset(Dataset):
         flip_h, flip_v, reverse = rng.random(3) < 0.5
         # The region the three crops come from; scene lines are drawn into it, so they weave with the scene.
         region = frames[:, y - j : y + size + j, x - j : x + size + j]
-        if self.synth_cfg.scene_lines:
+        if self.synth_cfg.scene_lines or self.synth_cfg.scene_blotches:
             scale = np.float32(1 / 255) if region.dtype == np.uint8 else np.float32(1)
             region = region.astype(np.float32) * scale  # a copy: the clip itself is never drawn on
             draw_scene_lines(region, self.synth_cfg, rng)
+            draw_scene_blotches(region, self.synth_cfg, rng)
         triplet = np.stack(
             [region[k, j + dy : j + dy + size, j + dx : j + dx + size] for k, (dy, dx) in enumerate(shifts)]
         )

@@ -220,12 +220,13 @@ def test_jitter_shifts_outer_frames_only():
     assert shifts == {0, 1, 2}
 
 
-def test_scene_lines_weave_with_the_scene_and_are_never_masked():
-    """Scene lines (SynthConfig.scene_lines) are drawn on the source region before the crops are cut:
+def test_scene_lines_and_blotches_weave_with_the_scene_and_are_never_masked():
+    """Scene lines and blotches (SynthConfig.scene_lines / scene_blotches) are drawn on the source region before the crops are cut:
     on a flat grey clip the outer frames are the centre frame shifted by their jitter, exactly as
     the scene would be, and the mask stays empty. Scratches, drawn after the cut, are masked."""
     grey = np.full((3, 64, 64), 0.5, np.float32)
-    lines = replace(SynthConfig().only(), scene_lines=True, scene_lines_prob=1.0, scene_lines_mean=3.0)
+    lines = replace(SynthConfig().only(), scene_lines=True, scene_lines_prob=1.0, scene_lines_mean=3.0,
+                    scene_blotches=True, scene_blotches_prob=0.5)
     ds = TripletDataset([grey], lines, crop=32, length=20, seed=0, jitter=2)
     drawn = 0
     for i in range(20):
@@ -244,6 +245,7 @@ def test_scene_lines_weave_with_the_scene_and_are_never_masked():
     scratched = replace(lines, scratches=True, scratch_prob=1.0)
     assert TripletDataset([grey], scratched, crop=32, length=3, seed=0)[1]["mask"].any()
     assert SynthConfig.mixed().scene_lines and not SynthConfig().scene_lines and not SynthConfig.paper().scene_lines
+    assert SynthConfig.mixed().scene_blotches and not SynthConfig().scene_blotches
 
 
 def test_uint8_clips_match_float_clips():

@@ -86,6 +86,10 @@ class SynthConfig:
     scene_lines_prob: float = 0.5  # probability that a triplet gets scene lines at all
     scene_lines_mean: float = 1.5  # Poisson mean of their number (at least one)
     scene_line_amplitude: Range = (0.05, 0.4)
+    # Scene blotches: the paper's blotch shapes drawn identically into all three frames as scene
+    # content (the trap of Sec. 1); same switch-off rule as the lines.
+    scene_blotches: bool = False
+    scene_blotches_prob: float = 0.3
 
     # --- Not defects: texture applied to the clean frames (never in the mask) ---
     grain: bool = True
@@ -123,14 +127,16 @@ class SynthConfig:
         """The shipped model's recipe: the full generator, except that a `paper_only_prob` share of
         the triplets get the paper's alone, with scene lines as counter-examples to the scratches,
         and scratches in 15 % of the triplets instead of 30 % (there were more of them than thin
-        vertical lines in the clean demo clips, and the model learnt to flag every such line)."""
-        return cls(paper_only_prob=paper_only_prob, scene_lines=True, scratch_prob=0.15)
+        vertical lines in the clean demo clips, and the model learnt to flag every such line), and
+        with scene blotches: spots in the scene that only persistence tells from film blotches."""
+        return cls(paper_only_prob=paper_only_prob, scene_lines=True, scene_blotches=True, scratch_prob=0.15)
 
     def paper_part(self) -> "SynthConfig":
         """This configuration with everything beyond Sec. 4.1 switched off (its blotch settings kept)."""
         return replace(
             self, dust=False, hairs=False, scratches=False, grain=False, flicker=False, blur=False,
             blotch_periods=(), blotch_filled_prob=0.0, paper_only_prob=0.0, scene_lines=False,
+            scene_blotches=False,
         )
 
     @classmethod

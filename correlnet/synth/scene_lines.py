@@ -10,6 +10,13 @@ weave with the picture like everything else in it, while scratches are drawn aft
 the frame; and their profiles are a Gaussian ridge, a double ridge (a board gap) or a soft step
 edge, not a scratch's ringing damped sinusoid.
 
+Scene blotches are the same idea for the paper's trap (Sec. 1, Fig. 1): dark or light spots that
+belong to the scene. They have the shapes and colours of the paper's blotches (`draw_blotches`), but
+are drawn identically into all three frames of the region before the crops are cut, and are never
+masked: the only cue that separates them from a blotch on the film is that they persist and move
+with the scene. Without them the clean demo clips have few such spots, and a network can learn
+"dark blotch shape = defect" from appearance alone.
+
 Geometry: each line is x = x0 + slope * (y - yc) in region pixels, |slope| <= tan(4 degrees),
 spanning the whole region or part of it; profiles are evaluated at the exact sub-pixel distance,
 so the lines are anti-aliased.
@@ -20,8 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from correlnet.synth.config import SynthConfig
+from correlnet.synth.paper import draw_blotches
 
-__all__ = ["draw_scene_lines"]
+__all__ = ["draw_scene_lines", "draw_scene_blotches"]
 
 
 def draw_scene_lines(region: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> None:
@@ -55,3 +63,15 @@ def draw_scene_lines(region: np.ndarray, cfg: SynthConfig, rng: np.random.Genera
             profile[bottom:] = 0
         region += (amplitude * profile).astype(np.float32)[None]
     np.clip(region, 0.0, 1.0, out=region)
+
+
+def draw_scene_blotches(region: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> None:
+    """Draw the same blotches, as scene content, into every frame of `region` ((T, H, W) float32 in
+    [0, 1], in place). Nothing (and no random numbers) unless `cfg.scene_blotches`; then one coin
+    `cfg.scene_blotches_prob` and one seed, from which every frame redraws the identical field,
+    colours and opacities."""
+    if not cfg.scene_blotches or rng.random() >= cfg.scene_blotches_prob:
+        return
+    seed = int(rng.integers(2**63))
+    for frame in region:
+        draw_blotches(frame, cfg, np.random.default_rng(seed))
