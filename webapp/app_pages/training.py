@@ -13,8 +13,11 @@ from studio import jobs, versions
 from webapp.context import AppContext, app_context, choose_film
 
 
-def _queue(ctx: AppContext, film_id: int) -> None:
-    job = jobs.queue_training(ctx.store, film_id, force=bool(st.session_state.get("force_publish")))
+def _queue(ctx: AppContext) -> None:
+    # The film in the picker at click time, not the one this button was drawn for: a click that
+    # follows a film change before the page has redrawn must train the film the restorer chose.
+    job = jobs.queue_training(ctx.store, st.session_state["film_id"],
+                              force=bool(st.session_state.get("force_publish")))
     st.session_state["training_notice"] = f"Fine-tuning job {job.id} is {job.status}."
 
 
@@ -85,7 +88,7 @@ def render(ctx: AppContext) -> None:
              "(`correlnet worker`) trains, publishes a new version only if validation F1 does not drop "
              "(unless forced), then re-predicts the uncorrected frames.")
     st.checkbox("Publish even if validation F1 drops", key="force_publish")
-    st.button("Retrain on my corrections", type="primary", on_click=_queue, args=(ctx, film.id))
+    st.button("Retrain on my corrections", type="primary", on_click=_queue, args=(ctx,))
     if notice := st.session_state.pop("training_notice", None):
         st.success(notice)
     st.subheader("Progress")
