@@ -141,6 +141,23 @@ def test_training_button_queues_exactly_one_job_even_clicked_twice(web):
     assert jobs.get_job(web.store, queued[0].id).status == "cancelled"
 
 
+def test_training_button_trains_the_film_chosen_in_the_same_rerun(tmp_path, monkeypatch):
+    """A restorer who picks another film and clicks before the page redraws queues that film:
+    both widget changes reach the server in one rerun, and the button was drawn for the old film."""
+    ws = make_web_store(tmp_path, predict=False)
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    write_film(tmp_path / "imports" / "other", seed=1)
+    other = films.import_film(ws.store, tmp_path / "imports" / "other", name="other")
+    at = _app("training")
+    assert at.sidebar.selectbox[0].value == ws.film.id
+    at.sidebar.selectbox[0].set_value(other.id)
+    _button(at, "Retrain on my corrections").click().run()
+    assert not at.exception, at.exception
+    queued = {j.film_id for j in jobs.list_jobs(ws.store) if j.kind == "finetune"}
+    assert queued == {other.id}
+
+
 def test_export_page_prepares_zip_of_mattes(web):
     import io
     import zipfile
