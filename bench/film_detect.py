@@ -14,6 +14,9 @@ Measures, in one run (so ratios are comparable under the same load):
 - the machine's float32 matmul GFLOP/s on the same threads, hence the frames/s the model would
   reach if every FLOP ran at matmul speed.
 With --profile, the top operators of one streamed frame by self CPU time.
+With --film N, also the whole `correlnet film detect` path on N frames: the frames written as 8-bit
+PNGs, imported into a temporary SQLite store, then `studio.detection.detect_film` (PNG reads,
+detection, prediction PNGs written atomically, one DB row per frame), timed from the call to its return.
 
 Uses the shipped model when correlnet/weights/default.pt exists, else a randomly initialised
 efficient-correlnet/efficientnet_b0 (same architecture and cost) and says so.
@@ -46,10 +49,12 @@ def film(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def load_default() -> tuple[torch.nn.Module, str]:
-    try:
-        from correlnet.checkpoint import load_model
+def load_default(path: str | None = None) -> tuple[torch.nn.Module, str]:
+    from correlnet.checkpoint import load_model
 
+    if path:
+        return load_model(path), f"model {path}"
+    try:
         return load_model(default_model_path()), f"shipped model {default_model_path().name}"
     except DefaultModelMissing:
         torch.manual_seed(0)
@@ -78,12 +83,13 @@ def flops_per_frame(model: torch.nn.Module, cfg: TilingConfig) -> tuple[float, f
     tile = torch.rand(1, 1, grid.tile_h, grid.tile_w)
     c = model.corr
     D = 2 * (c.max_displacement // c.stride2) + 1
+    skip = tile.expand(1, 3, -1, -1) if model.config.input_skip else None
     with torch.inference_mode():
         feats = model.stem_features(tile)
         corr = torch.zeros(1, D * D, *feats.shape[-2:])
         with FlopCounterMode(display=False) as counter:
             model.stem_features(tile)
-            model.head(feats, corr, corr)
+            model.head(feats, corr, corr, skip)
     positions = feats.shape[-2] * feats.shape[-1]
     corr_flops = positions * D * D * (2 * feats.shape[1] + 2 * c.kernel_size**2)
     return counter.get_total_flops() * len(grid), corr_flops * len(grid)
@@ -93,6 +99,32 @@ def timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+def time_film_detect(frames: np.ndarray, model_path: str | None) -> float:
+    """Seconds per frame of `studio.detection.detect_film` on `frames` imported into a temporary store."""
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+
+    from db.testing import temporary_store
+    from studio.detection import detect_film, register_model_version
+    from studio.films import import_film
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "frames"
+        src.mkdir()
+        for i, f in enumerate(frames):
+            cv2.imwrite(str(src / f"frame_{i:04d}.png"), np.rint(f * 255).astype(np.uint8))
+        with temporary_store(Path(tmp) / "store") as store:
+            film = import_film(store, src, name="bench")
+            version = register_model_version(store, model_path or default_model_path())
+            t = time.perf_counter()
+            result = detect_film(store, film, version, device="cpu")
+            seconds = time.perf_counter() - t
+    assert result.predicted == len(frames), result
+    return seconds / len(frames)
 
 
 def profile_one_frame(model, frames, cfg, device) -> str:
@@ -112,10 +144,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tile", type=int, nargs="+", default=[TilingConfig().tile])
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--film", type=int, default=0, metavar="N",
+                    help="also time `detect_film` end to end on N frames (PNG import, prediction PNGs, DB rows)")
+    ap.add_argument("--model", default=None, metavar="CKPT", help="checkpoint to time (default: the shipped model)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    model, what = load_default()
+    model, what = load_default(args.model)
     frames = film(args.frames, np.random.default_rng(0))
     nb = default_neighbours(args.frames)
     gflops_machine = matmul_gflops()
@@ -143,6 +178,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for tile, n, fn, fb, fs, g, gc, b in rows:
         print(f"| {tile} | {n} | {fn:.3f} | {fb:.3f} | {fs:.3f} | {g:.1f} ({gc:.1f}) | {b:.2f} | {fs / b:.2f} |")
+    if args.film:
+        per_frame = time_film_detect(film(args.film, np.random.default_rng(1)), args.model)
+        print(f"\nend to end (detect_film, {args.film} frames, default tiling): {per_frame:.2f} s/frame, "
+              f"{1 / per_frame:.3f} frames/s")
     if args.profile:
         cfg = TilingConfig(tile=args.tile[0], overlap=min(TilingConfig().overlap, args.tile[0] * 3 // 8))
         print(profile_one_frame(model, frames, cfg, device))
