@@ -205,7 +205,9 @@ def _review_real_film(page, url: str, store, real: ShotFilm) -> None:
         "the erase rectangle's autosave (image rows 182-277, columns 62-142 cleared)")
     mask = corrections.current_mask(store, frame.id)
     added, erased = mask[329:331, 290:340], mask[182:278, 62:143]
-    assert added.all(), f"add stroke not stored where drawn: {added.sum()}/{added.size} px set"
+    at_first = corrections.load_correction(store, first)[329:331, 290:340]
+    assert added.all(), (f"add stroke not stored where drawn: {added.sum()}/{added.size} px set "
+                         f"({at_first.sum()} in the add stroke's own save {first.id}, then lost)")
     assert not erased.any(), f"erase rectangle not stored where drawn: {erased.sum()} px still set"
     # Next and back remount the canvas empty over the stored correction: the overlay in Fig. 5 colours.
     page.get_by_role("button", name="Next ▶").click()

@@ -81,6 +81,33 @@ def test_canvas_session_starts_from_current_correction(plain):
     assert not corrections.current_mask(store, fid)[10:20, 10:20].any()
 
 
+def test_a_recreated_empty_canvas_keeps_the_strokes_already_saved(plain):
+    """The browser can re-create the canvas component empty while the session keeps its drawing
+    (streamlit 1.67 runs the old instance's cleanup when two updates race). The next drawing shares no
+    object with the last one: its strokes go on top of the earlier ones, which must stay."""
+    store, film, frames = plain
+    fid = frames[3].id
+    session = CanvasSession.start(store, fid, np.zeros((H, W), bool))
+    add = _stroke([(2, 2), (28, 2)])  # rows 2..7 at full size, columns 4..56
+    autosave(store, fid, {"objects": [add]}, GEOM, session, "ann")
+    erase = _stroke([(15, 0), (15, 10)], ERASE_COLOR)  # the new canvas's first object: columns 28..31
+    autosave(store, fid, {"objects": [erase]}, GEOM, session, "ann")
+    mask = corrections.current_mask(store, fid)
+    assert mask[5, 10] and mask[5, 50], "the stroke drawn before the canvas was re-created must stay"
+    assert not mask[5, 30], "the new canvas's erase stroke must apply"
+    # The canvas's own undo (objects removed, the rest unchanged) still takes strokes back.
+    second = _stroke([(2, 20), (28, 20)])
+    autosave(store, fid, {"objects": [erase, second]}, GEOM, session, "ann")
+    assert corrections.current_mask(store, fid)[40, 30]
+    autosave(store, fid, {"objects": [erase]}, GEOM, session, "ann")
+    mask = corrections.current_mask(store, fid)
+    assert not mask[40, 30] and mask[5, 10] and not mask[5, 30]
+    # The toolbar's reset (an empty canvas) drops the new canvas's objects, not the earlier save.
+    autosave(store, fid, {"objects": []}, GEOM, session, "ann")
+    mask = corrections.current_mask(store, fid)
+    assert mask[5, 10] and mask[5, 30] and not mask[40, 30]
+
+
 def _png_bytes(tmp_path, seed=1):
     folder = tmp_path / f"src{seed}"
     write_film(folder, seed=seed, n=3)

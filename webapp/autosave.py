@@ -8,11 +8,21 @@ Two restorers on the same frame: before saving we look at the frame's current co
 neither our base nor our own last save, someone else saved meanwhile, so we rebase onto their mask.
 Add and erase strokes are set operations (x -> (x & K) | L), so re-applying our drawing on top of
 their mask keeps both edits; history() keeps both rows and the later save is current.
+
+A canvas that loses its objects: Streamlit can re-create the component in the browser (two updates of
+its data in quick succession run the old instance's cleanup, streamlit 1.67), and the new canvas starts
+empty while this session still holds the old drawing. Its next drawing then shares no object with the
+last one. Compositing it onto `base` would silently drop every earlier stroke, so the session first
+moves `base` to what the earlier drawing made. The toolbar's undo, delete and reset remove objects
+but leave the others in the list (or send an empty list), so they still recompute from `base`. Known
+limit: an object moved with the toolbar's edit toggle when it is the only one on the canvas is taken as
+a new object (its old footprint stays); the page's own Undo button reverts that save.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,13 +34,17 @@ from webapp.canvas import CanvasGeometry, apply_drawing, drawing_hash
 class CanvasSession:
     """State of one mounted canvas. base (H, W) bool: the mask the drawing applies to;
     base_id: the correction row base came from (None = the filtered prediction);
-    last_hash: hash of the drawing last handled; last_saved_id / last_mask: our last save."""
+    last_hash: hash of the drawing last handled; last_saved_id / last_mask: our last save;
+    objects: the canvas objects of the drawing last handled (canonical JSON, drawing order) and
+    drawn (H, W) bool: base with them composited."""
 
     base: np.ndarray
     base_id: int | None
     last_hash: str
     last_saved_id: int | None = None
     last_mask: np.ndarray | None = None
+    objects: tuple[str, ...] = field(default_factory=tuple)
+    drawn: np.ndarray | None = None
 
     @classmethod
     def start(cls, store, frame_id: int, fallback: np.ndarray) -> "CanvasSession":
@@ -42,6 +56,11 @@ class CanvasSession:
         return cls(base=mask, base_id=row.id, last_hash=drawing_hash(None), last_mask=mask)
 
 
+def canvas_objects(json_data: dict | None) -> tuple[str, ...]:
+    """The drawing's objects as canonical JSON strings, in drawing order (to compare two drawings)."""
+    return tuple(json.dumps(o, sort_keys=True) for o in (json_data or {}).get("objects", []))
+
+
 def autosave(store, frame_id: int, json_data: dict | None, geometry: CanvasGeometry, session: CanvasSession,
              author: str, predicted: np.ndarray | None = None):
     """Save the drawing as the frame's correction if it changed anything; returns the new Correction
@@ -51,12 +70,15 @@ def autosave(store, frame_id: int, json_data: dict | None, geometry: CanvasGeome
         return None
     current = corrections.current_correction(store, frame_id)
     current_id = current.id if current is not None else None
+    objects = canvas_objects(json_data)
     if current_id is not None and current_id not in (session.base_id, session.last_saved_id):
         session.base = corrections.load_correction(store, current)  # another session saved: keep its work
         session.base_id = current_id
         session.last_mask = session.base
+    elif session.drawn is not None and session.objects and objects and not set(objects) & set(session.objects):
+        session.base = session.drawn  # the canvas was re-created empty: keep what its old objects drew
     mask = apply_drawing(json_data, geometry, session.base, predicted)
-    session.last_hash = digest
+    session.last_hash, session.objects, session.drawn = digest, objects, mask
     unchanged_ref = session.last_mask if current_id is not None else None
     if unchanged_ref is not None and np.array_equal(mask, unchanged_ref):
         return None

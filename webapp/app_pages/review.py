@@ -154,18 +154,40 @@ def _canvas(ctx: AppContext, frame, view) -> None:
         session = CanvasSession.start(ctx.store, frame.id, view.predicted)
         st.session_state["canvas_session"] = (key, session)
     mode, colour = TOOLS[tool]
+    # Save what the canvas sent before drawing it again: a save reruns at once, so the canvas is sent
+    # to the browser once per save (with the new overlay), not twice in quick succession, which can
+    # make Streamlit re-create it empty (see webapp/autosave.py).
+    _save(ctx, frame, _sent_drawing(key), geometry, session, view)
     result = st_canvas(fill_color=colour, stroke_width=brush, stroke_color=colour,
                        background_image=encode_jpeg(view.picture, geometry.canvas_w),
                        width=geometry.canvas_w, height=geometry.canvas_h, drawing_mode=mode,
                        point_display_radius=max(2, brush // 2), key=key, update_streamlit=True)
-    saved = autosave(ctx.store, frame.id, result.json_data, geometry, session, author(), predicted=view.predicted)
+    _save(ctx, frame, result.json_data, geometry, session, view)
+    st.caption(f"Magenta adds, cyan erases, yellow clicks toggle a whole predicted defect. "
+               f"Saved automatically at {w}x{h}. {st.session_state.pop('review_saved', '')}")
+
+
+def _sent_drawing(key: str) -> dict | None:
+    """The drawing the canvas `key` sent for this rerun, read before the canvas is drawn (components
+    v2 keep it in st.session_state[key]["drawing"]["raw"]); None before its first send."""
+    try:
+        drawing = st.session_state[key]["drawing"]["raw"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return drawing if isinstance(drawing, dict) else None
+
+
+def _save(ctx: AppContext, frame, drawing: dict | None, geometry: CanvasGeometry, session: CanvasSession,
+          view) -> None:
+    """Autosave `drawing`; after a save, rerun to redraw the overlay in Fig. 5 colours."""
+    if drawing is None:
+        return
+    saved = autosave(ctx.store, frame.id, drawing, geometry, session, author(), predicted=view.predicted)
     if saved is not None:
         _after_save(frame)
         st.session_state["review_saved"] = f"Saved correction {saved.id}"
         st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
-        st.rerun()  # redraw the overlay in Fig. 5 colours against the new correction
-    st.caption(f"Magenta adds, cyan erases, yellow clicks toggle a whole predicted defect. "
-               f"Saved automatically at {w}x{h}. {st.session_state.pop('review_saved', '')}")
+        st.rerun()
 
 
 def _magnifier(ctx: AppContext, frames, frame, view) -> None:
