@@ -156,6 +156,19 @@ def _drag(page, box, start, end, steps=12) -> None:
     page.mouse.up()
 
 
+def _settled_box(locator, timeout: float = 30.0) -> dict:
+    """The locator's bounding box once it has not moved for 0.5 s (the page lays out after first paint)."""
+    deadline = time.monotonic() + timeout
+    box = locator.bounding_box()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        again = locator.bounding_box()
+        if again == box:
+            return box
+        box = again
+    return box
+
+
 def _choose_film(page, label: str) -> None:
     """Pick a film in the sidebar's "Film" selectbox (the first selectbox in the sidebar)."""
     page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
@@ -188,7 +201,7 @@ def _review_real_film(page, url: str, store, real: ShotFilm) -> None:
     page.get_by_role("option", name="200 %").click()
     canvas = page.locator("canvas.upper-canvas").first
     expect(canvas).to_have_attribute("width", str(2 * real.film.width))
-    box = canvas.bounding_box()
+    box = _settled_box(canvas)
     assert round(box["width"]) == 960 and round(box["height"]) == 736, box  # 480x368 frames at 200 %
     page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / "review.png"))
@@ -254,7 +267,8 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         canvas = page.locator("canvas.upper-canvas").first  # Fabric's event canvas, in a shadow root
         expect(canvas).to_be_visible(timeout=120_000)  # the first run of a fresh server is the slowest
         expect(page.get_by_text("model's proposal (orange)")).to_be_visible()
-        box = canvas.bounding_box()
+        expect(canvas).to_have_attribute("width", "960")
+        box = _settled_box(canvas)
         assert round(box["width"]) == 960 and round(box["height"]) == 180, box
         if real is None:
             page.wait_for_timeout(500)
