@@ -294,6 +294,9 @@ def main() -> None:
     p.add_argument("--random-ks", type=int, nargs="*", default=[10])
     p.add_argument("--steps", type=int, default=60, help="fine-tuning steps (FinetuneConfig.cpu(): 60)")
     p.add_argument("--crop", type=int, default=256, help="fine-tuning crop side (FinetuneConfig: 256)")
+    p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default FinetuneConfig.cpu()'s)")
+    p.add_argument("--defect-fraction", type=float, default=None,
+                   help="share of crops centred on corrected defects (default FinetuneConfig's)")
     p.add_argument("--start-model", default=None)
     p.add_argument("--fallback-steps", type=int, default=200)
     p.add_argument("--timing-frames", type=int, default=30, help="uncorrected 1080p frames (0: skip timing)")
@@ -316,7 +319,8 @@ def main() -> None:
     frames_dir = WORK / "frames"
     shutil.rmtree(frames_dir, ignore_errors=True)
     truth = write_film(clean, frames_dir, np.random.default_rng(args.seed))
-    ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed)
+    extra = {k: v for k, v in (("lr", args.lr), ("defect_crop_fraction", args.defect_fraction)) if v is not None}
+    ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed, **extra)
     cases = []
     if args.ks or args.random_ks:
         base, film_id, start_version = prepare_base(frames_dir, model, "cpu")
