@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from webapp.canvas import (ADD_COLOR, ERASE_COLOR, TOGGLE_COLOR, CanvasGeometry, apply_drawing,
-                           drawing_hash)
+                           drawing_objects)
 
 GEOM = CanvasGeometry(canvas_w=100, canvas_h=50, image_w=200, image_h=100)  # shown at half size
 
@@ -121,12 +121,12 @@ def test_foreign_colours_ignored_and_bad_base_raises():
         apply_drawing(drawing, GEOM, np.zeros((50, 100), bool))
 
 
-def test_drawing_hash_changes_with_objects_only():
+def test_drawing_objects_change_with_objects_only():
     a = {"objects": [_path([(1, 2), (3, 4)], ADD_COLOR, 2)], "background": ""}
     b = {"objects": [_path([(1, 2), (3, 4)], ADD_COLOR, 2)], "background": "#fff"}
     c = {"objects": [_path([(1, 2), (3, 5)], ADD_COLOR, 2)]}
-    assert drawing_hash(a) == drawing_hash(b) != drawing_hash(c)
-    assert drawing_hash(None) == drawing_hash({"objects": []})
+    assert drawing_objects(a) == drawing_objects(b) != drawing_objects(c)
+    assert drawing_objects(None) == drawing_objects({"objects": []})
 
 
 def test_geometry_fit_keeps_aspect():

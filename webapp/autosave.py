@@ -2,7 +2,7 @@
 
 A mounted canvas (one frame, one `CanvasSession`) composites all its objects onto the mask it started
 from (`base`). The canvas sends its whole drawing ~200 ms after each mouse-up; we save only when the
-drawing's hash changed and the resulting mask differs from the current one.
+drawing's objects changed and the resulting mask differs from the current one.
 
 Two restorers on the same frame: before saving we look at the frame's current correction; if it is
 neither our base nor our own last save, someone else saved meanwhile, so we rebase onto their mask.
@@ -21,26 +21,23 @@ a new object (its old footprint stays); the page's own Undo button reverts that 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from studio import corrections
-from webapp.canvas import CanvasGeometry, apply_drawing, drawing_hash
+from webapp.canvas import CanvasGeometry, apply_drawing, drawing_objects
 
 
 @dataclass
 class CanvasSession:
     """State of one mounted canvas. base (H, W) bool: the mask the drawing applies to;
     base_id: the correction row base came from (None = the filtered prediction);
-    last_hash: hash of the drawing last handled; last_saved_id / last_mask: our last save;
-    objects: the canvas objects of the drawing last handled (canonical JSON, drawing order) and
-    drawn (H, W) bool: base with them composited."""
+    last_saved_id / last_mask: our last save; objects: the canvas objects of the drawing last
+    handled (`drawing_objects`) and drawn (H, W) bool: base with them composited."""
 
     base: np.ndarray
     base_id: int | None
-    last_hash: str
     last_saved_id: int | None = None
     last_mask: np.ndarray | None = None
     objects: tuple[str, ...] = field(default_factory=tuple)
@@ -51,26 +48,20 @@ class CanvasSession:
         """Begin from the frame's current correction, else from `fallback` (the prediction as shown)."""
         row = corrections.current_correction(store, frame_id)
         if row is None:
-            return cls(base=fallback.astype(bool), base_id=None, last_hash=drawing_hash(None), last_mask=None)
+            return cls(base=fallback.astype(bool), base_id=None, last_mask=None)
         mask = corrections.load_correction(store, row)
-        return cls(base=mask, base_id=row.id, last_hash=drawing_hash(None), last_mask=mask)
-
-
-def canvas_objects(json_data: dict | None) -> tuple[str, ...]:
-    """The drawing's objects as canonical JSON strings, in drawing order (to compare two drawings)."""
-    return tuple(json.dumps(o, sort_keys=True) for o in (json_data or {}).get("objects", []))
+        return cls(base=mask, base_id=row.id, last_mask=mask)
 
 
 def autosave(store, frame_id: int, json_data: dict | None, geometry: CanvasGeometry, session: CanvasSession,
              author: str, predicted: np.ndarray | None = None):
     """Save the drawing as the frame's correction if it changed anything; returns the new Correction
-    row or None. Mutates `session` (rebase, last hash, last save)."""
-    digest = drawing_hash(json_data)
-    if digest == session.last_hash:
+    row or None. Mutates `session` (rebase, last drawing, last save)."""
+    objects = drawing_objects(json_data)
+    if objects == session.objects:
         return None
     current = corrections.current_correction(store, frame_id)
     current_id = current.id if current is not None else None
-    objects = canvas_objects(json_data)
     if current_id is not None and current_id not in (session.base_id, session.last_saved_id):
         session.base = corrections.load_correction(store, current)  # another session saved: keep its work
         session.base_id = current_id
@@ -78,11 +69,11 @@ def autosave(store, frame_id: int, json_data: dict | None, geometry: CanvasGeome
     elif session.drawn is not None and session.objects and objects and not set(objects) & set(session.objects):
         session.base = session.drawn  # the canvas was re-created empty: keep what its old objects drew
     mask = apply_drawing(json_data, geometry, session.base, predicted)
-    session.last_hash, session.objects, session.drawn = digest, objects, mask
+    session.objects, session.drawn = objects, mask
     unchanged_ref = session.last_mask if current_id is not None else None
     if unchanged_ref is not None and np.array_equal(mask, unchanged_ref):
         return None
-    if current_id is None and not (json_data or {}).get("objects"):
+    if current_id is None and not objects:
         return None
     row = corrections.save_correction(store, frame_id, mask, author, kind="edit")
     session.last_saved_id, session.last_mask = row.id, mask

@@ -17,7 +17,6 @@ polygons (their absolute points are used); the page does not expose that workflo
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -63,10 +62,10 @@ class CanvasGeometry:
         return cls(canvas_w, canvas_h, image_w, image_h)
 
 
-def drawing_hash(json_data: dict | None) -> str:
-    """Stable digest of the canvas objects, to skip saving an unchanged drawing twice."""
-    objects = (json_data or {}).get("objects", [])
-    return hashlib.sha1(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+def drawing_objects(json_data: dict | None) -> tuple[str, ...]:
+    """The drawing's objects as canonical JSON strings, in drawing order: two drawings with equal
+    tuples composite to the same mask (to skip an unchanged drawing, and to compare two drawings)."""
+    return tuple(json.dumps(o, sort_keys=True) for o in (json_data or {}).get("objects", []))
 
 
 def _colour_key(colour: Any) -> str:
