@@ -138,3 +138,20 @@ def test_init_from_checkpoint_grows_the_decoder_without_changing_outputs(tmp_pat
         torch.testing.assert_close(grown.eval()(x), old(x), rtol=0, atol=1e-6)
     with pytest.raises(CheckpointError, match="shares no weights"):
         init_from_checkpoint(tiny_model("unet"), path)
+
+
+def test_init_from_checkpoint_adds_refine_blocks_without_changing_outputs(tmp_path):
+    """The shipped model's refine block was added to a trained network this way (docs/training.md)."""
+    torch.manual_seed(7)
+    x = torch.rand(2, 3, 37, 53)
+    old = _trained_bn(tiny_model("efficient-correlnet", input_skip=True), x)
+    path = save_checkpoint(tmp_path / "old.pt", old)
+    grown = tiny_model("efficient-correlnet", input_skip=True, refine_convs=1)
+    report = init_from_checkpoint(grown, path)
+    assert report["copied"] == list(old.state_dict()) and report["widened"] == []
+    assert report["kept"] == [k for k in grown.state_dict() if k.startswith("decoder.refine.0.")]
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(x), old.eval()(x), rtol=0, atol=0)
+        torch.testing.assert_close(grown.train()(x), old.train()(x), rtol=0, atol=0)
+    saved = load_model(save_checkpoint(tmp_path / "grown.pt", grown))
+    assert saved.config.refine_convs == 1

@@ -12,11 +12,11 @@ from tests.model_fixtures import BRANCH_ARCHS, STREAMING_ARCHS, TINY, tiny_model
 CPU = torch.device("cpu")
 
 
-def trained_looking(arch: str) -> nn.Module:
+def trained_looking(arch: str, **overrides) -> nn.Module:
     """A tiny model whose BatchNorms hold non-trivial statistics and affine parameters, as after
     training (fresh ones are the identity, which would make folding untestable)."""
     torch.manual_seed(0)
-    model = tiny_model(arch)
+    model = tiny_model(arch, **overrides)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in model.modules():
@@ -57,9 +57,13 @@ def test_bn_scale_shift_reproduces_eval_batchnorm_by_hand():
     torch.testing.assert_close(shift, torch.tensor([-1.0, 4.0], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("arch", list(TINY))
-def test_prepared_model_gives_the_same_probabilities_and_leaves_the_caller_alone(arch):
-    model = trained_looking(arch)
+# The TINY archs as they are, and the shipped decoder's options on top of one of them.
+PREPARED_CASES = [(arch, {}) for arch in TINY] + [("efficient-correlnet", {"input_skip": True, "refine_convs": 2})]
+
+
+@pytest.mark.parametrize("arch,overrides", PREPARED_CASES)
+def test_prepared_model_gives_the_same_probabilities_and_leaves_the_caller_alone(arch, overrides):
+    model = trained_looking(arch, **overrides)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     prepared = prepare_for_inference(model, CPU)
     x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(2))  # odd size: padded inside
@@ -79,15 +83,15 @@ def test_prepared_model_gives_the_same_probabilities_and_leaves_the_caller_alone
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
 
 
-@pytest.mark.parametrize("arch", BRANCH_ARCHS)
-def test_branch_models_lose_every_batchnorm(arch):
-    prepared = prepare_for_inference(trained_looking(arch), CPU)
+@pytest.mark.parametrize("arch,overrides", [(a, {}) for a in BRANCH_ARCHS] + [("efficient-correlnet", {"refine_convs": 1})])
+def test_branch_models_lose_every_batchnorm(arch, overrides):
+    prepared = prepare_for_inference(trained_looking(arch, **overrides), CPU)
     assert [n for n, m in prepared.named_modules() if isinstance(m, nn.BatchNorm2d)] == []
 
 
-@pytest.mark.parametrize("arch", STREAMING_ARCHS)
-def test_streaming_api_of_the_prepared_model_matches(arch):
-    model = trained_looking(arch)
+@pytest.mark.parametrize("arch,overrides", [(a, {}) for a in STREAMING_ARCHS] + [("correlnet", {"refine_convs": 1})])
+def test_streaming_api_of_the_prepared_model_matches(arch, overrides):
+    model = trained_looking(arch, **overrides)
     prepared = prepare_for_inference(model, CPU)
     g = torch.Generator().manual_seed(3)
     a, b = torch.rand(2, 1, 64, 96, generator=g), torch.rand(2, 1, 64, 96, generator=g)

@@ -10,6 +10,7 @@ from torch import nn
 
 from correlnet.correlation import flip_correlation, local_correlation
 from correlnet.models import ARCHS, ModelConfig, build_model
+from correlnet.models.decoder import ResidualRefine
 from correlnet.models.padding import InputPadder
 from model_fixtures import BRANCH_ARCHS, STREAMING_ARCHS, TINY, tiny_model
 
@@ -195,6 +196,45 @@ def test_input_skip_feeds_the_frames_to_the_full_resolution_stage(arch):
             window = torch.zeros_like(moved)
             window[12:15, 17:20] = True
             assert not moved[~window].any() and moved[window].sum() >= 3, f"frame {frame}"
+
+
+def test_a_refine_block_is_the_identity_until_trained_and_then_a_residual_conv():
+    """ResidualRefine = relu(x + BN(conv3x3(x))) with BN's scale starting at zero: the identity on
+    the non-negative features it follows, with batch statistics (training) and running ones."""
+    block = ResidualRefine(2)
+    x = torch.rand(3, 2, 9, 11)
+    for mode in (True, False):
+        block.train(mode)
+        with torch.no_grad():
+            assert torch.equal(block(x), x), f"training={mode}"
+    # Hand-computed case, eval mode: conv = 2 * identity (Dirac), BN scale 1 and shift -1 with
+    # running mean 0 and var 1, so the block computes relu(x + 2x / sqrt(1 + eps) - 1).
+    block.eval()
+    block.body[1].reset_running_stats()  # the training-mode passes above moved them
+    with torch.no_grad():
+        nn.init.dirac_(block.body[0].weight)
+        block.body[0].weight.mul_(2.0)
+        block.body[1].weight.fill_(1.0)
+        block.body[1].bias.fill_(-1.0)
+        expected = torch.relu(x + 2.0 * x / (1.0 + block.body[1].eps) ** 0.5 - 1.0)
+        torch.testing.assert_close(block(x), expected, rtol=0, atol=1e-6)
+        assert (block(x) == 0).any() and (block(x) > 0).any()
+
+
+def test_refine_convs_config_checks_and_layout():
+    assert ModelConfig().refine_convs == 0  # checkpoints written before the option load unchanged
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="whole number >= 0"):
+            ModelConfig(refine_convs=bad)
+    with pytest.raises(ValueError, match="not of deeplabv3plus"):
+        build_model("deeplabv3plus", "test_efficientnet", refine_convs=1)
+    plain = tiny_model("efficient-correlnet")
+    assert not any(k.startswith("decoder.refine") for k in plain.state_dict())
+    for arch in ("correlnet", "efficient-correlnet", "efficient-trinet", "efficient-unet"):
+        model = tiny_model(arch, refine_convs=2).eval()
+        last = model.config.decoder_channels[-1]
+        assert [(b.body[0].in_channels, b.body[0].out_channels) for b in model.decoder.refine] == [(last, last)] * 2
+        assert model(torch.rand(1, 3, 32, 32)).shape == (1, 1, 32, 32)
 
 
 def test_input_skip_config_checks():

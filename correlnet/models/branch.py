@@ -53,7 +53,8 @@ class TripletNet(nn.Module):
             act(inplace=True),
         )
         self.body = body
-        self.decoder = UNetDecoder(body_channels, config.decoder_channels, 3 if config.input_skip else 0)
+        self.decoder = UNetDecoder(body_channels, config.decoder_channels, 3 if config.input_skip else 0,
+                                   config.refine_convs)
 
     # --- streaming API (design.md): per-frame features and per-pair correlations computed once ---
     def stem_features(self, frame: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,12 @@ class ModelConfig:
         (U-Net's full-resolution skip; the encoders start at stride 2, so without it the mask
         is only upsampled from half resolution and cannot follow a 1-2 px defect or edge).
         False (the default) keeps the layout of checkpoints written before the option existed.
+    refine_convs: residual 3x3 conv-BN blocks appended at full resolution after the decoder's last
+        stage, same width (`decoder.ResidualRefine`). The errors of a model with only one conv at
+        full resolution sit on defect edges (a one-pixel halo of false positives, missed edge
+        pixels: docs/training.md); these blocks give the edge decision more capacity there. Each
+        starts as the identity, so a checkpoint without them warm-starts unchanged (`--init`).
+        0 (the default) keeps the layout of checkpoints written before the option existed.
     """
 
     arch: str = "efficient-correlnet"
@@ -64,6 +70,7 @@ class ModelConfig:
     fpn_channels: int = 64
     fpn_repeats: int = 3
     input_skip: bool = False
+    refine_convs: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -72,8 +79,12 @@ class ModelConfig:
         object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
         if not isinstance(self.input_skip, bool):
             raise ValueError(f"input_skip must be true or false; got {self.input_skip!r}")
-        if self.input_skip and not (self.arch == "correlnet" or self.arch.startswith("efficient-")):
-            raise ValueError(f"input_skip is an option of our U-Net decoder (correlnet, efficient-*); not of {self.arch}")
+        if isinstance(self.refine_convs, bool) or not isinstance(self.refine_convs, int) or self.refine_convs < 0:
+            raise ValueError(f"refine_convs must be a whole number >= 0; got {self.refine_convs!r}")
+        our_decoder = self.arch == "correlnet" or self.arch.startswith("efficient-")
+        for option in ("input_skip", "refine_convs"):
+            if getattr(self, option) and not our_decoder:
+                raise ValueError(f"{option} is an option of our U-Net decoder (correlnet, efficient-*); not of {self.arch}")
         if not 3 <= self.encoder_depth <= 5:
             raise ValueError(f"encoder_depth must be 3, 4 or 5; got {self.encoder_depth}")
         if len(self.decoder_channels) != self.encoder_depth or min(self.decoder_channels) < 1:

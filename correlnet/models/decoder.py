@@ -19,9 +19,11 @@ class UNetDecoder(nn.Module):
         than U-Net's two keeps the full-resolution stages cheap at 1080p.
     input_channels: channels of an optional full-resolution skip (the input frames) concatenated
         before the last stage; 0 for none (the last stage then only sees upsampled features).
+    refine: number of `ResidualRefine` blocks after the last stage (`ModelConfig.refine_convs`).
     """
 
-    def __init__(self, encoder_channels: list[int], decoder_channels: tuple[int, ...], input_channels: int = 0):
+    def __init__(self, encoder_channels: list[int], decoder_channels: tuple[int, ...], input_channels: int = 0,
+                 refine: int = 0):
         super().__init__()
         if len(encoder_channels) != len(decoder_channels):
             raise ValueError(
@@ -36,6 +38,8 @@ class UNetDecoder(nn.Module):
             stages.append(ConvBNReLU(in_ch + skip_ch, out_ch))
             in_ch = out_ch
         self.stages = nn.ModuleList(stages)
+        # Empty without refinement (no state-dict entries): older checkpoints load as they were.
+        self.refine = nn.ModuleList(ResidualRefine(in_ch) for _ in range(refine))
         self.logits = nn.Conv2d(in_ch, 1, kernel_size=1)
 
     def forward(self, features: list[torch.Tensor], inputs: torch.Tensor | None = None) -> torch.Tensor:
@@ -61,4 +65,27 @@ class UNetDecoder(nn.Module):
             else:
                 x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = stage(x)
+        for block in self.refine:
+            x = block(x)
         return self.logits(x)
+
+
+class ResidualRefine(nn.Module):
+    """relu(x + BN(conv3x3(x))) at constant width; forward((B, C, H, W)) -> (B, C, H, W).
+
+    BN's scale starts at zero, so a new block is exactly the identity on the non-negative
+    (post-ReLU) features it follows, in training and in eval mode: adding blocks to a trained
+    network and warm-starting it (`correlnet.checkpoint.init_from_checkpoint`) changes nothing
+    until training moves them. `body` is a plain Sequential so inference folds its BN.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        nn.init.zeros_(self.body[1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
