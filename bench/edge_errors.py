@@ -25,6 +25,7 @@ from correlnet.data import load_spans, train_eval_split
 from correlnet.default_model import default_model_path
 from correlnet.evaluate import centre_frames, triplet_rng
 from correlnet.inference import prepare_for_inference
+from correlnet.metrics import PixelCounts, count_pixels
 from correlnet.synth import SynthConfig, degrade_triplet
 from correlnet.tiling import TilingConfig, predict_triplet_tiled
 
@@ -41,7 +42,7 @@ def edge_errors(model: torch.nn.Module, synth: SynthConfig, seed: int = 0, frame
     device = torch.device("cpu")
     model = prepare_for_inference(model, device)
     _, held = train_eval_split()
-    tp, fp, fn = (np.zeros(len(THRESHOLDS)) for _ in range(3))
+    counts = {th: PixelCounts() for th in THRESHOLDS}
     out = dict(fp_1px=0, fp_2px=0, fp_far_on_neighbour_defect=0, fp_far=0, fn_edge=0, fn_interior=0)
     for name, clip in load_spans(held).items():
         for t in centre_frames(clip.shape[0], frames):
@@ -49,11 +50,8 @@ def edge_errors(model: torch.nn.Module, synth: SynthConfig, seed: int = 0, frame
             degraded, masks = degrade_triplet(clean, synth, triplet_rng(seed, name, t))
             probs = np.asarray(predict_triplet_tiled(model, degraded, TilingConfig(), device))
             true = masks[1].astype(bool)
-            for i, th in enumerate(THRESHOLDS):
-                pred = probs >= th
-                tp[i] += (pred & true).sum()
-                fp[i] += (pred & ~true).sum()
-                fn[i] += (~pred & true).sum()
+            for th in THRESHOLDS:
+                counts[th] += count_pixels(probs >= th, true)
             pred = probs >= 0.5
             false_pos, false_neg = pred & ~true, ~pred & true
             r1, r2 = ring(true, 1), ring(true, 2)
@@ -66,9 +64,7 @@ def edge_errors(model: torch.nn.Module, synth: SynthConfig, seed: int = 0, frame
             interior = cv2.erode(true.astype(np.uint8), _K3).astype(bool)
             out["fn_edge"] += int((false_neg & ~interior).sum())
             out["fn_interior"] += int((false_neg & interior).sum())
-    precision, recall = tp / np.maximum(tp + fp, 1), tp / np.maximum(tp + fn, 1)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    out["by_threshold"] = {th: (float(f), float(p), float(r)) for th, f, p, r in zip(THRESHOLDS, f1, precision, recall)}
+    out["by_threshold"] = counts
     return out
 
 
@@ -87,7 +83,7 @@ def main() -> None:
     print("|---|" + "---|" * len(THRESHOLDS) + "---:|---:|---:|---:|---:|")
     for path in args.model:
         r = edge_errors(load_model(path), synth, args.seed, args.frames)
-        cells = [f"{f:.4f} ({p:.3f} / {rc:.3f})" for f, p, rc in r["by_threshold"].values()]
+        cells = [f"{c.f1:.4f} ({c.precision:.3f} / {c.recall:.3f})" for c in r["by_threshold"].values()]
         far = r["fp_far"] + r["fp_far_on_neighbour_defect"]
         print(f"| {path} | " + " | ".join(cells) + f" | {r['fp_1px']} | {r['fp_2px']} | "
               f"{far} ({r['fp_far_on_neighbour_defect']}) | {r['fn_edge']} | {r['fn_interior']} |")

@@ -53,8 +53,7 @@ class TripletNet(nn.Module):
             act(inplace=True),
         )
         self.body = body
-        self.decoder = UNetDecoder(body_channels, config.decoder_channels, 3 if config.input_skip else 0,
-                                   config.refine_convs)
+        self.decoder = UNetDecoder.for_config(body_channels, config)
 
     # --- streaming API (design.md): per-frame features and per-pair correlations computed once ---
     def stem_features(self, frame: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvBNReLU
+from .config import ModelConfig
 
 
 class UNetDecoder(nn.Module):
@@ -41,6 +42,11 @@ class UNetDecoder(nn.Module):
         # Empty without refinement (no state-dict entries): older checkpoints load as they were.
         self.refine = nn.ModuleList(ResidualRefine(in_ch) for _ in range(refine))
         self.logits = nn.Conv2d(in_ch, 1, kernel_size=1)
+
+    @classmethod
+    def for_config(cls, encoder_channels: list[int], config: ModelConfig) -> "UNetDecoder":
+        """The decoder a `ModelConfig` describes (widths, input skip, refine blocks) on these encoder channels."""
+        return cls(encoder_channels, config.decoder_channels, 3 if config.input_skip else 0, config.refine_convs)
 
     def forward(self, features: list[torch.Tensor], inputs: torch.Tensor | None = None) -> torch.Tensor:
         """features: [(B, C_k, Hp/2^k, Wp/2^k) for k = 1..depth] -> logits (B, 1, Hp, Wp).

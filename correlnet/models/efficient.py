@@ -75,8 +75,7 @@ class EfficientUNet(nn.Module):
         self.config = config
         self.size_multiple = 2 ** config.encoder_depth
         self.stem, _, self.body = efficientnet_parts(config.encoder, 3, config.encoder_depth)
-        self.decoder = UNetDecoder(self.body.channels, config.decoder_channels, 3 if config.input_skip else 0,
-                                   config.refine_convs)
+        self.decoder = UNetDecoder.for_config(self.body.channels, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_frames(x)
