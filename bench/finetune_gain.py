@@ -1,8 +1,9 @@
-"""Fine-tuning gain (issue 6 evidence): does learning a film from a few corrected frames help?
+"""Fine-tuning gain (issues 6 and 13): does learning a film from a few corrected frames help?
 
-Footage the start model never saw (The Great Train Robbery, 1903, 48 frames at 480x368, from
-../shared/data/real_film) is degraded with defects the pre-training generator does not make
-(ring-shaped blotches, textured stains, bright fibre loops; `novel_defects` below). The ground
+Scenario 1, new defect kinds. Footage the start model never saw (The Great Train Robbery, 1903,
+48 frames at 480x368, from ../shared/data/real_film) is degraded with defects the pre-training
+generator does not make (ring-shaped blotches, textured stains, bright fibre loops; `novel_defects`
+below). The ground
 truth plays the restorer: it corrects K frames chosen by our active learning
 (studio.active.next_frames_to_review) and, separately, at random. Each case fine-tunes through
 the real worker code path (store + queued job + run_worker) and we report pixel F1 on the frames
@@ -10,14 +11,23 @@ nobody corrected, with the start model's and the new active model's stored predi
 Caveat: the footage also has real dust and blotches that are not in the ground truth; they count
 as false positives for every model alike.
 
+Scenario 2, false-positive rejection (issue 13): a clean-video validation clip with real motion
+(`FP_CLIP`, ../shared/data/clean_video, no defects of its own, so the ground truth is exact) with
+the paper's synthetic blotches added; whatever the start model flags beyond them is scene taken for a
+defect. The ground truth corrects K frames chosen by active learning, which erases those false
+positives and adds the misses; reported: false-positive pixels and recall on the uncorrected frames
+(`fp_pixels_before`, `fp_pixels_after`, `recall_before`, `recall_after`). Skipped (None) when the
+clip is absent; `--fp-ks` with no value skips it.
+
 Start model: the shipped default (correlnet.default_model) when present, else --start-model, else
 a fallback pre-trained here for --fallback-steps on the demo clips (cached under runs/).
 
 Timing: one fine-tune + re-predict cycle at 1920x1080 (20 corrected frames, --timing-frames
 uncorrected ones, extrapolated linearly to 100 when fewer; the output says so).
 
-    .venv/bin/python bench/finetune_gain.py [--json]
-The last line of output is a JSON object (f1_before, f1_after, f1_after_random, ...).
+    .venv/bin/python bench/finetune_gain.py [--json] [--dry-run]
+The last line of output is a JSON object (f1_before, f1_after, f1_after_random, fp_pixels_before, ...).
+--dry-run: 12 frames, K = 5, two fine-tuning steps, no timing: every code path in a minute or two.
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from studio import jobs  # noqa: E402
 from studio.settings import Settings  # noqa: E402
 
 FOOTAGE = ROOT.parent / "shared" / "data" / "real_film" / "the_great_train_robbery"
+FP_CLIP = "sam2_bedroom"  # one of correlnet.data.CLEAN_VIDEO_VALIDATION: a room, hand-held drift
+FP_MAX_WIDTH = 480  # the scale of the film scans, and CPU time
 WORK = ROOT / "runs" / "finetune_gain"  # --work overrides it
 
 
@@ -114,6 +126,53 @@ def write_film(frames: np.ndarray, folder: Path, rng: np.random.Generator, scale
     return np.stack(truth)
 
 
+def write_fp_film(folder: Path, max_frames: int, seed: int) -> np.ndarray | None:
+    """Scenario 2's film: FP_CLIP at FP_MAX_WIDTH with the paper's blotches (frame t is the middle
+    frame of its degraded triplet); returns the (T, H, W) bool ground truth, None without the clip."""
+    from correlnet.data import load_clip, shared_data_dir
+    from correlnet.synth import SynthConfig, degrade_triplet
+
+    path = shared_data_dir() / "clean_video" / FP_CLIP
+    if not path.exists():
+        return None
+    clip = load_clip(path, max_frames=max_frames, max_width=FP_MAX_WIDTH)
+    rng = np.random.default_rng(seed)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    truth = []
+    for t in range(len(clip)):
+        triplet = clip[[max(t - 1, 0), t, min(t + 1, len(clip) - 1)]]
+        degraded, masks = degrade_triplet(triplet, SynthConfig.paper(), rng)
+        cv2.imwrite(str(folder / f"{t + 1:05d}.png"), np.round(degraded[1] * 255).astype(np.uint8))
+        truth.append(masks[1])
+    return np.stack(truth)
+
+
+def fp_scenario(model: Path, ks: list[int], frames: int, ft_cfg, seed: int, say) -> dict | None:
+    """Scenario 2 (module docstring): one active-learning case per K; None when the clip is absent."""
+    truth = write_fp_film(WORK / "fp_frames", frames, seed)
+    if truth is None or not ks:
+        return None
+    base, film_id, start_version = prepare_base(WORK / "fp_frames", model, "cpu", tag="fp_", name="fp_clean_video")
+    cases = []
+    for k in ks:
+        case = run_case(base, film_id, start_version, truth, "active", k, model, "cpu", ft_cfg, seed, tag="fp_")
+        say(f"false positives, active K={k:<3} FP px {case['fp_before']} -> {case['fp_after']}, recall "
+            f"{case['recall_before']:.3f} -> {case['recall_after']:.3f} ({case['job_status']}): {case['job_message']}")
+        cases.append(case)
+    return {"footage": f"{FP_CLIP} ({len(truth)} frames at width {FP_MAX_WIDTH}, paper blotches)", "cases": cases}
+
+
+def fp_keys(scenario: dict | None) -> dict:
+    """The issue-13 keys from the active K = 10 case (else the first K run), and the scenario itself."""
+    cases = (scenario or {}).get("cases") or []
+    case = next((c for c in cases if c["k"] == 10), cases[0] if cases else None)
+    keys = {"fp_pixels_before": "fp_before", "fp_pixels_after": "fp_after", "recall_before": "recall_before",
+            "recall_after": "recall_after"}
+    out = {key: case[field] if case else None for key, field in keys.items()}
+    return {**out, "fp_k": case["k"] if case else None, "fp_scenario": scenario}
+
+
 def load_footage(max_frames: int) -> np.ndarray:
     files = sorted(FOOTAGE.glob("*.png"))[:max_frames]
     if len(files) < 8:
@@ -179,24 +238,26 @@ def predictions(store: Store, film_id: int, version_id: int) -> dict[int, np.nda
     return {idx: load_prediction(store, p) >= 0.5 for idx, p in rows}
 
 
-def f1_on(preds: dict[int, np.ndarray], truth: np.ndarray, indices: list[int]) -> float:
+def counts_on(preds: dict[int, np.ndarray], truth: np.ndarray, indices: list[int]):
+    """PixelCounts summed over `indices`."""
     from correlnet.metrics import PixelCounts, count_pixels
 
     total = PixelCounts()
     for i in indices:
         total = total + count_pixels(preds[i], truth[i])
-    return float(total.f1)
+    return total
 
 
-def prepare_base(frames_dir: Path, model: Path, device: str) -> tuple[Path, int, int]:
+def prepare_base(frames_dir: Path, model: Path, device: str, tag: str = "",
+                 name: str = "great_train_robbery_novel") -> tuple[Path, int, int]:
     """Import the degraded film and predict it with the start model (a `predict` job)."""
     from studio.films import import_film
     from studio.worker import run_worker
 
-    data = WORK / "base"
+    data = WORK / f"{tag}base"
     shutil.rmtree(data, ignore_errors=True)
     store, settings = open_store(data, model)
-    film = import_film(store, frames_dir, name="great_train_robbery_novel")
+    film = import_film(store, frames_dir, name=name)
     jobs.queue_prediction(store, film.id)
     run_worker(store, settings, once=True, device=device)
     from studio.detection import active_model_version
@@ -212,13 +273,13 @@ def prepare_base(frames_dir: Path, model: Path, device: str) -> tuple[Path, int,
 
 
 def run_case(base: Path, film_id: int, start_version: int, truth: np.ndarray, strategy: str, k: int,
-             model: Path, device: str, ft_cfg, seed: int) -> dict:
+             model: Path, device: str, ft_cfg, seed: int, tag: str = "") -> dict:
     from studio.active import next_frames_to_review
     from studio.corrections import save_correction
     from studio.films import film_frames, get_film
     from studio.worker import WorkerConfig, run_worker
 
-    data = WORK / f"case_{strategy}_{k}"
+    data = WORK / f"{tag}case_{strategy}_{k}"
     shutil.rmtree(data, ignore_errors=True)
     shutil.copytree(base, data)
     store, settings = open_store(data, model)
@@ -236,11 +297,13 @@ def run_case(base: Path, film_id: int, start_version: int, truth: np.ndarray, st
     seconds = time.perf_counter() - t0
     row = jobs.get_job(store, job.id)
     others = [i for i in range(len(frames)) if i not in set(chosen)]
-    before = f1_on(predictions(store, film.id, start_version), truth, others)
+    before = counts_on(predictions(store, film.id, start_version), truth, others)
     active_id = get_film(store, film.id).active_model_version_id or start_version
-    after = f1_on(predictions(store, film.id, active_id), truth, others)
+    after = counts_on(predictions(store, film.id, active_id), truth, others)
     store.close()
-    return {"strategy": strategy, "k": k, "frames": chosen, "f1_before": before, "f1_after": after,
+    return {"strategy": strategy, "k": k, "frames": chosen, "f1_before": before.f1, "f1_after": after.f1,
+            "fp_before": before.fp, "fp_after": after.fp, "recall_before": before.recall,
+            "recall_after": after.recall,
             "published": row.result_model_version_id is not None, "job_status": row.status,
             "job_message": row.message, "seconds": round(seconds, 1)}
 
@@ -297,6 +360,10 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default FinetuneConfig.cpu()'s)")
     p.add_argument("--defect-fraction", type=float, default=None,
                    help="share of crops centred on corrected defects (default FinetuneConfig's)")
+    p.add_argument("--disagreement-fraction", type=float, default=None,
+                   help="share of crops centred where the correction changed the proposal (default FinetuneConfig's)")
+    p.add_argument("--fp-ks", type=int, nargs="*", default=[10], help="scenario 2: K values (none: skip it)")
+    p.add_argument("--dry-run", action="store_true", help="12 frames, K = 5, 2 fine-tuning steps, no timing")
     p.add_argument("--start-model", default=None)
     p.add_argument("--fallback-steps", type=int, default=200)
     p.add_argument("--timing-frames", type=int, default=30, help="uncorrected 1080p frames (0: skip timing)")
@@ -304,6 +371,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=None, help=f"scratch directory (default {WORK})")
     args = p.parse_args()
+    if args.dry_run:
+        args.frames, args.ks, args.random_ks, args.fp_ks, args.timing_frames = 12, [5], [], [5], 0
     if args.work:
         WORK = Path(args.work)
     import torch
@@ -319,8 +388,9 @@ def main() -> None:
     frames_dir = WORK / "frames"
     shutil.rmtree(frames_dir, ignore_errors=True)
     truth = write_film(clean, frames_dir, np.random.default_rng(args.seed))
-    extra = {k: v for k, v in (("lr", args.lr), ("defect_crop_fraction", args.defect_fraction)) if v is not None}
-    ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed, **extra)
+    extra = {k: v for k, v in (("lr", args.lr), ("defect_crop_fraction", args.defect_fraction),
+                               ("disagreement_crop_fraction", args.disagreement_fraction)) if v is not None}
+    ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed, dry_run=args.dry_run, **extra)
     cases = []
     if args.ks or args.random_ks:
         base, film_id, start_version = prepare_base(frames_dir, model, "cpu")
@@ -334,11 +404,13 @@ def main() -> None:
     al10, rnd10 = pick.get(("active", 10)), pick.get(("random", 10))
     result = {"start_model": model_note, "footage": f"{FOOTAGE.name} ({len(clean)} frames, novel defects)",
               "finetune_config": {"lr": ft_cfg.lr, "steps": ft_cfg.steps, "batch_size": ft_cfg.batch_size,
-                                  "crop": ft_cfg.crop},
+                                  "crop": ft_cfg.crop, "disagreement_crop_fraction": ft_cfg.disagreement_crop_fraction,
+                                  "defect_crop_fraction": ft_cfg.defect_crop_fraction, "dry_run": ft_cfg.dry_run},
               "f1_before": al10["f1_before"] if al10 else None, "f1_after": al10["f1_after"] if al10 else None,
               "f1_before_random": rnd10["f1_before"] if rnd10 else None,
               "f1_after_random": rnd10["f1_after"] if rnd10 else None,
               "cases": [{k: v for k, v in c.items() if k != "job_message"} for c in cases]}
+    result.update(fp_keys(fp_scenario(model, args.fp_ks, args.frames, ft_cfg, args.seed, say)))
     if args.timing_frames > 0:
         result["timing_1080p"] = timing_cycle(clean, model, args.timing_frames, "cpu", ft_cfg)
         say(f"1080p cycle: {result['timing_1080p']}")

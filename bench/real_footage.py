@@ -23,15 +23,16 @@ import cv2
 import numpy as np
 import torch
 
-from correlnet.checkpoint import load_model
+from correlnet.checkpoint import load_detector
+from correlnet.data import shared_data_dir
 from correlnet.default_model import default_model_path
 from correlnet.frames import list_frame_files, read_image, to_gray_float
 from correlnet.neighbours import analyse_sequence, thumbnail
+from correlnet.real_eval import REAL_FILM_CLIPS
 from correlnet.streaming import detect_frames
 from correlnet.tiling import TilingConfig
 
-REAL_FILM = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_film"
-CLIPS = ("the_great_train_robbery", "a_trip_down_market_street_before_the_fire")
+CLIPS = tuple(REAL_FILM_CLIPS)
 
 
 def flagged(model: torch.nn.Module, folder: Path, n_frames: int, threshold: float,
@@ -59,22 +60,23 @@ def flagged(model: torch.nn.Module, folder: Path, n_frames: int, threshold: floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, metavar="CKPT", help="checkpoint (default: the shipped model)")
+    ap.add_argument("--model", default=None, metavar="SPEC", help="checkpoint or sdi-p (default: the shipped model)")
     ap.add_argument("--frames", type=int, default=24, help="first N frames of each clip (default 24)")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pictures", default=None, metavar="DIR", help="write each frame with its flagged pixels in red")
     args = ap.parse_args()
-    if not REAL_FILM.is_dir():
-        raise SystemExit(f"real footage not found at {REAL_FILM} (see the brief: it lives in shared/, not in the repo)")
+    real_film = shared_data_dir() / "real_film"
+    if not real_film.is_dir():
+        raise SystemExit(f"real footage not found at {real_film} (see the brief: it lives in shared/, not in the repo)")
     torch.set_num_threads(args.threads)
     model_path = args.model or default_model_path()
-    model = load_model(model_path).eval()
+    model = load_detector(model_path)
     print(f"model {model_path}, threshold {args.threshold}, first {args.frames} frames per clip")
     print("| clip | frames | flagged pixels | flagged components per frame | CPU s per frame |")
     print("|---|---:|---:|---:|---:|")
     for clip in CLIPS:
-        r = flagged(model, REAL_FILM / clip, args.frames, args.threshold,
+        r = flagged(model, real_film / clip, args.frames, args.threshold,
                     Path(args.pictures) if args.pictures else None)
         print(f"| {clip} | {r['frames']} | {100 * r['share']:.2f} % | {r['components']:.1f} | {r['cpu_s']:.2f} |")
 

@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, create_dirs: bool = True) -> Path:
     """Call `write(handle)` on a temporary file beside `path`, fsync it, then rename it over `path`.
 
-    Creates the parent directory. On any error the temporary file is removed and `path` keeps its
-    previous content (or stays absent). Returns `path` as a Path.
+    Creates the parent directory, unless create_dirs=False: then a missing parent raises
+    FileNotFoundError (a caller whose folder vanished must fail, not write into a new empty one).
+    On any error the temporary file is removed and `path` keeps its previous content (or stays
+    absent). Returns `path` as a Path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if create_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp creates 0600; give the file the permissions a plain open() would (umask applied),

@@ -120,6 +120,61 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> n
     return model.to(resolve_device(device)).eval()
 
 
+def _default_gate() -> float:
+    from .temporal_gate import GateConfig
+
+    return GateConfig().threshold
+
+
+def _default_sure() -> float:
+    from .sdi import SdiConfig
+
+    return SdiConfig().threshold  # SDI-p's validated threshold
+
+
+# --model spec suffixes: name -> (ModelConfig field, default value when no ":VALUE" is given).
+_SPEC_OPTIONS = {
+    "gate": ("temporal_gate", _default_gate), "nogate": ("temporal_gate", lambda: 0.0),
+    "sure": ("sure_marks", _default_sure), "nosure": ("sure_marks", lambda: 0.0),
+}
+
+
+def load_detector(spec: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """The detector a `--model` argument names, on `device`, in eval mode: ``sdi-p`` or
+    ``sdi-p:THRESHOLD`` is the classical SDI-p peer (`correlnet.sdi.SdiDetector`, its default or the
+    given threshold in gray levels), anything else a checkpoint path (`load_model`). A checkpoint
+    path may end in ``+gate`` or ``+gate:THRESHOLD`` (the network with the temporal gate,
+    `correlnet.temporal_gate`, at its default or the given evidence threshold), ``+nogate`` (without
+    it, whatever its checkpoint asks for), ``+sure`` or ``+sure:SCORE`` (with the sure one-frame
+    marks, `ModelConfig.sure_marks`, default SDI-p's threshold) and ``+nosure``, in any combination. The one place that resolves a model spec:
+    every command and benchmark that takes --model calls it.
+    Raises CheckpointError for unusable files, ValueError for a malformed spec."""
+    from .device import resolve_device
+    from .sdi import SdiConfig, SdiDetector
+
+    sdi = SdiConfig.from_spec(spec)
+    if sdi is not None:
+        return SdiDetector(sdi).to(resolve_device(device)).eval()
+    path, options = str(spec), {}
+    while True:  # trailing +gate[:T] / +nogate / +sure[:S] / +nosure, in any order
+        head, plus, suffix = path.rpartition("+")
+        name, _, value = suffix.partition(":")
+        if not plus or name not in _SPEC_OPTIONS:
+            break
+        field_name, default = _SPEC_OPTIONS[name]
+        try:
+            options[field_name] = float(value) if value else default()
+        except ValueError as exc:
+            raise ValueError(f"model spec {spec!r}: write PATH+{name}:VALUE with a number, e.g. +gate:0.03") from exc
+        path = head
+    if not options:
+        return load_model(spec, device)
+    model = load_model(path, device)
+    model.config = dataclasses.replace(model.config, **options)
+    model.checkpoint_meta = {**model.checkpoint_meta, "model_config": model.config.to_dict()}
+    return model
+
+
 def init_from_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
     """Warm-start `model` (in place) from the weights stored at `path`, for a network that grew.
 

@@ -26,11 +26,13 @@ DataLoader worker that computes it.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -45,14 +47,57 @@ from correlnet.frames import (
 )
 from correlnet.davis import davis_sequences, is_davis_root, parse_davis_source
 from correlnet.synth import SynthConfig, degrade_triplet
+from correlnet.synth.bank import DefectBank
 from correlnet.synth.scene_lines import draw_scene_blotches, draw_scene_lines
+from correlnet.synth.sprites import draw_moving_sprites
 
 __all__ = [
     "DEMO_CLIPS", "HELD_OUT", "ClipSpan", "demo_sources", "load_clip", "is_davis_root",
     "davis_sequences", "expand_sources", "train_eval_split", "load_spans", "TripletDataset", "shot_ids",
+    "CLEAN_VIDEO_TRAIN", "CLEAN_VIDEO_VALIDATION", "CLEAN_VIDEO_MAX_WIDTH", "shared_data_dir", "clean_video_spans",
 ]
 
 DEMO_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine")
+
+# ../shared/data/clean_video (its README): clean real footage with camera motion, people and objects
+# that move on their own, occlusion and blur. Issue 12 fixes the split: these five are trained on,
+# the three validation clips are never trained on (nor fine-tuned on by benchmarks' start models).
+CLEAN_VIDEO_TRAIN = (
+    "sam2_01_dog.mp4", "sam2_02_cups.mp4", "sam2_05_default_juggle.mp4", "decord_flipping_a_pancake.mkv",
+    "mmaction2_test.mp4",
+)
+CLEAN_VIDEO_VALIDATION = ("sam2_bedroom", "sam2_04_coffee.mp4", "mmaction2_test_video_structuralize.mp4")
+# The 1280x720 clips are trained on at 640x360: motion of a few px per frame and detail at the
+# scale of the 480x368 film scans; the smaller clips keep their size.
+CLEAN_VIDEO_MAX_WIDTH = 640
+SHARED_DATA_ENV = "CORRELNET_SHARED_DATA"
+
+
+def shared_data_dir() -> Path:
+    """The shared data folder: $CORRELNET_SHARED_DATA, else ../shared/data beside the checkout.
+
+    It holds real_film/ and clean_video/ (never copied into the repository); callers check that
+    what they need exists and skip or explain when it does not."""
+    env = os.environ.get(SHARED_DATA_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def clean_video_spans(part: str, root: Path | None = None) -> list["ClipSpan"]:
+    """ClipSpans of the clean-video clips of `part` ("train" or "validation") under `root`
+    (default ``shared_data_dir() / "clean_video"``), at most `CLEAN_VIDEO_MAX_WIDTH` wide.
+
+    Raises FileNotFoundError naming the folder when a clip is missing."""
+    names = {"train": CLEAN_VIDEO_TRAIN, "validation": CLEAN_VIDEO_VALIDATION}.get(part)
+    if names is None:
+        raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
+    root = shared_data_dir() / "clean_video" if root is None else Path(root)
+    missing = [n for n in names if not (root / n).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{root}: clean-video clips {missing} not found; set {SHARED_DATA_ENV} to the folder holding "
+            "clean_video/ (see the brief: the data lives in shared/, not in the repository)"
+        )
+    return [ClipSpan(Path(n).stem, root / n, max_width=CLEAN_VIDEO_MAX_WIDTH) for n in names]
 
 
 @dataclass(frozen=True)
@@ -63,11 +108,13 @@ class ClipSpan:
     path: Path
     start: int = 0
     stop: int | None = None
+    max_width: int | None = None  # frames wider than this are downscaled (area filter), None = native
 
     def load(self, max_frames: int | None = None, step: int = 1, dtype: type = np.float32) -> np.ndarray:
         """(T, H, W) frames of the span, see `load_clip`."""
         return load_clip(
-            self.path, max_frames=max_frames, step=step, dtype=dtype, start=self.start, stop=self.stop
+            self.path, max_frames=max_frames, step=step, dtype=dtype, start=self.start, stop=self.stop,
+            max_width=self.max_width,
         )
 
 
@@ -108,10 +155,12 @@ def load_clip(
     dtype: type = np.float32,
     start: int = 0,
     stop: int | None = None,
+    max_width: int | None = None,
 ) -> np.ndarray:
     """Grayscale frames of a video file or a folder of frames (e.g. a DAVIS sequence).
 
-    Frames start, start + step, ... before `stop` (exclusive), at most `max_frames` of them.
+    Frames start, start + step, ... before `stop` (exclusive), at most `max_frames` of them;
+    frames wider than `max_width` are downscaled to that width (area filter, aspect kept).
 
     Returns:
         (T, H, W) float32 in [0, 1], or uint8 in [0, 255] when ``dtype=np.uint8`` (4x less memory:
@@ -134,13 +183,21 @@ def load_clip(
         images = islice(images, max_frames)
     else:
         raise FrameReadError(f"{path}: not found; pass a video file or a folder of frames")
-    frames = [_convert(to_gray_float(img), dtype) for img in images]
+    frames = [_convert(_fit_width(to_gray_float(img), max_width), dtype) for img in images]
     if not frames:
         raise FrameReadError(f"{path}: no frame in the requested range (start={start}, stop={stop})")
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
         raise FrameReadError(f"{path}: frames have different sizes {sorted(shapes)}; resize them to one size")
     return np.stack(frames)
+
+
+def _fit_width(gray: np.ndarray, max_width: int | None) -> np.ndarray:
+    h, w = gray.shape
+    if max_width is None or w <= max_width:
+        return gray
+    size = (int(max_width), max(1, int(round(h * max_width / w))))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
 
 
 def _convert(gray: np.ndarray, dtype: type) -> np.ndarray:
@@ -205,6 +262,7 @@ class TripletDataset(Dataset):
             more varied motion than the demo clips have (1 = consecutive frames, as the paper).
         jitter: the outer frames' crops are shifted by up to this many pixels each way, like the
             gate weave of real film (about 1 px between frames of the 1903/1906 footage; 0 = off).
+        bank: real defects pasted as marks (`correlnet.synth.bank.build_bank`; synth_cfg.bank_per_256).
 
     Items are dicts: ``"frames"``: float32 tensor (3, crop, crop) in [0, 1] (frame_prev, frame_mid,
     frame_next, degraded); ``"mask"``: float32 tensor (1, crop, crop) in {0, 1}, the centre frame's
@@ -228,6 +286,7 @@ class TripletDataset(Dataset):
         seed: int = 0,
         max_stride: int = 2,
         jitter: int = 2,
+        bank: "DefectBank | None" = None,
     ) -> None:
         self.clips = list(clips.values()) if isinstance(clips, Mapping) else list(clips)
         if not self.clips:
@@ -241,6 +300,7 @@ class TripletDataset(Dataset):
                 f"max_stride={max_stride}, jitter={jitter}"
             )
         self.max_stride, self.jitter = int(max_stride), int(jitter)
+        self.bank = bank
         self.synth_cfg = SynthConfig() if synth_cfg is None else synth_cfg
         self.crop, self.length, self.seed = int(crop), int(length), int(seed)
         self._shots = [shot_ids(c) for c in self.clips]
@@ -257,7 +317,7 @@ class TripletDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} samples")
         rng = np.random.default_rng([self.seed, int(index)])
         clean = self.clean_triplet(rng)
-        degraded, masks = degrade_triplet(clean, self.synth_cfg, rng)
+        degraded, masks = degrade_triplet(clean, self.synth_cfg, rng, self.bank)
         return {
             "frames": torch.from_numpy(degraded),
             "mask": torch.from_numpy(masks[1:2].astype(np.float32)),
@@ -279,23 +339,37 @@ class TripletDataset(Dataset):
         if len(centres) == 0:  # shots too short for this stride
             stride, centres = 1, self._centres(k, 1)
         t = int(centres[rng.integers(len(centres))])
+        cfg = self.synth_cfg
+        index = [t - stride, t, t + stride]
+        if cfg.duplicate_frame_prob > 0 and rng.random() < cfg.duplicate_frame_prob:
+            index[0 if rng.random() < 0.5 else 2] = t  # a duplicated frame: scene, not a defect
         j, size = self.jitter, self.crop
-        frames = pad_to_size(clip[[t - stride, t, t + stride]], size + 2 * j)
+        frames = pad_to_size(clip[index], size + 2 * j)
         y = int(rng.integers(j, frames.shape[1] - size - j + 1))
         x = int(rng.integers(j, frames.shape[2] - size - j + 1))
-        shifts = rng.integers(-j, j + 1, size=(3, 2))
-        shifts[1] = 0  # the centre frame defines the crop; the outer ones weave around it
+        if cfg.subpixel_jitter:
+            shifts = rng.uniform(-j, j, size=(3, 2))
+            shifts[1] = rng.uniform(-0.5, 0.5, size=2)  # all three resampled, none sharper than the others
+        else:
+            shifts = rng.integers(-j, j + 1, size=(3, 2))
+            shifts[1] = 0  # the centre frame defines the crop; the outer ones weave around it
         flip_h, flip_v, reverse = rng.random(3) < 0.5
         # The region the three crops come from; scene lines are drawn into it, so they weave with the scene.
         region = frames[:, y - j : y + size + j, x - j : x + size + j]
-        if self.synth_cfg.scene_lines or self.synth_cfg.scene_blotches:
+        if cfg.scene_lines or cfg.scene_blotches or cfg.sprites is not None:
             scale = np.float32(1 / 255) if region.dtype == np.uint8 else np.float32(1)
             region = region.astype(np.float32) * scale  # a copy: the clip itself is never drawn on
-            draw_scene_lines(region, self.synth_cfg, rng)
-            draw_scene_blotches(region, self.synth_cfg, rng)
-        triplet = np.stack(
-            [region[k, j + dy : j + dy + size, j + dx : j + dx + size] for k, (dy, dx) in enumerate(shifts)]
-        )
+            draw_scene_lines(region, cfg, rng)
+            draw_scene_blotches(region, cfg, rng)
+            if cfg.sprites is not None:
+                source = self.clips[int(rng.integers(len(self.clips)))]
+                draw_moving_sprites(region, source[int(rng.integers(source.shape[0]))], cfg.sprites, rng)
+        if cfg.subpixel_jitter:
+            triplet = np.stack([_subpixel_crop(region[k], j + dy, j + dx, size) for k, (dy, dx) in enumerate(shifts)])
+        else:
+            triplet = np.stack(
+                [region[k, j + dy : j + dy + size, j + dx : j + dx + size] for k, (dy, dx) in enumerate(shifts)]
+            )
         if flip_h:
             triplet = triplet[:, :, ::-1]
         if flip_v:
@@ -305,6 +379,14 @@ class TripletDataset(Dataset):
         if triplet.dtype == np.uint8:
             return triplet.astype(np.float32) / np.float32(255.0)
         return np.ascontiguousarray(triplet, dtype=np.float32)
+
+
+def _subpixel_crop(frame: np.ndarray, top: float, left: float, size: int) -> np.ndarray:
+    """(size, size) crop of (H, W) `frame` whose corner sits at the fractional (top, left), bilinear."""
+    m = np.array([[1.0, 0.0, left], [0.0, 1.0, top]], np.float32)
+    src = frame.astype(np.float32) / np.float32(255.0) if frame.dtype == np.uint8 else frame.astype(np.float32)
+    return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)
 
 
 def shot_ids(clip: np.ndarray) -> np.ndarray:

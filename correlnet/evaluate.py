@@ -109,6 +109,17 @@ def triplet_rng(seed: int, sequence: str, centre: int, salt: int = 0) -> np.rand
     return np.random.default_rng([seed, zlib.crc32(sequence.encode()), centre, salt])
 
 
+def clean_triplet(clip: np.ndarray, centre: int) -> np.ndarray:
+    """Frames centre-1, centre, centre+1 of a (T, H, W) clip (float32 in [0, 1] or uint8) as a
+    (3, H, W) float32 array in [0, 1] (a copy; the clip is never drawn on)."""
+    triplet = clip[centre - 1 : centre + 2]
+    if triplet.shape[0] != 3:
+        raise ValueError(f"centre {centre} has no two neighbours in a clip of {clip.shape[0]} frames")
+    if triplet.dtype == np.uint8:
+        return triplet.astype(np.float32) / np.float32(255.0)
+    return np.array(triplet, dtype=np.float32)
+
+
 def safe_name(name: str) -> str:
     """A sequence name usable in a file name on any system ("bikes[175:]" -> "bikes_175_")."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
@@ -176,7 +187,7 @@ def evaluate_sequences(
 ) -> EvalReport:
     """Precision / recall / F1 of `model` on synthetic defects, per sequence and overall.
 
-    sequences: name -> clean clip (T, H, W) float32 in [0, 1], T >= 3. synth_cfg: a SynthConfig
+    sequences: name -> clean clip (T, H, W) float32 in [0, 1] (or uint8), T >= 3. synth_cfg: a SynthConfig
     (SynthConfig.paper() for the paper's generator, SynthConfig() for the full one).
     pictures_dir: when set, one Fig. 5 PNG per evaluated frame, "<sequence>_<centre:06d>.png"
     (characters other than letters, digits, ".", "_" and "-" in the sequence name become "_").
@@ -194,7 +205,7 @@ def evaluate_sequences(
             raise ValueError(f"sequence {name!r}: expected a clean clip (T, H, W); got shape {clip.shape}")
         counts = PixelCounts(0, 0, 0)
         for t in centre_frames(clip.shape[0], cfg.triplets_per_sequence):
-            clean = np.ascontiguousarray(clip[t - 1 : t + 2], dtype=np.float32)
+            clean = clean_triplet(clip, t)
             degraded, masks = degrade_triplet(clean, synth_cfg, triplet_rng(cfg.seed, name, t))
             pred, dt = _predict(model, degraded, cfg, device)
             true = masks[1].astype(bool)

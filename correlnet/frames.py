@@ -1,11 +1,19 @@
 """Reading film frames: image files and video files, without losing bit depth.
 
 Conventions:
-- `read_image` keeps what is in the file: uint8 or uint16, (H, W) grayscale, (H, W, 3) RGB or
-  (H, W, 4) RGBA. Colour channels are returned in **RGB** order (OpenCV decodes BGR; we swap),
-  so arrays can go straight to PIL, Streamlit or `to_gray_float`.
-- `iter_video_frames` yields (H, W, 3) uint8 RGB frames, decoded by OpenCV, or by PyAV when
-  OpenCV cannot open the file.
+- `read_image` returns display-referred pixels at the file's depth: uint8 or uint16, (H, W)
+  grayscale, (H, W, 3) RGB or (H, W, 4) RGBA. Colour channels are returned in **RGB** order
+  (OpenCV decodes BGR; we swap), so arrays can go straight to PIL, Streamlit or `to_gray_float`.
+  PNG and JPEG are decoded by OpenCV; scanner formats (DPX, Cineon, OpenEXR, TIFF at 8/16/32 bits,
+  `SCAN_SUFFIXES`) by OpenImageIO, which keeps their depth and DPX transfer metadata. Log DPX/Cineon
+  and scene-linear EXR are mapped to display-referred uint16 by the policy of `correlnet.transfer`
+  (the model was trained on display-referred video); the table is in that module's docstring.
+- `iter_video_frames` yields RGB frames: (H, W, 3) uint8 for 8-bit streams, decoded by OpenCV, or
+  by PyAV when OpenCV cannot open the file; deeper streams (ProRes, DNxHR HQX/444, 10-16-bit FFV1)
+  are decoded by PyAV to 16 bits: (H, W, 3) uint16 (`rgb48le`), or (H, W) uint16 (`gray16le`) for a
+  gray stream. A decoder that stops before the frame count of the container's
+  header (beyond the slack below) raises instead of ending early: a truncated video is an error,
+  never a shorter film.
 - Every failure to read a file raises `FrameReadError` (a `ValueError`) whose message names the
   file and says what to do.
 """
@@ -20,23 +28,46 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from correlnet import transfer
+
 __all__ = [
     "FrameReadError",
     "IMAGE_SUFFIXES",
+    "SCAN_SUFFIXES",
     "VIDEO_SUFFIXES",
     "natural_sort",
     "list_frame_files",
     "read_image",
     "image_header_size",
+    "read_native",
+    "scan_encoding",
     "to_gray_float",
     "iter_video_frames",
     "video_frame_count",
+    "video_header_count",
+    "check_video_complete",
+    "frame_too_large",
+    "MAX_PIXELS",
+    "MAX_SIDE",
 ]
 
-IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg"})
+# Read through OpenImageIO (depth, float and DPX transfer metadata kept); the rest through OpenCV.
+SCAN_SUFFIXES = frozenset({".dpx", ".cin", ".exr", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"}) | SCAN_SUFFIXES
+_SUFFIX_LIST = "PNG/JPEG/TIFF/DPX/Cineon/EXR"
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".mxf"})
 # ITU-R BT.601 luma, the weights OpenCV's COLOR_RGB2GRAY uses.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Frames above this are refused from their header, before decoding (a corrupt or hostile header could
+# otherwise ask for gigabytes, and a 12000x12000 scan runs for minutes). 8K DCI is 8192x4320 = 35 Mpx.
+MAX_PIXELS = 40_000_000
+MAX_SIDE = 16_384
+# How far a video may decode short of its header's frame count and still count as complete. Headers
+# are often one frame off (a real .mkv whose duration says 311 frames decodes 310); more than that is
+# a truncated or damaged file. A count estimated from duration x frame rate (no count in the header)
+# is looser on variable-frame-rate files, so it gets 1 % (at least one frame).
+VIDEO_COUNT_SLACK = 1
+VIDEO_ESTIMATE_SLACK = 0.01
 
 
 class FrameReadError(ValueError):
@@ -56,14 +87,15 @@ def natural_sort(paths: Iterable[str | Path]) -> list:
 
 
 def list_frame_files(folder: str | Path) -> list[Path]:
-    """Image files (png, tif/tiff, jpg/jpeg, any case) directly in `folder`, naturally sorted.
+    """Image files (`IMAGE_SUFFIXES`: png, jpg/jpeg, tif/tiff, dpx, cin, exr; any case) directly in
+    `folder`, naturally sorted.
 
     Hidden files (starting with '.') are skipped. Raises `FrameReadError` if `folder` is not a
     directory.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FrameReadError(f"{folder}: not a folder; pass a folder of PNG/TIFF/JPEG frames or a video file")
+        raise FrameReadError(f"{folder}: not a folder; pass a folder of frames ({_SUFFIX_LIST}) or a video file")
     files = [
         p for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
@@ -72,7 +104,10 @@ def list_frame_files(folder: str | Path) -> list[Path]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode one image file, keeping its bit depth and channels.
+    """Decode one image file to display-referred pixels, keeping its bit depth and channels.
+
+    PNG/JPEG/TIFF and display-referred DPX come back as stored; log DPX, Cineon and OpenEXR are
+    mapped by `correlnet.transfer`'s policy to uint16; float TIFF is clipped to [0, 1] as uint16.
 
     Returns:
         uint8 or uint16 array, (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA.
@@ -85,11 +120,13 @@ def read_image(path: str | Path) -> np.ndarray:
         raise FrameReadError(f"{path}: file not found; check the path")
     if path.stat().st_size == 0:
         raise FrameReadError(f"{path}: the file is empty (0 bytes); re-export or re-copy this frame")
+    if path.suffix.lower() in SCAN_SUFFIXES:
+        return _read_scan(path)
     # imdecode from bytes rather than imread(path): imread cannot open non-ASCII paths on Windows.
     img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FrameReadError(
-            f"{path}: cannot decode the image (truncated or not a PNG/TIFF/JPEG file); "
+            f"{path}: cannot decode the image (truncated or not a {_SUFFIX_LIST} file); "
             "re-export or re-copy this frame"
         )
     if img.dtype not in (np.uint8, np.uint16):
@@ -99,6 +136,110 @@ def read_image(path: str | Path) -> np.ndarray:
     elif img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
     return img
+
+
+def _open_scan(path: Path):  # type: ignore[no-untyped-def]
+    """An OpenImageIO ImageInput on `path` (the caller closes it); FrameReadError naming the file."""
+    import OpenImageIO as oiio  # local: only scanner formats need it
+
+    config = oiio.ImageSpec()
+    config.attribute("oiio:UnassociatedAlpha", 1)  # samples as stored: never premultiplied on reading
+    image = oiio.ImageInput.open(str(path), config)
+    if image is None:
+        reason = oiio.geterror().strip().splitlines()
+        raise FrameReadError(f"{path}: cannot decode the image ({reason[0] if reason else 'unknown format'}); "
+                             "re-export or re-copy this frame")
+    return image
+
+
+def read_native(path: str | Path):  # type: ignore[no-untyped-def]
+    """A scanner-format file's own samples, without the display mapping: ((H, W, C) array of its native
+    type, uint8/uint16/float16/float32, channels in file order; its OpenImageIO ImageSpec).
+
+    Raises:
+        FrameReadError: missing, undecodable or truncated file (names the file).
+    """
+    import OpenImageIO as oiio
+
+    path = Path(path)
+    image = _open_scan(path)
+    try:
+        spec = image.spec()
+        pixels = image.read_image(0, 0, 0, spec.nchannels, oiio.UNKNOWN)  # native type: uint8/16, half, float
+        if pixels is None:
+            raise FrameReadError(f"{path}: cannot decode the pixels ({image.geterror().strip() or 'truncated?'}); "
+                                 "re-export or re-copy this frame")
+    finally:
+        image.close()
+    return np.asarray(pixels).reshape(spec.height, spec.width, spec.nchannels), spec
+
+
+def _read_scan(path: Path) -> np.ndarray:
+    pixels, spec = read_native(path)
+    pixels = _picture_channels(pixels, spec)
+    encoding = scan_encoding(path, spec)
+    if encoding == "display":
+        if pixels.dtype in (np.uint8, np.uint16):
+            return pixels
+        if np.issubdtype(pixels.dtype, np.floating):
+            return _to_uint16(np.nan_to_num(pixels.astype(np.float32), nan=0.0))
+        raise FrameReadError(f"{path}: unsupported sample type {pixels.dtype}; export 8/16-bit or float frames")
+    values = pixels.astype(np.float32)
+    if pixels.dtype in (np.uint8, np.uint16):
+        values /= np.float32(np.iinfo(pixels.dtype).max)
+    picture = values[..., :3] if values.ndim == 3 and values.shape[2] == 4 else values
+    if encoding == "log":
+        black, white = _cineon_levels(spec)
+        picture = transfer.cineon_to_linear(picture * np.float32(1023.0), black, white)
+    display = transfer.view_transform(picture)
+    if values.ndim == 3 and values.shape[2] == 4:  # alpha is coverage, not light: kept as it is
+        display = np.concatenate([display, np.clip(values[..., 3:], 0.0, 1.0)], axis=2)
+    return _to_uint16(display)
+
+
+def _to_uint16(values: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(values, 0.0, 1.0) * np.float32(65535.0)).astype(np.uint16)
+
+
+def _picture_channels(pixels: np.ndarray, spec) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """(H, W), (H, W, 3) or (H, W, 4) from the file's channels: R, G, B (and A) by name, else Y (luma),
+    else the first channel (a single-channel or gray + alpha file); other channels (depth, AOVs) dropped."""
+    names = [str(n).split(".")[-1].upper() for n in spec.channelnames]
+    if {"R", "G", "B"} <= set(names):
+        keep = [names.index(c) for c in ("R", "G", "B", "A") if c in names]
+        return pixels[..., keep]
+    if spec.nchannels >= 3 and "Y" not in names:
+        return pixels[..., : 4 if spec.nchannels == 4 else 3]
+    return pixels[..., names.index("Y") if "Y" in names else 0]
+
+
+def scan_encoding(path: str | Path, spec) -> str:  # type: ignore[no-untyped-def]
+    """"log", "linear" or "display": how a scanner-format file encodes light, from its format and its
+    metadata (an OpenImageIO ImageSpec), as `correlnet.transfer`'s policy table says."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".exr":
+        return "linear"
+    if suffix == ".cin":
+        return "log"
+    if suffix == ".dpx":
+        curve = str(spec.get_string_attribute("dpx:Transfer")).lower()
+        if curve in ("logarithmic", "printing density"):
+            return "log"
+        if curve == "linear":
+            return "linear"
+    return "display"
+
+
+def _cineon_levels(spec) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(reference black, reference white) on the 10-bit code scale: the DPX header's television black
+    and white levels when both are set and plausible, else Kodak's 95 and 685."""
+    bits = spec.get_int_attribute("oiio:BitsPerSample") or 10
+    scale = 1023.0 / (2 ** bits - 1)
+    black = spec.get_float_attribute("dpx:BlackLevel", float("nan")) * scale
+    white = spec.get_float_attribute("dpx:WhiteLevel", float("nan")) * scale
+    if np.isfinite(black) and np.isfinite(white) and 0.0 <= black < white <= 1023.0 and white - black >= 100.0:
+        return float(black), float(white)
+    return transfer.CINEON_BLACK, transfer.CINEON_WHITE
 
 
 def image_header_size(path: str | Path) -> tuple[int, int]:
@@ -115,6 +256,12 @@ def image_header_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         raise FrameReadError(f"{path}: missing or empty file; re-export or re-copy this frame")
+    if path.suffix.lower() in SCAN_SUFFIXES:
+        image = _open_scan(path)  # parses the header only
+        try:
+            return int(image.spec().width), int(image.spec().height)
+        finally:
+            image.close()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -123,7 +270,12 @@ def image_header_size(path: str | Path) -> tuple[int, int]:
     except Image.DecompressionBombError as exc:
         raise FrameReadError(f"{path}: image too large to process ({exc}); downscale it first") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise FrameReadError(f"{path}: not a readable PNG/TIFF/JPEG image ({exc})") from exc
+        raise FrameReadError(f"{path}: not a readable {_SUFFIX_LIST} image ({exc})") from exc
+
+
+def frame_too_large(width: int, height: int, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE) -> bool:
+    """Whether a width x height frame is above the limits (check it from `image_header_size`)."""
+    return width * height > max_pixels or max(width, height) > max_side
 
 
 def to_gray_float(img: np.ndarray) -> np.ndarray:
@@ -157,9 +309,12 @@ def to_gray_float(img: np.ndarray) -> np.ndarray:
 
 
 def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield the frames of a video file as (H, W, 3) uint8 RGB arrays, in order.
+    """Yield the frames of a video file as RGB arrays, in order: (H, W, 3) uint8 for an 8-bit stream;
+    for a deeper one (ProRes, DNxHR HQX/444, 10-16-bit FFV1) (H, W, 3) uint16, or (H, W) uint16 when
+    the stream is gray.
 
-    Tries OpenCV first, PyAV when OpenCV cannot open or decode the file.
+    8-bit streams: OpenCV first, PyAV when OpenCV cannot open or decode the file. Deeper streams: PyAV
+    (OpenCV would decode them to 8 bits).
 
     Raises:
         FrameReadError: neither decoder can read a frame of the file.
@@ -167,21 +322,46 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         raise FrameReadError(f"{path}: missing or empty video file; check the path")
+    deep = _deep_video_format(path)
+    if deep is not None:
+        yield from _iter_pyav(path, deep)
+        return
     capture = cv2.VideoCapture(str(path))
     try:
         ok, frame = capture.read() if capture.isOpened() else (False, None)
         if ok:
+            count = 0
             while ok:
+                count += 1
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 ok, frame = capture.read()
+            # OpenCV's read() is False both at the end and on a frame it cannot decode: the header tells which.
+            check_video_complete(path, count)
             return
     finally:
         capture.release()
-    yield from _iter_pyav(path)
+    yield from _iter_pyav(path, "rgb24")
 
 
-def _iter_pyav(path: Path) -> Iterator[np.ndarray]:
-    import av  # local: only needed when OpenCV lacks the codec
+def _deep_video_format(path: Path) -> str | None:
+    """"rgb48le" or "gray16le" when the first video stream holds more than 8 bits per sample, else
+    None (also when PyAV cannot open the file: the 8-bit path then reports the error)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            fmt = container.streams.video[0].codec_context.format
+    except (av.FFmpegError, OSError):
+        return None
+    if fmt is None or not fmt.components or max(c.bits for c in fmt.components) <= 8:
+        return None
+    return "gray16le" if fmt.name.startswith(("gray", "ya")) else "rgb48le"
+
+
+def _iter_pyav(path: Path, pixel_format: str) -> Iterator[np.ndarray]:
+    import av  # local: only needed when OpenCV lacks the codec or the depth
 
     try:
         container = av.open(str(path))
@@ -196,11 +376,12 @@ def _iter_pyav(path: Path) -> Iterator[np.ndarray]:
         try:
             for frame in container.decode(video=0):
                 count += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield frame.to_ndarray(format=pixel_format)
         except av.FFmpegError as exc:
             raise FrameReadError(f"{path}: decoding failed after {count} frames ({exc})") from exc
         if count == 0:
             raise FrameReadError(f"{path}: no decodable frame; convert it to MP4 (H.264) or PNG frames")
+    check_video_complete(path, count)
 
 
 def video_frame_count(path: str | Path) -> int:
@@ -228,3 +409,41 @@ def video_frame_count(path: str | Path) -> int:
         if count > 0:
             return count
         raise FrameReadError(f"{path}: cannot open the video ({exc}); convert it to MP4 (H.264)") from exc
+
+
+def video_header_count(path: str | Path) -> tuple[int, bool] | None:
+    """(frames the container announces, exact): the stream's frame count (exact), else its duration x
+    average frame rate (an estimate), else OpenCV's estimate; None when the file says nothing."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.streams.video:
+                stream = container.streams.video[0]
+                if stream.frames > 0:
+                    return int(stream.frames), True
+                rate = stream.average_rate or stream.guessed_rate
+                if stream.duration and stream.time_base and rate:
+                    return round(float(stream.duration * stream.time_base * rate)), False
+                if container.duration and rate:
+                    return round(container.duration / av.time_base * float(rate)), False
+    except (av.FFmpegError, OSError):
+        pass
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    return (count, False) if count > 0 else None
+
+
+def check_video_complete(path: str | Path, decoded: int) -> None:
+    """Raise FrameReadError when a decoder that stopped after `decoded` frames stopped short of the
+    header's count by more than the slack (VIDEO_COUNT_SLACK, VIDEO_ESTIMATE_SLACK)."""
+    header = video_header_count(path)
+    if header is None:
+        return
+    claimed, exact = header
+    slack = VIDEO_COUNT_SLACK if exact else max(VIDEO_COUNT_SLACK, int(claimed * VIDEO_ESTIMATE_SLACK))
+    if claimed - decoded > slack:
+        raise FrameReadError(
+            f"{path}: decoding failed at frame {decoded + 1} of the {claimed} its header announces (only "
+            f"{decoded} decoded): the file is truncated or damaged; copy it again from the source")

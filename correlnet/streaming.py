@@ -23,6 +23,7 @@ from torch import nn
 from correlnet.correlation import Correlation, flip_correlation, local_correlation, patch_average
 from correlnet.inference import prepare_for_inference
 from correlnet.models.padding import InputPadder
+from correlnet.temporal_gate import gate_config_of, gate_probs
 from correlnet.tiling import (
     TileGrid,
     TilingConfig,
@@ -192,8 +193,9 @@ def detect_frames(
     neighbours: per frame, (prev_index, next_index) or an object with .prev/.next
         (`default_neighbours(n)` for a plain sequence).
     indices: the frames to predict (default: all), e.g. those not yet predicted when resuming.
-    Yields (index, probs (H, W) float32 numpy) in increasing index order; on_frame(index, probs)
-    is called for each just before it is yielded.
+    Yields (index, probs (H, W) float32 numpy) in increasing index order, after the model's
+    temporal gate when it has one (as `predict_triplet_tiled`); on_frame(index, probs) is called
+    for each just before it is yielded.
     prepare: predict with a `prepare_for_inference` copy of the model (batch norm folded,
         channels_last; same outputs up to float rounding); False runs `model` as given.
     Raises ValueError for a model in training mode, neighbours or indices outside the sequence,
@@ -207,10 +209,31 @@ def detect_frames(
     if prepare:
         model = prepare_for_inference(model, device)
     run = _stream_branch if is_branch_model(model) else _stream_stacked
+    gate = gate_config_of(model)
+    if gate.enabled:
+        read_frame = _recent_frames(read_frame)
     for index, probs in run(model, read_frame, pairs, order, cfg, device):
+        if gate.enabled:
+            p, q = pairs[index]
+            frames = [np.asarray(read_frame(j), dtype=np.float32) for j in (p, index, q)]
+            probs = gate_probs(probs, *frames, gate)
         if on_frame is not None:
             on_frame(index, probs)
         yield index, probs
+
+
+def _recent_frames(read_frame: Callable[[int], np.ndarray], keep: int = 4) -> Callable[[int], np.ndarray]:
+    """read_frame with the last `keep` frames kept, so the gate re-reads no frame the stream just read."""
+    recent: dict[int, np.ndarray] = {}
+
+    def read(j: int) -> np.ndarray:
+        if j not in recent:
+            recent[j] = read_frame(j)
+            while len(recent) > keep:
+                recent.pop(next(iter(recent)))
+        return recent[j]
+
+    return read
 
 
 def _stream_stacked(model, read_frame, pairs, order, cfg, device):
@@ -224,7 +247,7 @@ def _stream_stacked(model, read_frame, pairs, order, cfg, device):
                 cache[j] = _read(read_frame, j, shape)
                 shape = tuple(cache[j].shape)
         triplet = torch.stack([cache[pairs[i][0]], cache[i], cache[pairs[i][1]]])
-        yield i, predict_triplet_tiled(model, triplet, cfg, device, prepare=False)
+        yield i, predict_triplet_tiled(model, triplet, cfg, device, prepare=False, gate=False)
         cache = {j: f for j, f in cache.items() if frame_last[j] > step}
 
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from correlnet.inference import prepare_for_inference
 from correlnet.models.padding import InputPadder
+from correlnet.temporal_gate import gate_config_of, gate_probs
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def as_frames(frames: np.ndarray | torch.Tensor, device: torch.device) -> torch.
 @torch.inference_mode()
 def predict_triplet_tiled(
     model: nn.Module, frames: np.ndarray | torch.Tensor, cfg: TilingConfig, device: torch.device,
-    prepare: bool = True,
+    prepare: bool = True, gate: bool = True,
 ) -> np.ndarray:
     """Defect probabilities of the middle frame at full resolution.
 
@@ -197,6 +198,8 @@ def predict_triplet_tiled(
     frames: (3, H, W) float32 in [0, 1], (frame_prev, frame_mid, frame_next).
     prepare: run a `prepare_for_inference` copy (batch norm folded, channels_last; same outputs up
         to float rounding); False runs `model` as given (the benchmark's baseline).
+    gate: apply the model's temporal gate (`ModelConfig.temporal_gate`, correlnet.temporal_gate)
+        when it has one; False returns the network's own probabilities.
     Returns probs (H, W) float32 numpy.
     """
     check_eval(model)
@@ -208,4 +211,9 @@ def predict_triplet_tiled(
     xp = padder.pad(x[None])[0]
     grid = make_grid(xp.shape[1], xp.shape[2], cfg, m)
     logits = run_batched(model, cfg.batch, grid.extract(xp))
-    return torch.sigmoid(padder.unpad(grid.blend(logits))[0]).float().cpu().numpy()
+    probs = torch.sigmoid(padder.unpad(grid.blend(logits))[0]).float().cpu().numpy()
+    gate_cfg = gate_config_of(model)
+    if gate and gate_cfg.enabled:
+        prev, mid, nxt = x.float().cpu().numpy()
+        probs = gate_probs(probs, prev, mid, nxt, gate_cfg)
+    return probs

@@ -32,13 +32,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> str:
+def atomic_write_bytes(path: Path, data: bytes, *, create_dirs: bool = True) -> str:
     """Write `data` to `path` atomically (temp file in the same dir, fsync, os.replace).
 
-    Returns the sha256 of `data`. Creates the parent directory. On any error the temporary file is
-    removed and `path` keeps its previous content (or stays absent).
+    Returns the sha256 of `data`. Creates the parent directory unless create_dirs=False (then a
+    missing one raises FileNotFoundError). On any error the temporary file is removed and `path`
+    keeps its previous content (or stays absent).
     """
-    path = atomic_write(path, lambda handle: handle.write(data))
+    path = atomic_write(path, lambda handle: handle.write(data), create_dirs=create_dirs)
     _fsync_dir(path.parent)
     return sha256_bytes(data)
 
@@ -87,9 +88,9 @@ def decode_png(data: bytes) -> np.ndarray:
     return image
 
 
-def write_png(path: Path, image: np.ndarray) -> str:
-    """Atomically write `image` as PNG to `path`; returns its sha256."""
-    return atomic_write_bytes(Path(path), encode_png(image))
+def write_png(path: Path, image: np.ndarray, *, create_dirs: bool = True) -> str:
+    """Atomically write `image` as PNG to `path`; returns its sha256. create_dirs: as atomic_write_bytes."""
+    return atomic_write_bytes(Path(path), encode_png(image), create_dirs=create_dirs)
 
 
 def read_png(path: Path, sha256: str | None = None) -> np.ndarray:

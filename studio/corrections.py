@@ -126,6 +126,33 @@ def accept_prediction(store: Store, frame_id: int, author: str, threshold: float
     return save_correction(store, frame_id, proposal, author, kind="accept")
 
 
+def accept_frame(store: Store, frame_id: int, author: str) -> Correction:
+    """"Accept frame as is": the frame's current correction stored again as accepted, or the model's
+    proposal when nobody corrected it. Raises LookupError when it has neither (not predicted yet)."""
+    current = current_mask(store, frame_id)
+    if current is None:
+        return accept_prediction(store, frame_id, author)
+    return save_correction(store, frame_id, current, author, kind="accept")
+
+
+def accept_unreviewed(store: Store, frame_ids: list[int], author: str) -> tuple[list[int], list[int], list[int]]:
+    """Accept the model's proposal on every frame of `frame_ids` nobody corrected or accepted yet (a
+    restorer's "the rest of this shot is fine"). Frames already reviewed keep their mask untouched.
+    Returns (accepted, already reviewed, not predicted) frame ids."""
+    accepted, reviewed, unpredicted = [], [], []
+    for frame_id in frame_ids:
+        if current_correction(store, frame_id) is not None:
+            reviewed.append(frame_id)
+            continue
+        try:
+            accept_prediction(store, frame_id, author)
+        except LookupError:
+            unpredicted.append(frame_id)
+            continue
+        accepted.append(frame_id)
+    return accepted, reviewed, unpredicted
+
+
 def reset_to_prediction(store: Store, frame_id: int, author: str) -> Correction:
     """Go back to the model's proposal (kind "reset"); the history is kept and undo brings back the
     state the reset replaced."""

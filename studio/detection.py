@@ -1,13 +1,17 @@
 """Detection over a whole film: predict every frame at native resolution and store the proposals.
 
 Predictions are 8-bit PNGs of probs * 255 (full resolution) with one Prediction row per
-(frame, model version); the row is inserted only after its file is on disk. A run is resumable:
+(frame, model version); the row is inserted only after its file is on disk. Each write gets a file
+name of its own, so two runs racing on one frame never overwrite the file the winner's row points
+to (the loser removes its file). A model version's file is checked against its sha256 before it
+is loaded. A run is resumable:
 frames that already have a prediction by that version are skipped. torch is imported only inside
 the functions that run a model, so the web app can import `load_prediction` cheaply.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +37,7 @@ THRESHOLD = 0.5  # probs >= 0.5 is a defect (the paper's binarisation, Sec. 4.2)
 class DetectResult:
     model_version_id: int
     predicted: int  # frames predicted in this run
-    skipped: int  # frames that already had a prediction by this version
+    skipped: int  # frames of the run (all, or `frame_indices`) that already had a prediction by this version
 
 
 def quantise_probs(probs: np.ndarray) -> np.ndarray:
@@ -84,6 +88,22 @@ def active_model_version(store: Store, film: Film, default_path: str | Path | No
     return register_model_version(store, default_path, note="shipped default model")
 
 
+def load_version_model(store: Store, version: ModelVersion, device: Any = "cpu") -> Any:
+    """The model of `version` (nn.Module on `device`), after checking its file still has the sha256 it
+    was registered with. Raises ValueError naming the file when it changed, FileNotFoundError when gone."""
+    from correlnet.checkpoint import load_model
+
+    path = store.path(version.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the file of model version {version.id} is missing; restore it from a backup "
+                                "or activate another version on the Training page")
+    if sha256_file(path) != version.sha256:
+        raise ValueError(f"{path}: the file of model version {version.id} changed since it was registered "
+                         "(checksum mismatch); restore it from a backup, or register the new file as a new version "
+                         "(`correlnet film detect FILM --model FILE`)")
+    return load_model(path, device=device)
+
+
 def load_prediction(store: Store, prediction: Prediction) -> np.ndarray:
     """probs (H, W) float32 in [0, 1] (stored at 8 bits: multiples of 1/255)."""
     return read_png(store.path(prediction.path), prediction.sha256).astype(np.float32) / 255.0
@@ -92,17 +112,24 @@ def load_prediction(store: Store, prediction: Prediction) -> np.ndarray:
 def _save_prediction(store: Store, film: Film, frame: Frame, version_id: int, probs: np.ndarray,
                      set_uncertainty: bool) -> None:
     stored = quantise_probs(probs)
-    relative = f"{film.storage_dir}/predictions/v{version_id}/{frame.index:06d}.png"
+    # A name of its own per write: a second run on this frame must not replace the file a row points to.
+    relative = f"{film.storage_dir}/predictions/v{version_id}/{frame.index:06d}-{uuid.uuid4().hex[:12]}.png"
     sha = write_png(store.path(relative), stored)  # the file first, then the row that points to it
     uncertainty = frame_uncertainty(stored)
-    with store.write() as s:
-        if s.execute(select(Prediction.id).where(Prediction.frame_id == frame.id,
-                                                 Prediction.model_version_id == version_id)).first() is not None:
-            return  # another process predicted it meanwhile; keep its row (same model, same file name)
-        s.add(Prediction(frame_id=frame.id, model_version_id=version_id, path=relative, sha256=sha,
-                         defect_pixels=int((stored >= 128).sum()), uncertainty=uncertainty))
-        if set_uncertainty:
-            s.get(Frame, frame.id).uncertainty = uncertainty
+    try:
+        with store.write() as s:
+            raced = s.execute(select(Prediction.id).where(Prediction.frame_id == frame.id,
+                                                          Prediction.model_version_id == version_id)).first()
+            if raced is None:
+                s.add(Prediction(frame_id=frame.id, model_version_id=version_id, path=relative, sha256=sha,
+                                 defect_pixels=int((stored >= 128).sum()), uncertainty=uncertainty))
+                if set_uncertainty:
+                    s.get(Frame, frame.id).uncertainty = uncertainty
+    except BaseException:
+        store.path(relative).unlink(missing_ok=True)  # no row points to it
+        raise
+    if raced is not None:  # another process predicted it meanwhile: keep its row and file, drop ours
+        store.path(relative).unlink(missing_ok=True)
 
 
 def _predicted_frame_ids(store: Store, film: Film, version_id: int) -> set[int]:
@@ -120,7 +147,6 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     the run to those frame indices (e.g. the frame a restorer opened); `limit` stops after that many
     new frames (previews, tests). Safe to interrupt: finished frames are kept and a new run resumes.
     """
-    from correlnet.checkpoint import load_model
     from correlnet.device import resolve_device
     from correlnet.streaming import detect_frames
     from correlnet.tiling import TilingConfig
@@ -133,9 +159,10 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     done = _predicted_frame_ids(store, film, version.id)
     wanted = set(range(len(frames)) if frame_indices is None else frame_indices)
     todo = [f.index for f in frames if f.id not in done and f.index in wanted][:limit]
+    skipped = sum(1 for f in frames if f.id in done and f.index in wanted)
     if not todo:
-        return DetectResult(version.id, 0, len(done))
-    model = load_model(store.path(version.path), device=device)
+        return DetectResult(version.id, 0, skipped)
+    model = load_version_model(store, version, device)
     neighbours = [(f.prev_index, f.next_index) for f in frames]
     count = 0
     for index, probs in detect_frames(model, lambda i: frame_gray(store, frames[i]), neighbours,
@@ -144,7 +171,7 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
         count += 1
         if on_progress:
             on_progress(count, len(todo))
-    return DetectResult(version.id, count, len(done))
+    return DetectResult(version.id, count, skipped)
 
 
 def latest_prediction(store: Store, frame_id: int) -> Prediction | None:

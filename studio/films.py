@@ -1,16 +1,15 @@
 """Films in the store: import (all or nothing), list, look up by name or id, read frames.
 
-Import stages every frame as a lossless PNG in a hidden directory under data_dir, computes the
-temporal neighbours (correlnet.neighbours), moves the directory into place and only then inserts
-the Film (status "ready") and its Frame rows in one transaction. Any failure removes the staged
-files, so the store is left exactly as it was: never a half film that looks complete.
+Import stages every frame as a lossless PNG in a hidden directory under data_dir (studio/staging.py),
+computes the temporal neighbours (correlnet.neighbours), moves the directory into place and only then
+inserts the Film (status "ready") and its Frame rows in one transaction. Any failure removes the staged
+files, so the store is left exactly as it was: never a half film that looks complete. A video that
+decodes fewer frames than its header announces is refused (correlnet.frames.check_video_complete).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +20,16 @@ from sqlalchemy import distinct, func, select
 
 from correlnet import frames as framelib
 from correlnet.neighbours import NeighbourConfig, analyse_sequence, thumbnail
-from db.files import read_png, sha256_bytes, sha256_file, write_png
+from db.files import read_png, sha256_bytes, sha256_file
 from db.models import Correction, Film, Frame, Prediction
 from db.store import Store
+from studio.staging import StagingDir, StagingError, sweep_stale
 
 FILMS_DIR = "films"
+MAX_NAME = 120  # characters; leaves room for a "-2" suffix and export file names
+_BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")  # control characters, path separators
 Progress = Callable[[int, int], None]  # (frames done, total frames)
+FrameRange = tuple[int, int]  # first and last frame number (Frame.number), inclusive
 
 
 class FilmImportError(ValueError):
@@ -40,10 +43,10 @@ class FilmNotFound(LookupError):
 @dataclass(frozen=True)
 class ImportConfig:
     """max_pixels / max_side: frames larger than this are refused from their header, before decoding
-    (a corrupt or hostile header could otherwise ask for gigabytes). 8K DCI is 8192x4320 = 35 Mpx."""
+    (defaults: correlnet.frames.MAX_PIXELS / MAX_SIDE, the limits `correlnet detect` applies too)."""
 
-    max_pixels: int = 40_000_000
-    max_side: int = 16_384
+    max_pixels: int = framelib.MAX_PIXELS
+    max_side: int = framelib.MAX_SIDE
     neighbours: NeighbourConfig = NeighbourConfig()
 
 
@@ -85,16 +88,21 @@ def _list_sources(path: Path) -> list[Path]:
     if path.is_file():
         if path.suffix.lower() not in framelib.VIDEO_SUFFIXES:
             raise FilmImportError(f"{path}: not a video ({', '.join(sorted(framelib.VIDEO_SUFFIXES))}) nor a folder; "
-                                  "pass a video file or a folder of png/tif/jpg frames")
+                                  "pass a video file or a folder of frames "
+                                  f"({_frame_suffixes()})")
         return []
     try:
         files = list(framelib.list_frame_files(path))
     except framelib.FrameReadError as exc:
         raise FilmImportError(str(exc)) from exc
     if not files:
-        raise FilmImportError(f"{path}: the folder holds no frames (png, tif, tiff, jpg); "
+        raise FilmImportError(f"{path}: the folder holds no frames ({_frame_suffixes()}); "
                               "point to the folder that contains the image sequence")
     return files
+
+
+def _frame_suffixes() -> str:
+    return ", ".join(sorted(s.lstrip(".") for s in framelib.IMAGE_SUFFIXES))
 
 
 def _check_header(file: Path, cfg: ImportConfig) -> None:
@@ -106,10 +114,30 @@ def _check_header(file: Path, cfg: ImportConfig) -> None:
 
 
 def _check_size(file: Path, width: int, height: int, cfg: ImportConfig) -> None:
-    if width * height > cfg.max_pixels or max(width, height) > cfg.max_side:
+    if framelib.frame_too_large(width, height, cfg.max_pixels, cfg.max_side):
         raise FilmImportError(
             f"{file}: frame is {width}x{height}, above the import limit ({cfg.max_pixels} pixels, "
             f"{cfg.max_side} per side); downscale the scans or raise ImportConfig.max_pixels")
+
+
+def check_film_name(name: str) -> str:
+    """`name` if it can name a film: 1 to MAX_NAME characters, no control characters, no path separators,
+    no surrounding spaces, not "." or ".." (names become export file names and zip paths). Raises
+    FilmImportError saying what to change."""
+    if not isinstance(name, str) or not name.strip():
+        raise FilmImportError("the film name is empty; give a name such as 'reel-1'")
+    if len(name) > MAX_NAME:
+        raise FilmImportError(f"the film name is {len(name)} characters long; use at most {MAX_NAME}")
+    if _BAD_NAME_CHARS.search(name) or name in (".", "..") or name != name.strip():
+        raise FilmImportError(f"the film name {name!r} holds a path separator, a control character (e.g. a "
+                              "newline) or surrounding spaces; use letters, digits, spaces, '-', '_' or '.'")
+    return name
+
+
+def _default_name(path: Path) -> str:
+    """The film name a source suggests (file stem or folder name), made valid."""
+    name = _BAD_NAME_CHARS.sub("_", path.stem if path.is_file() else path.name).strip()[:MAX_NAME].strip()
+    return name if name not in ("", ".", "..") else "film"
 
 
 def _normalise(image: np.ndarray, file: Path) -> np.ndarray:
@@ -131,8 +159,7 @@ class _Stager:
     def __init__(self, store: Store, source: Path, cfg: ImportConfig) -> None:
         self.store, self.source, self.cfg = store, source, cfg
         self.key = uuid.uuid4().hex
-        self.staging = store.data_dir / FILMS_DIR / f".staging-{self.key}"
-        (self.staging / "frames").mkdir(parents=True)
+        self.staging = StagingDir(store.data_dir / FILMS_DIR, self.key)
         self.fmt: tuple[tuple[int, ...], np.dtype] | None = None
         self.rows: list[dict] = []
         self.thumbs: list[np.ndarray] = []
@@ -149,13 +176,21 @@ class _Stager:
                 "every frame of a film must share size, bit depth and channels: convert or remove it")
         index = len(self.rows)
         relative = f"{FILMS_DIR}/{self.key}/frames/{index:06d}.png"
-        sha = write_png(self.staging / "frames" / f"{index:06d}.png", image)
+        try:
+            sha = self.staging.write_frame(f"{index:06d}.png", image)
+        except StagingError as exc:
+            raise FilmImportError(str(exc)) from exc
         self.rows.append(dict(index=index, number=number, path=relative, sha256=sha, source_name=file.name))
         self.thumbs.append(thumbnail(framelib.to_gray_float(image), self.cfg.neighbours))
 
+    def promote(self) -> None:
+        try:
+            self.staging.promote([Path(row["path"]).name for row in self.rows])
+        except StagingError as exc:
+            raise FilmImportError(str(exc)) from exc
+
     def discard(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
-        shutil.rmtree(self.store.data_dir / FILMS_DIR / self.key, ignore_errors=True)
+        self.staging.discard()
 
 
 def _describe(shape: tuple[int, ...], dtype: np.dtype) -> str:
@@ -182,20 +217,10 @@ def _read_all(stager: _Stager, path: Path, files: list[Path], on_progress: Progr
             if on_progress:
                 on_progress(i + 1, max(total, i + 1))
     except framelib.FrameReadError as exc:
-        raise FilmImportError(f"{exc}; re-encode the video (e.g. ffmpeg -i in.mov -c:v ffv1 out.mkv) and import again") from exc
+        raise FilmImportError(f"{exc}; if the file plays to its end, re-encode it (e.g. ffmpeg -i in.mov -c:v ffv1 "
+                              "out.mkv) and import again") from exc
     if not stager.rows:
         raise FilmImportError(f"{path}: the video has no decodable frame; check it plays, or re-encode it")
-
-
-def _sweep_stale_staging(store: Store, max_age_s: float = 86_400.0) -> None:
-    """Remove staging folders left by imports that were killed (power cut, SIGKILL) over a day ago;
-    younger ones may belong to an import still running in another process."""
-    for stale in (store.data_dir / FILMS_DIR).glob(".staging-*"):
-        try:
-            if time.time() - stale.stat().st_mtime > max_age_s:
-                shutil.rmtree(stale, ignore_errors=True)
-        except OSError:
-            continue
 
 
 def _existing(store: Store, source_sha: str) -> Film | None:
@@ -206,7 +231,10 @@ def _existing(store: Store, source_sha: str) -> Film | None:
 
 def _free_name(store: Store, wanted: str, explicit: bool) -> str:
     with store.session() as s:
-        taken = set(s.execute(select(Film.name)).scalars())
+        return _pick_name(set(s.execute(select(Film.name)).scalars()), wanted, explicit)
+
+
+def _pick_name(taken: set[str], wanted: str, explicit: bool) -> str:
     if wanted not in taken:
         return wanted
     if explicit:
@@ -217,46 +245,69 @@ def _free_name(store: Store, wanted: str, explicit: bool) -> str:
     return f"{wanted}-{suffix}"
 
 
+def _check_within(root: Path, path: Path, files: list[Path]) -> None:
+    """Every source file (symlinks followed) must lie inside `root`: a symlinked frame must not pull a
+    file from elsewhere into the store."""
+    root = Path(root).expanduser().resolve()
+    for item in [path, *files]:
+        if not item.resolve().is_relative_to(root):
+            raise FilmImportError(f"{item}: resolves to {item.resolve()}, outside the allowed import folder {root}; "
+                                  "copy the frames there instead of linking them")
+
+
 def import_film(store: Store, path: str | Path, name: str | None = None, on_progress: Progress | None = None,
-                cfg: ImportConfig = ImportConfig()) -> Film:
+                cfg: ImportConfig = ImportConfig(), root: str | Path | None = None) -> Film:
     """Import a video file or a folder of frames as a new film; returns the Film (status "ready").
 
+    name: checked by `check_film_name`; default: the file stem or folder name (made valid; "-2", "-3"...
+    appended when taken). root: when given, the path and every frame file must resolve inside it
+    (the web app's CORRELNET_IMPORT_ROOT).
     Re-importing the same content (same file bytes, or same frame names and bytes) returns the film
     already stored, with `film.already_imported = True`, and copies nothing.
     Raises FilmImportError naming the bad file and what to do; the store is then unchanged.
     """
+    explicit = name is not None
+    wanted = check_film_name(name) if explicit else None
     path = Path(path).expanduser().resolve()
     files = _list_sources(path)
+    if root is not None:
+        _check_within(Path(root), path, files)
     source_sha = _source_digest(path, files)
     existing = _existing(store, source_sha)
     if existing is not None:
         existing.already_imported = True
         return existing
-    film_name = _free_name(store, name or (path.stem if path.is_file() else path.name), explicit=name is not None)
-    _sweep_stale_staging(store)
+    wanted = wanted or _default_name(path)
+    if explicit:
+        _free_name(store, wanted, explicit)  # a taken --name fails now, before copying any frame
+    sweep_stale(store.data_dir / FILMS_DIR)
     stager = _Stager(store, path, cfg)
     try:
         _read_all(stager, path, files, on_progress)
-        film = _commit(store, stager, path, film_name, source_sha)
+        film = _commit(store, stager, path, wanted, explicit, source_sha)
     except BaseException:
         stager.discard()
         raise
     if film.already_imported:
         stager.discard()
+    else:
+        stager.staging.release()
     return film
 
 
-def _commit(store: Store, stager: _Stager, path: Path, film_name: str, source_sha: str) -> Film:
+def _commit(store: Store, stager: _Stager, path: Path, wanted: str, explicit: bool, source_sha: str) -> Film:
     analysis = analyse_sequence(np.stack(stager.thumbs), stager.cfg.neighbours)
     shape, dtype = stager.fmt  # type: ignore[misc]
-    stager.staging.rename(store.data_dir / FILMS_DIR / stager.key)  # atomic: same file system
+    stager.promote()  # atomic rename on one file system, after checking no staged frame went missing
     with store.write() as s:
         raced = s.execute(select(Film).where(Film.source_sha == source_sha, Film.status == "ready")).scalars().first()
         if raced is not None:  # another process imported the same source meanwhile
             raced.already_imported = True
             return raced
-        if s.execute(select(Film.id).where(Film.name == film_name)).first() is not None:
-            raise FilmImportError(f"a film named {film_name!r} was imported meanwhile; choose another --name")
+        taken = set(s.execute(select(Film.name)).scalars())
+        if explicit and wanted in taken:
+            raise FilmImportError(f"a film named {wanted!r} was imported meanwhile; choose another --name")
+        film_name = _pick_name(taken, wanted, explicit)  # a default name taken meanwhile: the next free one
         film = Film(name=film_name, source_path=str(path), source_sha=source_sha, width=shape[1], height=shape[0],
                     bit_depth=np.dtype(dtype).itemsize * 8, channels=shape[2] if len(shape) == 3 else 1,
                     frame_count=len(stager.rows), status="ready", storage_dir=f"{FILMS_DIR}/{stager.key}")
@@ -297,6 +348,24 @@ def film_frames(store: Store, film: Film) -> list[Frame]:
     """The film's frames in order (index 0..frame_count-1)."""
     with store.session() as s:
         return list(s.execute(select(Frame).where(Frame.film_id == film.id).order_by(Frame.index)).scalars())
+
+
+def parse_frame_range(text: str) -> FrameRange:
+    """"1001-1100" -> (1001, 1100); "1001" -> (1001, 1001). Raises ValueError saying the expected form."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(text))
+    if match is None:
+        raise ValueError(f"frame range {text!r}: give FIRST-LAST frame numbers, e.g. 1001-1100, or one number")
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    if first > last:
+        raise ValueError(f"frame range {text!r} is empty: the first number must not be above the last")
+    return first, last
+
+
+def select_frames(frames: list[Frame], frame_range: FrameRange | None) -> list[Frame]:
+    """The frames numbered within `frame_range` (all of them when None), in film order."""
+    if frame_range is None:
+        return list(frames)
+    return [f for f in frames if frame_range[0] <= f.number <= frame_range[1]]
 
 
 def frame_image(store: Store, frame: Frame) -> np.ndarray:

@@ -5,7 +5,9 @@
 
 The device is resolved once here and passed down (GPU with mixed precision when present, the CPU
 otherwise; the same code path). While a job runs, a heartbeat thread stamps its row, so a worker
-that dies (killed, machine lost) leaves a stale heartbeat that the next worker to start recovers.
+that dies (killed, machine lost) leaves a stale heartbeat. Every running worker recovers stale jobs:
+at start, between jobs (at most once per heartbeat period) and from its heartbeat thread while busy,
+so a dead worker's job never blocks its film for long while another worker is up.
 Every failure ends the job as `failed` with a readable message; the film's active model only
 changes in the last write of a successful fine-tuning job.
 """
@@ -29,13 +31,16 @@ from correlnet.device import resolve_device
 from studio import jobs
 
 log = logging.getLogger("correlnet.worker")
+STALE_MIN_HEARTBEATS = 2  # a job is declared dead only after it missed at least one whole heartbeat
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     """poll_seconds: wait between looks at an empty queue.
-    heartbeat_seconds: how often a running job's heartbeat_at is stamped.
-    stale_after_seconds: a running job whose heartbeat is older lost its worker (>> heartbeat_seconds).
+    heartbeat_seconds: how often a running job's heartbeat_at is stamped; also how often an idle worker
+        looks for jobs of dead workers.
+    stale_after_seconds: a running job whose heartbeat is older lost its worker; at least
+        STALE_MIN_HEARTBEATS heartbeats, so a live job that misses one is not taken from its worker.
     progress_every_seconds: at most one progress write per this interval (the first and last always).
     finetune: the FinetuneConfig; None = FinetuneConfig.for_device(device).
     default_model: checkpoint for films with no model of their own (None: the shipped default);
@@ -49,16 +54,27 @@ class WorkerConfig:
     finetune: Any = None
     default_model: Any = None
 
+    def __post_init__(self) -> None:
+        if not self.heartbeat_seconds > 0:
+            raise ValueError(f"the heartbeat period must be positive, got {self.heartbeat_seconds} s")
+        if self.stale_after_seconds < STALE_MIN_HEARTBEATS * self.heartbeat_seconds:
+            raise ValueError(
+                f"stale after {self.stale_after_seconds:g} s (--stale-after) is shorter than {STALE_MIN_HEARTBEATS} heartbeat periods "
+                f"({STALE_MIN_HEARTBEATS * self.heartbeat_seconds:g} s): live jobs would be taken from their workers; "
+                f"use at least {STALE_MIN_HEARTBEATS * self.heartbeat_seconds:g}")
+
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class _Heartbeat:
-    """Stamps the job's heartbeat_at every `every` seconds from a daemon thread."""
+    """Stamps the job's heartbeat_at every `every` seconds from a daemon thread, and recovers other
+    workers' stale jobs meanwhile (a busy worker must not leave a dead one's job blocking its film)."""
 
-    def __init__(self, store: Any, job_id: int, worker_id: str, every: float):
+    def __init__(self, store: Any, job_id: int, worker_id: str, every: float, stale_after: float | None = None):
         self._store, self._job_id, self._worker_id, self._every = store, job_id, worker_id, every
+        self._stale_after = stale_after
         self._stop = threading.Event()
         self.cancel_requested = False
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-job{job_id}", daemon=True)
@@ -77,6 +93,11 @@ class _Heartbeat:
                 self.cancel_requested |= jobs.report_progress(self._store, self._job_id, self._worker_id)
             except Exception as exc:  # a lost heartbeat is logged; the job's own writes will fail loudly
                 log.warning("heartbeat of job %s failed: %s", self._job_id, exc)
+            if self._stale_after is not None:
+                try:
+                    _recover(self._store, self._stale_after)
+                except Exception as exc:
+                    log.warning("looking for stale jobs failed: %s", exc)
 
 
 class _Reporter:
@@ -204,7 +225,7 @@ def run_job(store: Any, job: Any, device: torch.device, worker_id: str, cfg: Wor
     """Run one claimed job to its end; returns its final status (succeeded/failed/cancelled, or "lost"
     when another worker took it over meanwhile)."""
     try:
-        with _Heartbeat(store, job.id, worker_id, cfg.heartbeat_seconds) as heartbeat:
+        with _Heartbeat(store, job.id, worker_id, cfg.heartbeat_seconds, cfg.stale_after_seconds) as heartbeat:
             progress = _Reporter(store, job.id, worker_id, cfg.progress_every_seconds, heartbeat)
             status, message, version_id = _execute(store, job, device, cfg, progress)
     except jobs.JobError as exc:
@@ -214,22 +235,30 @@ def run_job(store: Any, job: Any, device: torch.device, worker_id: str, cfg: Wor
     return status
 
 
+def _recover(store: Any, stale_after_seconds: float) -> None:
+    for job in jobs.recover_stale_jobs(store, timedelta(seconds=stale_after_seconds)):
+        log.warning("job %s (film %s) had lost its worker: now %s", job.id, job.film_id, job.status)
+
+
 def run_worker(store: Any, settings: Any, once: bool = False, poll_seconds: float | None = None,
                device: str | torch.device | None = None, worker_id: str | None = None,
                config: WorkerConfig | None = None, stop: threading.Event | None = None,
                max_jobs: int | None = None) -> int:
     """Claim and run jobs until `stop` is set (forever by default); once=True returns when the queue
-    is empty. Recovers jobs orphaned by dead workers first. Returns the number of jobs run."""
+    is empty. Recovers jobs orphaned by dead workers at start and then at most once per heartbeat period
+    between jobs. Returns the number of jobs run."""
     cfg = config or WorkerConfig()
     if cfg.default_model is None and getattr(settings, "default_model", None) is not None:
         cfg = replace(cfg, default_model=settings.default_model)
     poll = cfg.poll_seconds if poll_seconds is None else poll_seconds
     dev = resolve_device(device if device is not None else settings.device)
     wid = worker_id or default_worker_id()
-    for job in jobs.recover_stale_jobs(store, timedelta(seconds=cfg.stale_after_seconds)):
-        log.warning("job %s (film %s) had lost its worker: now %s", job.id, job.film_id, job.status)
+    recovered_at = -math.inf
     done = 0
     while not (stop is not None and stop.is_set()) and (max_jobs is None or done < max_jobs):
+        if time.monotonic() - recovered_at >= cfg.heartbeat_seconds:
+            _recover(store, cfg.stale_after_seconds)
+            recovered_at = time.monotonic()
         job = jobs.claim_next_job(store, wid)
         if job is None:
             if once:

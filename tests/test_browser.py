@@ -263,6 +263,8 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
             "--disable-component-update", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1500, "height": 1300})
         page.set_default_timeout(60_000)  # generous: CI machines and shared cores are slow
+        outside = []  # the app must work offline: no request leaves it (issue 14, item 7)
+        page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:", "about:")) else outside.append(r.url))
         page.goto(f"{url}/review")
         canvas = page.locator("canvas.upper-canvas").first  # Fabric's event canvas, in a shadow root
         expect(canvas).to_be_visible(timeout=120_000)  # the first run of a fresh server is the slowest
@@ -289,8 +291,7 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         if real is None:
             page.screenshot(path=str(SHOTS / "review-corrected.png"))
 
-        # Keyboard: "j" clicks "Next ▶" (focus away from the tool radio first: keys in inputs are ignored).
-        page.get_by_role("heading", name="Review").click()
+        # Keyboard: "j" clicks "Next ▶", also with the tool radio focused (it keeps only its arrow keys).
         page.keyboard.press("j")
         expect(page.get_by_text("(index 1)")).to_be_visible()
 
@@ -311,10 +312,13 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         if real is not None:
             _review_real_film(page, url, store, real)
 
-        # Retraining: enough corrected frames for a train/validation split, then one click.
+        # Retraining: enough edited frames for the fixed validation split (3) and training, then one click.
+        # Accepted-as-is frames would not do: their mask is the model's proposal (studio.evidence).
         train_film, train_frames = (ws.film, ws.frames) if real is None else (real.film, real.frames)
-        for f in train_frames[1:]:  # the restorer accepts the other frames' proposals
-            corrections.accept_prediction(store, f.id, "test")
+        for f in train_frames[1:]:  # the restorer fixes a corner of each other frame's proposal
+            edited = detection.load_prediction(store, detection.latest_prediction(store, f.id)) >= detection.THRESHOLD
+            edited[2:6, 2:6] = ~edited[2:6, 2:6]
+            corrections.save_correction(store, f.id, edited, "test")
         _open(page, f"{url}/training", real)
         page.get_by_role("button", name="Retrain on my corrections").click()
         expect(page.get_by_text("Fine-tuning job")).to_be_visible()
@@ -337,3 +341,4 @@ def test_review_draw_save_and_retrain_in_chromium(running_app):
         expect(page.get_by_text("mattes ready")).to_be_visible()
         page.screenshot(path=str(SHOTS / "export.png"))
         browser.close()
+    assert not outside, f"requests outside the app: {sorted(set(outside))[:10]}"

@@ -129,7 +129,17 @@ def test_drawing_objects_change_with_objects_only():
     assert drawing_objects(None) == drawing_objects({"objects": []})
 
 
-def test_geometry_fit_keeps_aspect():
+def test_geometry_fit_keeps_aspect_and_enlarges_narrow_films():
     g = CanvasGeometry.fit(1920, 1080, 960)
     assert (g.canvas_w, g.canvas_h, g.sx, g.sy) == (960, 540, 2.0, 2.0)
-    assert CanvasGeometry.fit(640, 272, 960).canvas_w == 640
+    g = CanvasGeometry.fit(480, 368, 960)  # "fit (960 px)" showed this 1903 scan at 480 px
+    assert (g.canvas_w, g.canvas_h, g.sx, g.sy) == (960, 736, 0.5, 0.5)
+
+
+def test_enlarged_canvas_maps_strokes_back_to_the_smaller_image():
+    """"fit (960 px)" now enlarges a narrow film: canvas points map to image points at sx = sy = 0.5."""
+    geom = CanvasGeometry.fit(100, 50, 200)
+    assert (geom.sx, geom.sy) == (0.5, 0.5)
+    drawing = {"objects": [_path([(20, 40), (80, 52)], ADD_COLOR, 8)]}
+    got = apply_drawing(drawing, geom, np.zeros((50, 100), bool))
+    np.testing.assert_array_equal(got, _naive_capsule((50, 100), (10, 20), (40, 26), radius=2.0))

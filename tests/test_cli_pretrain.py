@@ -63,7 +63,7 @@ def test_init_warm_starts_a_grown_network_and_overrides_are_typed(tiny_video, tm
     from studio.commands.sources import synth_config
 
     assert synth_config("mixed") == SynthConfig.mixed() and synth_config("paper") == SynthConfig.paper()
-    with pytest.raises(ValueError, match="'paper', 'full' or 'mixed'"):
+    with pytest.raises(ValueError, match="'paper', 'full', 'mixed' or 'real'"):
         synth_config("clean")
 
     assert parse_overrides(["input_skip=true", "stride2=2", "decoder_channels=8,4", "encoder=x"]) == {

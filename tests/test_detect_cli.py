@@ -111,3 +111,61 @@ def test_help_documents_neighbours_and_naming_without_importing_torch():
     assert res.returncode == 0, res.stderr
     text = " ".join(res.stdout.split())
     assert "used twice" in text and "000000.png" in text and "probabilities/" in text
+
+
+def scan_folder(tmp_path: Path, n: int = 3) -> tuple[Path, dict[str, bytes]]:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, f in enumerate(gray_frames(n)):
+        assert cv2.imwrite(str(folder / f"scan_{i}.png"), f)
+    return folder, {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_out_in_the_input_folder_is_refused_and_the_scans_are_kept(tmp_path, checkpoint, capsys, where):
+    folder, before = scan_folder(tmp_path)
+    out = folder if where == "same" else folder / "masks"
+    for extra in ([], ["--overwrite"]):  # --overwrite is for outputs only, never the inputs
+        assert main(["detect", "--model", str(checkpoint), str(folder), "--out", str(out), *extra]) == 2
+        assert "input folder" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_earlier_outputs_are_replaced_only_with_overwrite(tmp_path, checkpoint, capsys):
+    folder, _ = scan_folder(tmp_path)
+    out = tmp_path / "out"
+    args = ["detect", "--model", str(checkpoint), str(folder), "--out", str(out), "--threshold", "0.4"]
+    assert main(args) == 0
+    first = (out / "scan_0.png").read_bytes()
+    (out / "scan_0.png").write_bytes(b"a restorer's hand-made mask")
+    assert main(["detect", "--model", str(checkpoint), str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds 3 file(s)" in err and "pass --overwrite" in err
+    assert (out / "scan_0.png").read_bytes() == b"a restorer's hand-made mask"
+    assert main(args + ["--overwrite"]) == 0
+    assert (out / "scan_0.png").read_bytes() == first
+
+
+def test_an_output_name_that_is_an_input_file_is_refused_even_with_overwrite(tmp_path, checkpoint, capsys):
+    folder, before = scan_folder(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "scan_1.png").hardlink_to(folder / "scan_1.png")
+    assert main(["detect", "--model", str(checkpoint), str(folder), "--out", str(out), "--overwrite"]) == 2
+    assert "one of the input frames" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_huge_frames_are_refused_from_their_header(tmp_path, checkpoint, capsys, monkeypatch):
+    from PIL import Image
+
+    import correlnet.frames as framelib
+
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    for i in range(3):  # 1-bit PNGs: a few KB on disk, 144 MB each once decoded
+        Image.new("1", (12000, 12000)).save(folder / f"f_{i}.png")
+    monkeypatch.setattr(framelib, "read_image", lambda path: pytest.fail("decoded a frame above the limit"))
+    assert main(["detect", "--model", str(checkpoint), str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "f_0.png" in err and "12000x12000, above the limit" in err and "Traceback" not in err

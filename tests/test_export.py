@@ -83,7 +83,8 @@ def test_best_export_reads_back_pixel_exact(film_with_masks, tmp_path, fmt, ext)
     store, film, predicted, corrected = film_with_masks
     result = export_film(store, film, tmp_path / "out", fmt=fmt, source="best")
     expected = {7: predicted[7], 8: corrected[8], 9: corrected[9]}  # correction where present
-    assert [p.name for p in result.written] == [f"Reel_1.{n:06d}{ext}" for n in (7, 8, 9)]
+    # The source's own numbers and padding (scan_0007.png -> 4 digits).
+    assert [p.name for p in result.written] == [f"Reel_1.{n:04d}{ext}" for n in (7, 8, 9)]
     assert result.missing == []
     for path, number in zip(result.written, (7, 8, 9)):
         matte = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -103,11 +104,13 @@ def test_best_export_reads_back_pixel_exact(film_with_masks, tmp_path, fmt, ext)
 def test_sources_and_missing_frames(film_with_masks, tmp_path):
     store, film, predicted, corrected = film_with_masks
     only_corrected = export_film(store, film, tmp_path / "c", source="corrected", coco=False)
-    assert [p.name for p in only_corrected.written] == ["Reel_1.000008.png", "Reel_1.000009.png"]
+    # No gaps: frame 7 has no correction, so its matte is black (and it is listed as missing).
+    assert [p.name for p in only_corrected.written] == ["Reel_1.0007.png", "Reel_1.0008.png", "Reel_1.0009.png"]
     assert only_corrected.missing == [7] and only_corrected.coco_path is None
+    assert not cv2.imread(str(tmp_path / "c" / "Reel_1.0007.png"), cv2.IMREAD_UNCHANGED).any()
     only_predicted = export_film(store, film, tmp_path / "p", source="predicted")
     assert only_predicted.missing == [9]
-    matte = cv2.imread(str(tmp_path / "p" / "Reel_1.000008.png"), cv2.IMREAD_UNCHANGED)
+    matte = cv2.imread(str(tmp_path / "p" / "Reel_1.0008.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(matte > 0, predicted[8])  # the proposal, not the correction
     compressed = coco_json(store, film, "predicted", compressed=True)
     for ann, number in zip(compressed["annotations"], (7, 8)):
@@ -116,4 +119,4 @@ def test_sources_and_missing_frames(film_with_masks, tmp_path):
     with pytest.raises(ValueError, match="source"):
         export_film(store, film, tmp_path / "x", source="final")
     with pytest.raises(ValueError, match="format"):
-        export_film(store, film, tmp_path / "x", fmt="exr")
+        export_film(store, film, tmp_path / "x", fmt="jpeg")

@@ -104,8 +104,8 @@ def test_import_list_detect_export(env, capsys, tmp_path, tiny_checkpoint):
     assert main(["film", "export", "reel", "--out", str(tmp_path / "mattes"), "--format", "tiff"]) == 0
     assert "wrote 7 matte(s)" in capsys.readouterr().out
     names = sorted(p.name for p in (tmp_path / "mattes").iterdir())
-    assert names == sorted([f"reel.{n:06d}.tif" for n in range(101, 108)] + ["reel.coco.json"])
-    matte = cv2.imread(str(tmp_path / "mattes" / "reel.000104.tif"), cv2.IMREAD_UNCHANGED)
+    assert names == sorted([f"reel.{n:04d}.tif" for n in range(101, 108)] + ["reel.coco.json"])  # padded to 4
+    matte = cv2.imread(str(tmp_path / "mattes" / "reel.0104.tif"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(matte > 0, load_prediction(store, predictions[frames[3].id]) >= 0.5)
     assert set(np.unique(matte)) <= {0, 255}
     store.close()
@@ -164,4 +164,34 @@ def test_real_footage_duplicates_detect_with_their_distinct_neighbours(env, real
         stored = load_prediction(store, predictions[frame.id])
         assert stored.shape == (368, 480)
         assert np.abs(stored - reference_probs(model, store, frames, frame)).max() <= 1 / 255 + 1e-4
+    store.close()
+
+
+def test_a_full_disk_ends_import_and_detect_with_one_line(env, capsys, monkeypatch):
+    import errno
+
+    import db.files
+    from db.models import Film
+
+    def disk_full(path, write, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(db.files, "atomic_write", disk_full)
+        assert main(["film", "import", str(env)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing was imported" in err and "Traceback" not in err
+    store = store_of(env)
+    with store.session() as s:
+        assert s.execute(select(Film)).first() is None
+    assert list((store.data_dir / "films").iterdir()) == []
+    assert main(["film", "import", str(env)]) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        m.setattr(db.files, "atomic_write", disk_full)
+        assert main(["film", "detect", "reel"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "run the command again" in err
+    with store.session() as s:
+        assert s.execute(select(Prediction)).first() is None
     store.close()

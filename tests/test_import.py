@@ -211,9 +211,9 @@ def test_failure_while_committing_removes_the_copied_frames(store, tmp_path, mon
     write_folder(tmp_path / "one", moving_frames(3))
     import_film(store, tmp_path / "one")
     write_folder(tmp_path / "two", moving_frames(3, seed=4))
-    monkeypatch.setattr(films_mod, "_free_name", lambda store, wanted, explicit: "one")  # a race on the name
+    monkeypatch.setattr(films_mod, "_free_name", lambda store, wanted, explicit: wanted)  # a race on the name
     with pytest.raises(FilmImportError, match="meanwhile"):
-        import_film(store, tmp_path / "two")
+        import_film(store, tmp_path / "two", name="one")
     with store.session() as s:
         assert s.execute(select(func.count()).select_from(Film)).scalar() == 1
         assert s.execute(select(func.count()).select_from(Frame)).scalar() == 3

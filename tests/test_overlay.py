@@ -108,3 +108,16 @@ def test_magnify_crop_and_clamp():
     np.testing.assert_array_equal(out[::3, ::3], img[3:7, 3:7])
     corner = magnify(img, (0, 0), size=4, factor=1)
     np.testing.assert_array_equal(corner, img[:4, :4])
+
+
+def test_every_fig5_colour_shows_on_a_black_frame_at_the_default_opacity():
+    """The false-positive blue is as visible on dark film as the other colours (issue 14, item 6)."""
+    black = np.zeros((1, 1, 3), np.uint8)
+    painted = np.ones((1, 1), bool)
+
+    def luma(rgb) -> float:
+        r, g, b = blend(black, np.array(rgb, np.uint8).reshape(1, 1, 3), painted, 0.55)[0, 0].astype(float)
+        return 0.299 * r + 0.587 * g + 0.114 * b
+
+    assert luma(FALSE_POSITIVE_RGB) >= luma(AGREED_RGB) > 50
+    assert luma(FALSE_POSITIVE_RGB) >= luma(MISSED_RGB)

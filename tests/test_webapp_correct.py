@@ -191,6 +191,7 @@ def test_webapp_modules_do_not_import_torch():
     script = ("import json, sys\n"
               "import webapp.overlay, webapp.canvas, webapp.autosave, webapp.frame_view, webapp.uploads\n"
               "import webapp.context, webapp.keyboard, webapp.review_counts, webapp.matte_archive\n"
+              "import webapp.widget_state, webapp.frame_navigation\n"
               "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm'))))")
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300)

@@ -101,32 +101,40 @@ def test_review_page_widgets_navigation_and_accept(web):
     assert at.session_state[key] == 1
     _button(at, "◀ Previous").click().run()
     assert at.session_state[key] == 0
-    shown_id, shown = at.session_state["shown_mask"]
-    assert shown_id == web.frames[0].id
     _button(at, "Accept frame as is").click().run()
     assert not at.exception
     row = corrections.current_correction(web.store, web.frames[0].id)
     assert row is not None and row.kind == "accept"
-    np.testing.assert_array_equal(corrections.load_correction(web.store, row), shown)
+    np.testing.assert_array_equal(corrections.load_correction(web.store, row), _proposal(web, web.frames[0]))
     assert at.session_state[key] == 1  # accept moves on to the next frame
     assert any(m.label == "Reviewed" and m.value.startswith("1/") for m in at.metric)
 
 
-def test_review_threshold_changes_shown_mask(web):
+def _proposal(web, frame) -> np.ndarray:
     from studio import detection
+
+    return detection.load_prediction(web.store, detection.latest_prediction(web.store, frame.id)) >= detection.THRESHOLD
+
+
+def test_review_threshold_changes_what_is_painted_only(web):
+    """The threshold slider changes the painted defects (the magnifier lists them), not the mask a
+    drawing starts from; accepting is covered for every filter and format in test_webapp_formats.py."""
+    from studio import detection
+    from webapp.overlay import component_labels
 
     at = _app("review")
     at.session_state[f"frame_index:{web.film.id}"] = 2  # a frame nobody corrects in these tests
     at.run()
     frame = web.frames[2]
     probs = detection.load_prediction(web.store, detection.latest_prediction(web.store, frame.id))
-    shown = {}
+    listed = {}
     for thr in (0.05, 0.95):
         at.slider(key="threshold").set_value(thr).run()
-        shown_id, shown[thr] = at.session_state["shown_mask"]
-        assert shown_id == frame.id
-        np.testing.assert_array_equal(shown[thr], probs >= thr)
-    assert shown[0.05].sum() > shown[0.95].sum()
+        listed[thr] = len(at.selectbox(key=f"magnify:{frame.id}").options) - 1
+        assert listed[thr] == min(component_labels(probs >= thr)[0] - 1, 50)
+        _, session = at.session_state["canvas_session"]
+        np.testing.assert_array_equal(session.base, probs >= detection.THRESHOLD)
+    assert listed[0.05] != listed[0.95]
 
 
 def test_training_button_queues_exactly_one_job_even_clicked_twice(web):
@@ -166,14 +174,14 @@ def test_export_page_prepares_zip_of_mattes(web):
     _button(at, "Prepare export").click().run()
     assert not at.exception
     assert any("mattes ready" in s.value for s in at.success)
-    data, coco, written, missing = matte_zip(web.store, web.film, "png", "best")
-    assert written == FRAMES and missing == []
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+    archive = matte_zip(web.store, web.film, "png", "best")
+    assert archive.written == FRAMES and archive.missing == []
+    with zipfile.ZipFile(io.BytesIO(archive.zip_bytes)) as zf:
         names = sorted(n for n in zf.namelist() if n.endswith(".png"))
         assert len(names) == FRAMES
         first = cv2.imdecode(np.frombuffer(zf.read(names[0]), np.uint8), cv2.IMREAD_UNCHANGED)
     assert first.shape == (H, W) and set(np.unique(first)) <= {0, 255}
-    assert b'"annotations"' in coco
+    assert b'"annotations"' in archive.coco
 
 
 def test_review_undo_and_next_suggested(web):
@@ -193,3 +201,16 @@ def test_review_undo_and_next_suggested(web):
     _button(at, "Next suggested").click().run()
     suggested = web.frames[at.session_state[key]]
     assert corrections.history(web.store, suggested.id) == []
+
+
+def test_training_page_shows_the_gate_verdict_with_frames_and_uncertainty(tmp_path, monkeypatch):
+    ws = make_web_store(tmp_path, predict=False)
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    job = jobs.queue_training(ws.store, ws.film.id)
+    jobs.claim_next_job(ws.store, "w")
+    verdict = ("not published: a tie (gain +0.0000, under 0.001); gate score 0.500 -> 0.500 (...) on 3 edited "
+               "validation frame(s): gain +0.000, 90% interval -0.003 to +0.002, better in 39% of bootstrap resamples")
+    jobs.finish_job(ws.store, job.id, "succeeded", verdict)
+    at = _app("training")
+    assert any(verdict in c.value and f"job {job.id}" in c.value for c in at.caption), [c.value for c in at.caption]

@@ -186,3 +186,61 @@ def test_stopping_the_worker_requeues_its_job(tmp_path: Path, monkeypatch) -> No
         run_worker(tf.store, tf.settings, once=True, device="cpu", worker_id="w", config=fast_config())
     row = jobs.get_job(tf.store, job.id)
     assert row.status == "queued" and "stopped" in row.message
+
+
+def _wait_until(condition, timeout: float = 10.0) -> bool:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_polling_worker_recovers_a_job_whose_worker_died_after_it_started(tmp_path: Path) -> None:
+    import threading
+
+    tf = make_tiny_film(tmp_path)
+    job = jobs.queue_prediction(tf.store, tf.film.id)
+    jobs.claim_next_job(tf.store, "dead-worker")  # fresh heartbeat: alive when the other worker starts
+    stop = threading.Event()
+    thread = threading.Thread(target=run_worker, args=(tf.store, tf.settings), kwargs=dict(
+        device="cpu", worker_id="alive", config=fast_config(stale_after_seconds=0.6), stop=stop))
+    thread.start()
+    try:
+        # dead-worker never beats again; the polling worker must notice and take the job over
+        assert _wait_until(lambda: jobs.get_job(tf.store, job.id).status == "succeeded"), jobs.get_job(tf.store, job.id)
+    finally:
+        stop.set()
+        thread.join(30)
+    row = jobs.get_job(tf.store, job.id)
+    assert row.worker_id == "alive"
+
+
+def test_a_busy_worker_recovers_other_workers_stale_jobs(tmp_path: Path) -> None:
+    from studio.worker import _Heartbeat
+    from tests.test_jobs import make_film
+
+    tf = make_tiny_film(tmp_path)
+    other = make_film(tf.store, "other")
+    dead = jobs.queue_prediction(tf.store, other)
+    jobs.claim_next_job(tf.store, "dead-worker")
+    mine = jobs.queue_prediction(tf.store, tf.film.id)
+    jobs.claim_next_job(tf.store, "busy")
+    with _Heartbeat(tf.store, mine.id, "busy", every=0.05, stale_after=0.3):  # a long job is running
+        assert _wait_until(lambda: jobs.get_job(tf.store, dead.id).status == "queued", timeout=5)
+        assert jobs.get_job(tf.store, mine.id).status == "running"  # its own job keeps beating
+
+
+def test_stale_after_shorter_than_two_heartbeats_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    from studio.cli import main
+    from studio.worker import WorkerConfig
+
+    with pytest.raises(ValueError, match="2 heartbeat periods"):
+        WorkerConfig(heartbeat_seconds=10.0, stale_after_seconds=15.0)
+    monkeypatch.setenv("CORRELNET_DATA_DIR", str(tmp_path / "data"))
+    assert main(["worker", "--once", "--stale-after", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--stale-after" in err and "at least 20" in err and "Traceback" not in err

@@ -81,3 +81,22 @@ def make_plain_store(tmp_path: Path, **film_kw):
     write_film(tmp_path / "imports" / "tiny", **film_kw)
     film = films.import_film(store, tmp_path / "imports" / "tiny", name="tiny")
     return store, film, films.film_frames(store, film)
+
+
+def poll(at, timeout: float = 60):
+    """Rerun only the page's fragments, as the browser does every `run_every` seconds, and return `at`
+    holding what they drew (or the whole page, when a fragment asked for a full rerun).
+
+    AppTest has no call for this (its runs are full reruns); it is emulated with the rerun request a
+    polling browser sends: the ids of the fragments registered by the last run (streamlit 1.67's
+    AppTest keeps them in `_fragment_storage`)."""
+    from streamlit.testing.v1 import local_script_runner
+
+    ids = list(at._fragment_storage._fragments)
+    assert ids, "the page has no fragment: nothing polls it"
+    real = local_script_runner.RerunData
+    local_script_runner.RerunData = lambda **kw: real(**kw, fragment_id_queue=ids)
+    try:
+        return at.run(timeout=timeout)
+    finally:
+        local_script_runner.RerunData = real

@@ -16,8 +16,14 @@ import streamlit as st
 PAGES = Path(__file__).resolve().parent / "app_pages"
 
 
+# The browser tab's icon. Without one, Streamlit makes the current page's ":material/..." icon the
+# favicon and fetches it from fonts.gstatic.com on every page run; an emoji is drawn locally (a data: SVG),
+# so the app makes no request outside itself and works offline.
+FAVICON = "🎞️"
+
+
 def main() -> None:
-    st.set_page_config(page_title="Correl-Net Studio", layout="wide")
+    st.set_page_config(page_title="Correl-Net Studio", page_icon=FAVICON, layout="wide")
     st.sidebar.text_input("Your name (recorded with each correction)", key="author", value=st.session_state.get("author", "restorer"))
     navigation = st.navigation([
         st.Page(PAGES / "films.py", title="Films", icon=":material/movie:", default=True),  # served at /

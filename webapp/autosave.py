@@ -32,7 +32,7 @@ from webapp.canvas import CanvasGeometry, apply_drawing, drawing_objects
 @dataclass
 class CanvasSession:
     """State of one mounted canvas. base (H, W) bool: the mask the drawing applies to;
-    base_id: the correction row base came from (None = the filtered prediction);
+    base_id: the correction row base came from (None = the model's proposal);
     last_saved_id / last_mask: our last save; objects: the canvas objects of the drawing last
     handled (`drawing_objects`) and drawn (H, W) bool: base with them composited."""
 
@@ -45,7 +45,8 @@ class CanvasSession:
 
     @classmethod
     def start(cls, store, frame_id: int, fallback: np.ndarray) -> "CanvasSession":
-        """Begin from the frame's current correction, else from `fallback` (the prediction as shown)."""
+        """Begin from the frame's current correction, else from `fallback` (the model's proposal,
+        `FrameView.proposal`: never the filtered overlay, so a display filter cannot change what is saved)."""
         row = corrections.current_correction(store, frame_id)
         if row is None:
             return cls(base=fallback.astype(bool), base_id=None, last_mask=None)

@@ -55,9 +55,9 @@ class CanvasGeometry:
         return self.image_h / self.canvas_h
 
     @classmethod
-    def fit(cls, image_w: int, image_h: int, max_canvas_w: int) -> "CanvasGeometry":
-        """Largest canvas no wider than max_canvas_w with the image's aspect ratio."""
-        canvas_w = min(image_w, max_canvas_w)
+    def fit(cls, image_w: int, image_h: int, canvas_w: int) -> "CanvasGeometry":
+        """A canvas canvas_w wide with the image's aspect ratio: smaller images are enlarged ("fit
+        (960 px)" showed a 480 px scan at 480 px), larger ones reduced."""
         canvas_h = max(1, round(image_h * canvas_w / image_w))
         return cls(canvas_w, canvas_h, image_w, image_h)
 

@@ -9,6 +9,7 @@ import streamlit as st
 
 from db.store import Store
 from studio.settings import Settings
+from webapp.widget_state import keep, remember
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ def author() -> str:
 
 def choose_film(ctx: AppContext):
     """Sidebar film picker shared by Review, Training and Export; None (with a hint) when the store is empty.
-    The choice survives page switches through st.session_state["film_id"]."""
+    The widget's key is "film_id" (st.session_state["film_id"] is the film shown); the choice survives
+    page switches, the Films page (no picker) included (webapp/widget_state.py)."""
     from studio.films import list_films  # lazy: keeps this module cheap for tests of other pages
 
     summaries = list_films(ctx.store)
@@ -45,7 +47,7 @@ def choose_film(ctx: AppContext):
         return None
     ids = [s.film.id for s in summaries]
     names = {s.film.id: s.film.name for s in summaries}
-    if st.session_state.get("film_id") not in ids:
-        st.session_state["film_id"] = ids[0]
-    chosen = st.sidebar.selectbox("Film", ids, format_func=lambda i: f"{names[i]} (id {i})", key="film_id")
+    chosen = st.sidebar.selectbox("Film", ids, format_func=lambda i: f"{names[i]} (id {i})",
+                                  **keep("film_id", ids[0], allowed=ids))
+    remember("film_id", chosen)  # stays on this film when films imported later sort before it
     return next(s.film for s in summaries if s.film.id == chosen)

@@ -2,8 +2,14 @@
 
 A tiny script (st.html with JavaScript, run in the app's document) listens for keys and clicks the
 button whose visible label matches, so a shortcut does exactly what clicking does, server side
-included. Keys typed into a text field, slider or the drawing canvas's text tool are ignored.
-The listener is installed once per browser tab; re-rendering only updates the key map.
+included. The listener is installed once per browser tab; re-rendering only updates the key map.
+
+- Keys typed into a text field (a text or number input, a select's search box, a text area) are
+  ignored. A focused radio, checkbox, slider or button does not swallow them: letter keys still work
+  after clicking a tool, and the arrow keys stay with a focused radio group or slider, which uses them.
+- Presses are queued and clicked one at a time, each once the app has finished the run the previous
+  one started. Two clicks of one button that reach the server before it starts a run count as one
+  (Streamlit merges button triggers), so "k" pressed 9 times 80 ms apart moved 4-5 frames.
 """
 
 from __future__ import annotations
@@ -12,46 +18,104 @@ import json
 
 import streamlit as st
 
+# Button labels the keys click (the Review page draws buttons with these labels).
+PREVIOUS, NEXT = "◀ Previous", "Next ▶"
+PREVIOUS_SHOT, NEXT_SHOT = "◀ Shot", "Shot ▶"
+OVERLAY = "Overlay on/off"
+
 # key (KeyboardEvent.key) -> button label on the Review page
 REVIEW_KEYS = {
-    "ArrowRight": "Next ▶", "j": "Next ▶",
-    "ArrowLeft": "◀ Previous", "k": "◀ Previous",
+    "ArrowRight": NEXT, "j": NEXT,
+    "ArrowLeft": PREVIOUS, "k": PREVIOUS,
+    "]": NEXT_SHOT, "[": PREVIOUS_SHOT,
     "d": "Next with detections",
     "s": "Next suggested",
     "a": "Accept frame as is",
     "u": "Undo",
+    "o": OVERLAY,
 }
 
-_SCRIPT = """
+# How long the queue waits for the run a click starts to show (then assumes it was too quick to see),
+# and how long at most for that run to end (a stuck app must not swallow the keys forever).
+START_WAIT_MS, RUN_WAIT_MS = 400, 15_000
+
+SCRIPT = """
 <script>
 (function () {
-  window.__correlnetKeys = %s;
+  window.__correlnetKeys = %(keys)s;
   if (window.__correlnetKeysInstalled) { return; }
   window.__correlnetKeysInstalled = true;
+  const TEXT_TYPES = ["", "text", "search", "number", "email", "password", "url", "tel"];
+  function typing(target) {
+    if (!target) { return false; }
+    if (target.isContentEditable) { return true; }
+    const tag = target.tagName || "";
+    if (tag === "TEXTAREA" || tag === "SELECT") { return true; }
+    return tag === "INPUT" && TEXT_TYPES.includes(String(target.type || "").toLowerCase());
+  }
+  function usesArrows(target) {
+    if (!target) { return false; }
+    const role = target.getAttribute ? target.getAttribute("role") : null;
+    return target.type === "radio" || role === "slider" || role === "radio";
+  }
+  function runState() {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app ? app.getAttribute("data-test-script-state") : null;
+  }
+  function busy() { const s = runState(); return s === "running" || s === "rerunRequested"; }
+  const queue = [];
+  let pumping = false;
+  function waitUntil(done, limitMs, then) {
+    const start = Date.now();
+    (function poll() {
+      if (done() || Date.now() - start > limitMs) { then(); } else { setTimeout(poll, 20); }
+    })();
+  }
+  function pump() {
+    if (pumping) { return; }
+    pumping = true;
+    waitUntil(function () { return !busy(); }, %(run_ms)d, function () {
+      const label = queue.shift();
+      const button = Array.from(document.querySelectorAll("button")).find(
+        (b) => b.innerText.trim() === label && !b.disabled);
+      const next = function () { pumping = false; if (queue.length) { pump(); } };
+      if (!button) { next(); return; }
+      button.click();
+      waitUntil(busy, %(start_ms)d, function () {
+        waitUntil(function () { return !busy(); }, %(run_ms)d, next);
+      });
+    });
+  }
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) { return; }
     const target = event.target;
-    const tag = (target && target.tagName) || "";
-    if (["INPUT", "TEXTAREA", "SELECT"].includes(tag) || (target && target.isContentEditable)) { return; }
+    if (typing(target)) { return; }
+    if (event.key.startsWith("Arrow") && usesArrows(target)) { return; }
     const label = (window.__correlnetKeys || {})[event.key];
     if (!label) { return; }
-    const button = Array.from(document.querySelectorAll("button")).find(
-      (b) => b.innerText.trim() === label && !b.disabled);
-    if (button) { event.preventDefault(); button.click(); }
+    event.preventDefault();
+    queue.push(label);
+    pump();
   });
 })();
 </script>
 """
 
 
+def script(keys: dict[str, str]) -> str:
+    """The listener's HTML for keys (KeyboardEvent.key -> button label)."""
+    return SCRIPT % {"keys": json.dumps(keys), "start_ms": START_WAIT_MS, "run_ms": RUN_WAIT_MS}
+
+
 def install(keys: dict[str, str]) -> None:
     """Bind keys (KeyboardEvent.key -> button label) on the current page."""
-    st.html(_SCRIPT % json.dumps(keys), unsafe_allow_javascript=True)
+    st.html(script(keys), unsafe_allow_javascript=True)
 
 
 def legend(keys: dict[str, str]) -> str:
-    """Readable list of the shortcuts, for a caption."""
+    """Readable list of the shortcuts, as Markdown for a caption (brackets escaped)."""
     by_label: dict[str, list[str]] = {}
     for key, label in keys.items():
-        by_label.setdefault(label, []).append(key.replace("Arrow", "").replace("Right", "→").replace("Left", "←"))
+        shown = key.replace("Arrow", "").replace("Right", "→").replace("Left", "←")
+        by_label.setdefault(label, []).append(shown.replace("[", "\\[").replace("]", "\\]"))
     return " · ".join(f"{'/'.join(ks)}: {label}" for label, ks in by_label.items())

@@ -2,8 +2,11 @@
 correction, the blended overlay and the magnifier crop. Pure numpy + OpenCV, no Streamlit, so the
 page, the latency benchmark and the tests call the same functions.
 
-Images: frames are (H, W) float32 in [0, 1] or (H, W) / (H, W, 3) uint8; probs (H, W) float32 in
-[0, 1]; masks (H, W) bool. Colours are RGB uint8.
+Images: frames are what the store holds (`studio.films.frame_image`): (H, W) gray or (H, W, 3) RGB,
+uint8 or uint16, or float32 in [0, 1]; probs (H, W) float32 in [0, 1]; masks (H, W) bool. Colours are
+RGB uint8. Every judgement of brightness (the polarity filter, the grey flick view) goes through
+`correlnet.frames.to_gray_float`, the conversion the model itself sees, so it holds for every bit
+depth and channel count the importer accepts.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from correlnet.frames import to_gray_float
+
 POLARITIES = ("both", "dark", "light")
 
-# Paper Fig. 5: green = detected and true, blue = false positive, red = missed defect.
+# Paper Fig. 5: green = detected and true, blue = false positive, red = missed defect. The blue is a light
+# one: the dark blue first used (40, 90, 255) was hard to see on dark parts of a frame, where dust sits.
 AGREED_RGB = (0, 200, 0)
-FALSE_POSITIVE_RGB = (40, 90, 255)
+FALSE_POSITIVE_RGB = (80, 180, 255)
 MISSED_RGB = (255, 30, 30)
 # Prediction shown alone (no correction yet): one warm colour that reads on grey film.
 PREDICTED_RGB = (255, 140, 0)
@@ -28,13 +34,16 @@ _RING_PX = 3
 
 @dataclass(frozen=True)
 class MaskFilter:
-    """The Review page's live filters.
+    """The Review page's live filters. They decide what is painted over the frame, never what is
+    saved: accepting a frame or drawing on it starts from the model's proposal
+    (`webapp.frame_view.FrameView.proposal`), so a filter left on cannot empty a stored mask.
 
     threshold: probs >= threshold is a defect pixel (the paper evaluates at 0.5).
     polarity: "both", "dark" (defect darker than its surroundings: dust on the positive) or
         "light" (brighter: blotches and dirt on the negative).
     min_size: connected defects with fewer pixels are dropped (8-connectivity).
-    dilation: grow the kept defects by this many pixels (a restorer's safety margin for a matte).
+    dilation: grow the kept defects by this many pixels (single-pixel dust stays visible on a
+        canvas shown smaller than the film).
     """
 
     threshold: float = 0.5
@@ -52,19 +61,18 @@ class MaskFilter:
 
 
 def to_gray_u8(frame: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, C) frame, uint8/uint16/float in [0, 1] -> (H, W) uint8."""
-    img = frame
-    if img.ndim == 3:
-        img = img[..., :3].mean(axis=2) if img.shape[2] >= 3 else img[..., 0]
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        return (img >> 8).astype(np.uint8)
-    return np.clip(np.asarray(img, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """Any frame (see the module docstring) -> (H, W) uint8 luma, for grey display (the flick view).
+
+    Rounds `to_gray_float` to 8 bits; an 8-bit gray frame comes back unchanged (no copy).
+    """
+    if frame.dtype == np.uint8 and frame.ndim == 2:
+        return frame
+    return (to_gray_float(frame) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
 
 
 def to_rgb_u8(frame: np.ndarray) -> np.ndarray:
-    """Any frame (see to_gray_u8) -> (H, W, 3) uint8 for display."""
+    """Any frame (see the module docstring) -> (H, W, 3) uint8 for display. 16-bit colour keeps its
+    top 8 bits (a shift: this runs on every 2K frame shown); gray goes through to_gray_u8."""
     if frame.ndim == 3 and frame.shape[2] >= 3:
         rgb = frame[..., :3]
         if rgb.dtype == np.uint8:
@@ -88,12 +96,14 @@ def component_stats(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return count, labels, stats
 
 
-def component_polarity(frame_gray: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
+def component_polarity(frame: np.ndarray, labels: np.ndarray, stats: np.ndarray) -> np.ndarray:
     """Per component (index = label), +1 if brighter than the ring around it, -1 if darker, 0 if equal.
 
-    The ring is the component dilated by _RING_PX pixels minus every defect pixel, so neighbouring
-    defects do not count as background. Work is done in each component's bounding box only, so the
-    cost follows the defects, not the 2K frame. Label 0 (background) gets 0.
+    frame: any frame (see the module docstring) at the labels' (H, W); brightness is its luma
+    (`to_gray_float`) at full bit depth. The ring is the component dilated by _RING_PX pixels minus
+    every defect pixel, so neighbouring defects do not count as background. Work (the gray conversion
+    included) is done in each component's bounding box only, so the cost follows the defects, not the
+    2K frame. Label 0 (background) gets 0.
     """
     count = len(stats)
     sign = np.zeros(count, np.int8)
@@ -104,12 +114,14 @@ def component_polarity(frame_gray: np.ndarray, labels: np.ndarray, stats: np.nda
         x0, y0 = max(x - _RING_PX, 0), max(y - _RING_PX, 0)
         x1, y1 = min(x + bw + _RING_PX, w), min(y + bh + _RING_PX, h)
         lab = labels[y0:y1, x0:x1]
-        gray = frame_gray[y0:y1, x0:x1]
         inside = lab == k
         ring = cv2.dilate(inside.view(np.uint8), kernel).view(bool) & (lab == 0)
         if ring.any():
+            gray = to_gray_float(frame[y0:y1, x0:x1])
             sign[k] = np.sign(gray[inside].mean() - gray[ring].mean())
     return sign
+
+
 def filter_mask(probs: np.ndarray, frame: np.ndarray | None, flt: MaskFilter) -> np.ndarray:
     """Apply threshold, polarity, minimum size and dilation: probs (H, W) -> mask (H, W) bool.
 
@@ -125,7 +137,7 @@ def filter_mask(probs: np.ndarray, frame: np.ndarray | None, flt: MaskFilter) ->
         count, labels, stats = component_stats(mask)
         keep = stats[:, cv2.CC_STAT_AREA] >= flt.min_size
         if flt.polarity != "both":
-            sign = component_polarity(to_gray_u8(frame), labels, stats)
+            sign = component_polarity(frame, labels, stats)
             keep &= sign == (-1 if flt.polarity == "dark" else 1)
         keep[0] = False
         mask = keep[labels]

@@ -71,6 +71,13 @@ class ModelConfig:
     fpn_repeats: int = 3
     input_skip: bool = False
     refine_convs: int = 0
+    # Inference only, no weights: the temporal gate's evidence threshold in gray levels
+    # (correlnet.temporal_gate; 0 = off). A mark of the network stands only where the frame differs
+    # from both motion-compensated neighbours; recorded here so a checkpoint carries its detector.
+    temporal_gate: float = 0.0
+    # Inference only: the SDI-p score at which sure one-frame defects (correlnet.sure_defects) are
+    # added to the network's marks (correlnet.temporal_gate; 0 = off).
+    sure_marks: float = 0.0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -85,6 +92,12 @@ class ModelConfig:
         for option in ("input_skip", "refine_convs"):
             if getattr(self, option) and not our_decoder:
                 raise ValueError(f"{option} is an option of our U-Net decoder (correlnet, efficient-*); not of {self.arch}")
+        if isinstance(self.temporal_gate, bool) or not 0.0 <= float(self.temporal_gate) < 1.0:
+            raise ValueError(f"temporal_gate must be a gray level in [0, 1) (0 = off); got {self.temporal_gate!r}")
+        object.__setattr__(self, "temporal_gate", float(self.temporal_gate))
+        if isinstance(self.sure_marks, bool) or not 0.0 <= float(self.sure_marks) < 1.0:
+            raise ValueError(f"sure_marks must be an SDI-p score in [0, 1) (0 = off); got {self.sure_marks!r}")
+        object.__setattr__(self, "sure_marks", float(self.sure_marks))
         if not 3 <= self.encoder_depth <= 5:
             raise ValueError(f"encoder_depth must be 3, 4 or 5; got {self.encoder_depth}")
         if len(self.decoder_channels) != self.encoder_depth or min(self.decoder_channels) < 1:

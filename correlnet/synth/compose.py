@@ -17,16 +17,28 @@ value (after the blur); pixels that a defect moved by less (faint fringes, a dar
 region) are reset to the base value. So every masked pixel changed visibly, and every unmasked
 pixel equals the base frame: it differs from the clean input only by grain, flicker and blur.
 The target of the network is ``masks[1]``, the centre frame's mask.
+
+Physical order (``cfg.physical_order``, the `SynthConfig.real()` recipe). A scan is made in this
+order, and so the triplet is: flicker (exposure) on the clean frame -> the *base*; marks on the film
+(the defects) on a copy; the scanner's optical blur on both; the labelling rule above; grain and
+sensor noise over everything (one noise field per frame, added to the degraded frame and to its
+base alike, so the rule still holds before compression); then, for a `cfg.compression_prob` share
+of the triplets, one JPEG round trip of every frame (quality drawn from `cfg.jpeg_quality`), applied
+to the degraded frame and the base alike. A mark is then never sharper or cleaner than the picture
+around it. After compression unmasked pixels may differ from the base by compression error only.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
+from correlnet.synth.bank import DefectBank, paste_defects
 from correlnet.synth.config import SynthConfig
 from correlnet.synth.dust import draw_dust
-from correlnet.synth.grain import add_flicker, add_grain
+from correlnet.synth.grain import add_flicker, add_grain, apply_grain, grain_field
 from correlnet.synth.hairs import draw_hairs
 from correlnet.synth.paper import draw_blotches
 from correlnet.synth.scratches import draw_scratches
@@ -35,7 +47,7 @@ __all__ = ["degrade_triplet", "degrade_triplet_with_base", "texture_triplet", "d
 
 
 def degrade_triplet(
-    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator
+    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator, bank: DefectBank | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply grain/flicker and synthetic defects to a clean triplet.
 
@@ -43,6 +55,7 @@ def degrade_triplet(
         clean: (3, H, W) float32 in [0, 1]: frame_prev, frame_mid, frame_next, grayscale.
         cfg: which defect families to draw and their parameters.
         rng: seeded ``numpy.random.Generator``; the same seed gives the same output.
+        bank: real defects to paste as marks (`correlnet.synth.bank`, at ``cfg.bank_per_256``); None: none.
 
     Returns:
         degraded: (3, H, W) float32 in [0, 1].
@@ -52,23 +65,28 @@ def degrade_triplet(
     Raises:
         ValueError: if `clean` is not (3, H, W) with values in [0, 1].
     """
-    degraded, masks, _ = degrade_triplet_with_base(clean, cfg, rng)
+    degraded, masks, _ = degrade_triplet_with_base(clean, cfg, rng, bank)
     return degraded, masks
 
 
 def degrade_triplet_with_base(
-    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator
+    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator, bank: DefectBank | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`degrade_triplet` plus the base: the clean triplet with grain, flicker and blur but no
     defect, (3, H, W) float32; ``degraded == base`` wherever ``masks`` is False.
 
     With ``cfg.paper_only_prob > 0`` one coin decides first whether this triplet uses
-    ``cfg.paper_part()`` (no coin is drawn otherwise, so other configurations keep their streams).
+    ``cfg.paper_part()`` (no coin is drawn otherwise, so other configurations keep their streams);
+    with ``cfg.clean_prob > 0`` a second coin makes it defect-free (textures and optics only).
     """
     if cfg.paper_only_prob > 0 and rng.random() < cfg.paper_only_prob:
         cfg = cfg.paper_part()
+    if cfg.clean_prob > 0 and rng.random() < cfg.clean_prob:
+        cfg = replace(cfg, blotches=False, dust=False, hairs=False, scratches=False, bank_per_256=0.0)
+    if cfg.physical_order:
+        return _degrade_physical(_checked(clean), cfg, rng, bank)
     base = texture_triplet(_checked(clean), cfg, rng)
-    degraded = draw_defects(base, cfg, rng)
+    degraded = draw_defects(base, cfg, rng, bank)
     if cfg.blur:
         for t in range(base.shape[0]):
             sigma = rng.uniform(*cfg.blur_sigma)
@@ -78,6 +96,44 @@ def degrade_triplet_with_base(
     masks = np.abs(degraded - base) >= cfg.min_contrast
     degraded[~masks] = base[~masks]
     return degraded, masks, base
+
+
+def _degrade_physical(
+    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator, bank: DefectBank | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`degrade_triplet_with_base` in the physical order of a scan (module docstring)."""
+    base = np.array(clean, dtype=np.float32, copy=True)
+    if cfg.flicker:
+        for frame in base:
+            add_flicker(frame, cfg, rng)
+    degraded = draw_defects(base, cfg, rng, bank)
+    if cfg.blur:
+        for t in range(base.shape[0]):
+            sigma = rng.uniform(*cfg.blur_sigma)
+            if sigma > 0.1:
+                base[t] = cv2.GaussianBlur(base[t], (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                degraded[t] = cv2.GaussianBlur(degraded[t], (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    masks = np.abs(degraded - base) >= cfg.min_contrast
+    degraded[~masks] = base[~masks]
+    if cfg.grain:
+        for t in range(base.shape[0]):
+            field = grain_field(base[t].shape, cfg, rng)
+            apply_grain(base[t], field)
+            apply_grain(degraded[t], field)
+    if cfg.compression_prob > 0 and rng.random() < cfg.compression_prob:
+        quality = int(round(rng.uniform(*cfg.jpeg_quality)))
+        for t in range(base.shape[0]):
+            base[t], degraded[t] = jpeg_round_trip(base[t], quality), jpeg_round_trip(degraded[t], quality)
+    return degraded, masks, base
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W) float32 in [0, 1] encoded as 8-bit JPEG at `quality` (1-100) and decoded again."""
+    u8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("OpenCV could not JPEG-encode a frame (is opencv-python-headless intact?)")
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / np.float32(255.0)
 
 
 def texture_triplet(clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
@@ -91,9 +147,12 @@ def texture_triplet(clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generato
     return base
 
 
-def draw_defects(base: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
-    """Defects drawn on a copy of `base` ((3, H, W) float32 in [0, 1]); returns the copy."""
+def draw_defects(base: np.ndarray, cfg: SynthConfig, rng: np.random.Generator,
+                 bank: DefectBank | None = None) -> np.ndarray:
+    """Defects drawn on a copy of `base` ((3, H, W) float32 in [0, 1]); returns the copy. Real
+    defects from `bank` are pasted per frame (Poisson, ``cfg.bank_per_256``) when one is given."""
     out = base.copy()
+    use_bank = bank is not None and len(bank) > 0 and cfg.bank_per_256 > 0
     for frame in out:
         if cfg.blotches:
             draw_blotches(frame, cfg, rng)
@@ -101,6 +160,8 @@ def draw_defects(base: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -
             draw_dust(frame, cfg, rng)
         if cfg.hairs:
             draw_hairs(frame, cfg, rng)
+        if use_bank:
+            paste_defects(frame, bank, int(rng.poisson(cfg.bank_per_256 * frame.size / 256.0**2)), rng)
     if cfg.scratches:
         draw_scratches(out, cfg, rng)
     return out

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["SynthConfig"]
+from correlnet.synth.sprites import SpriteConfig
+
+__all__ = ["SynthConfig", "SpriteConfig"]
 
 Range = tuple[float, float]
 
@@ -60,6 +62,10 @@ class SynthConfig:
     dust_dark_prob: float = 0.7  # dust on the print is dark, on the negative light
     dust_opacity: Range = (0.6, 1.0)
     dust_edge_blur: Range = (0.0, 0.8)  # Gaussian sigma in px: scans are never perfectly sharp
+
+    # --- Beyond the paper: real defects from a bank (correlnet.synth.bank), pasted when a bank is
+    # given to the generator: Poisson mean per 256x256 area of one frame (0 = none) ---
+    bank_per_256: float = 0.0
 
     # --- Beyond the paper: hairs and fibres ---
     hairs: bool = True
@@ -111,6 +117,29 @@ class SynthConfig:
     # clean frame only by grain and flicker.
     min_contrast: float = 0.05
 
+    # --- Not defects: scene motion and film nuisances (off in the presets above, on in `real()`) ---
+    # Moving sprites (correlnet.synth.sprites): textured patches, dust-like specks and thin lines with
+    # their own motion, drawn into the scene before the crops are cut; never masked. None = off.
+    sprites: SpriteConfig | None = None
+    # Probability that the previous or the next clean frame is a copy of the middle one (duplicated
+    # frames of telecined or restored transfers; real in the 1906 clip and in the pancake clip).
+    duplicate_frame_prob: float = 0.0
+    # Gate weave with sub-pixel shifts: crops are resampled at fractional offsets (all three frames,
+    # so none is systematically softer) instead of whole-pixel ones.
+    subpixel_jitter: bool = False
+
+    # --- Order of the degradation (see compose.py) ---
+    # False (the presets above): grain and flicker on the clean frame, defects, then blur.
+    # True (`real()`): the physical order of a scan: flicker (exposure), marks on the film, the
+    # scanner's optical blur, then grain and sensor noise over everything, then compression, so a
+    # mark is never sharper or cleaner than the picture around it.
+    physical_order: bool = False
+    # Share of triplets with no defect at all (scene and nuisances only): on real footage almost
+    # every pixel is clean, and a model that never saw a defect-free triplet learns to find something.
+    clean_prob: float = 0.0
+    compression_prob: float = 0.0  # share of triplets JPEG-compressed (physical order only)
+    jpeg_quality: Range = (40.0, 95.0)
+
     # --- Mixing (beyond the paper) ---
     # Probability that a triplet is drawn with the paper's generator alone (`paper_part`): sharp,
     # grain-free frames with blotches only. 0 in both presets; the shipped model trains with
@@ -131,12 +160,25 @@ class SynthConfig:
         with scene blotches: spots in the scene that only persistence tells from film blotches."""
         return cls(paper_only_prob=paper_only_prob, scene_lines=True, scene_blotches=True, scratch_prob=0.15)
 
+    @classmethod
+    def real(cls, paper_only_prob: float = 0.25) -> "SynthConfig":
+        """The recipe for footage the model never saw (issue 12): `mixed()` without persistent line
+        scratches (left to the restorer: in a static shot a persistent scratch cannot be told from a
+        door frame by time alone, and learning them taught "vertical line = defect"), with moving
+        sprites, duplicated frames and sub-pixel weave as scene, in the physical order of a scan
+        (marks, optical blur, then grain, then compression), with softer, more transparent dust."""
+        return replace(
+            cls.mixed(paper_only_prob), scratches=False, sprites=SpriteConfig(), duplicate_frame_prob=0.03,
+            subpixel_jitter=True, physical_order=True, compression_prob=0.5, blur_sigma=(0.3, 1.4),
+            dust_opacity=(0.35, 1.0), scene_lines_prob=0.6, clean_prob=0.15, bank_per_256=3.0,
+        )
+
     def paper_part(self) -> "SynthConfig":
         """This configuration with everything beyond Sec. 4.1 switched off (its blotch settings kept)."""
         return replace(
             self, dust=False, hairs=False, scratches=False, grain=False, flicker=False, blur=False,
             blotch_periods=(), blotch_filled_prob=0.0, paper_only_prob=0.0, scene_lines=False,
-            scene_blotches=False,
+            scene_blotches=False, compression_prob=0.0, bank_per_256=0.0,
         )
 
     @classmethod
@@ -148,7 +190,11 @@ class SynthConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown SynthConfig fields {sorted(unknown)}; valid: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        if isinstance(values.get("sprites"), dict):
+            sprites = values["sprites"]
+            values["sprites"] = SpriteConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in sprites.items()})
+        return cls(**values)
 
     def only(self, **flags: bool) -> "SynthConfig":
         """A copy with every family off except those passed as True (used by tests and benches)."""

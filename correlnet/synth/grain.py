@@ -18,19 +18,29 @@ import numpy as np
 
 from correlnet.synth.config import SynthConfig
 
-__all__ = ["add_grain", "add_flicker"]
+__all__ = ["add_grain", "add_flicker", "grain_field", "apply_grain"]
+
+
+def grain_field(shape: tuple[int, int], cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) float32 grain clumps of standard deviation drawn from `cfg.grain_sigma` (mid-grey)."""
+    sigma = rng.uniform(*cfg.grain_sigma)
+    size = rng.uniform(*cfg.grain_size)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), size, borderType=cv2.BORDER_REFLECT)
+    noise *= sigma / max(float(noise.std()), 1e-6)
+    return noise
+
+
+def apply_grain(image: np.ndarray, field: np.ndarray) -> None:
+    """Add a `grain_field` to `image` ((H, W) float32 in [0, 1], in place, then clipped), scaled by
+    the strength profile ``2 sqrt(x (1 - x))`` of the image's own values."""
+    image += field * (2.0 * np.sqrt(np.clip(image * (1.0 - image), 0.0, None)))
+    np.clip(image, 0.0, 1.0, out=image)
 
 
 def add_grain(image: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> None:
     """Add grain to `image` ((H, W) float32 in [0, 1], in place, then clipped)."""
-    sigma = rng.uniform(*cfg.grain_sigma)
-    size = rng.uniform(*cfg.grain_size)
-    noise = rng.standard_normal(image.shape, dtype=np.float32)
-    noise = cv2.GaussianBlur(noise, (0, 0), size, borderType=cv2.BORDER_REFLECT)
-    noise *= sigma / max(float(noise.std()), 1e-6)
-    noise *= 2.0 * np.sqrt(np.clip(image * (1.0 - image), 0.0, None))
-    image += noise
-    np.clip(image, 0.0, 1.0, out=image)
+    apply_grain(image, grain_field(image.shape, cfg, rng))
 
 
 def add_flicker(image: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> None:

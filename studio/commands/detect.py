@@ -19,6 +19,11 @@ Output names: for a folder of frames, DIR/<input frame name>.png (frame_0012.tif
 for a video, DIR/000000.png, DIR/000001.png, ... by 0-based frame index. Masks are 8-bit
 grayscale PNGs at the input resolution, 255 = defect, 0 = clean. With --probabilities, the
 defect probability of each pixel (x 255, rounded) goes to DIR/probabilities/<same name>.png.
+
+Nothing is overwritten unasked: DIR may not be INPUT's folder nor lie inside it, and when DIR already
+holds files of the output names the command stops before running the model, unless --overwrite is
+given (which replaces earlier outputs, never an input file). Frames above 40 megapixels or 16384
+pixels a side are refused from their header, as `correlnet film import` does.
 """
 
 
@@ -32,9 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="INPUT", help="video file (mp4, mov, avi, mkv, ...) or folder of frames")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing; not INPUT's folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace masks an earlier run wrote to DIR (input files are never overwritten)")
     p.add_argument("--model", default=None, metavar="CKPT",
-                   help="checkpoint (default: $CORRELNET_DEFAULT_MODEL, else the shipped model)")
+                   help="checkpoint, or 'sdi-p' / 'sdi-p:THRESHOLD' for the classical SDI-p detector "
+                   "(default: $CORRELNET_DEFAULT_MODEL, else the shipped model)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is a defect (default 0.5)")
     p.add_argument("--probabilities", action="store_true", help="also write 8-bit probability PNGs (see below)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
@@ -48,14 +56,20 @@ class FolderFrames:
     """Frames of a folder, read on demand; `names` are the output names (input stem + .png)."""
 
     def __init__(self, folder: Path):
-        from correlnet.frames import list_frame_files
+        from correlnet.frames import FrameReadError, frame_too_large, image_header_size, list_frame_files
 
         self.files = list_frame_files(folder)
         if not self.files:
-            raise ValueError(f"{folder}: no PNG/TIFF/JPEG frames in this folder; pass a folder of frames or a video")
+            raise ValueError(f"{folder}: no PNG/TIFF/JPEG frames (nor DPX, Cineon or EXR) in this folder; pass a "
+                             "folder of frames or a video")
         self.names = [f.stem + ".png" for f in self.files]
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"{folder}: two frames share a name apart from the extension; keep one format per folder")
+        for file in self.files:  # from the headers, before any decoding: a huge scan would run for minutes
+            width, height = image_header_size(file)
+            if frame_too_large(width, height):
+                raise FrameReadError(f"{file}: frame is {width}x{height}, above the limit of `correlnet detect` "
+                                     "(40 megapixels, 16384 pixels a side); downscale the scans first")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -84,7 +98,7 @@ class VideoFrames:
         return self.count
 
     def __call__(self, i: int):
-        from correlnet.frames import FrameReadError, iter_video_frames, to_gray_float
+        from correlnet.frames import FrameReadError, frame_too_large, iter_video_frames, to_gray_float
 
         if i in self._recent:
             return self._recent[i]
@@ -95,6 +109,9 @@ class VideoFrames:
             if frame is None:
                 raise FrameReadError(f"{self.path}: the video ended at frame {self._next} but its header says "
                                      f"{self.count} frames; re-encode it (e.g. to MP4/H.264) or export PNG frames")
+            if frame_too_large(frame.shape[1], frame.shape[0]):
+                raise FrameReadError(f"{self.path}: frames are {frame.shape[1]}x{frame.shape[0]}, above the limit of "
+                                     "`correlnet detect` (40 megapixels, 16384 pixels a side); downscale the video first")
             self._recent[self._next] = to_gray_float(frame)
             self._recent.pop(self._next - self.keep, None)
             self._next += 1
@@ -105,6 +122,36 @@ def _open_input(path: Path) -> FolderFrames | VideoFrames:
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
     return FolderFrames(path) if path.is_dir() else VideoFrames(path)
+
+
+def check_output_folder(frames: FolderFrames | VideoFrames, source: Path, out: Path, probabilities: bool,
+                        overwrite: bool) -> None:
+    """Raise ValueError unless writing the masks to `out` is safe: `out` is not INPUT's folder nor inside
+    it, no output would replace an input file, and no output name is taken unless `overwrite`."""
+    if source.is_dir():
+        folder, target = source.resolve(), out.resolve()
+        if target == folder or target.is_relative_to(folder):
+            where = "the input folder" if target == folder else "inside the input folder"
+            raise ValueError(f"--out {out} is {where} {folder}; masks would sit among (or replace) the scans: "
+                             "choose a folder outside it")
+    names = [out / n for n in frames.names]
+    existing = [p for p in names + ([out / "probabilities" / p.name for p in names] if probabilities else [])
+                if p.exists()]
+    if not existing:
+        return
+    inputs = {_inode(f) for f in getattr(frames, "files", [source])}  # a hard link to a scan is the scan
+    for path in existing:
+        if _inode(path) in inputs:
+            raise ValueError(f"{path} is one of the input frames; choose another --out "
+                             "(--overwrite never replaces inputs)")
+    if not overwrite:
+        raise ValueError(f"{out} already holds {len(existing)} file(s) with the output names (e.g. "
+                         f"{existing[0].name}); choose an empty folder, or pass --overwrite to replace them")
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
 
 def _write_png(path: Path, img) -> None:
@@ -129,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from correlnet.checkpoint import CheckpointError, load_model
+    from correlnet.checkpoint import CheckpointError, load_detector
     from correlnet.device import resolve_device
     from correlnet.frames import FrameReadError
     from correlnet.streaming import default_neighbours, detect_frames
@@ -143,14 +190,18 @@ def run(args: argparse.Namespace) -> int:
         if args.tile < 64:
             raise CliError(f"--tile must be at least 64 pixels, got {args.tile}")
         tiling = TilingConfig(tile=args.tile, overlap=min(tiling.overlap, args.tile * 3 // 8), batch=tiling.batch)
+    out = Path(args.out)
     try:
         device = resolve_device(args.device)
         frames = _open_input(Path(args.input))
-        model = load_model(_model_path(args.model), device)
+        check_output_folder(frames, Path(args.input), out, args.probabilities, args.overwrite)
+        model = load_detector(_model_path(args.model), device)  # a checkpoint or sdi-p[:THRESHOLD]
     except (ValueError, FileNotFoundError) as exc:  # FrameReadError, CheckpointError, a missing default model
         raise CliError(str(exc)) from exc
-    out = Path(args.out)
-    (out / "probabilities" if args.probabilities else out).mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "probabilities" if args.probabilities else out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create the output folder {out} ({exc.strerror}); choose a writable folder") from exc
     neighbours = default_neighbours(len(frames))
     try:
         with tqdm(total=len(frames), unit="frame", desc="detect") as bar:

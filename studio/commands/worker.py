@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="wait between queue checks (default 2)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (default: CORRELNET_DEVICE or auto)")
     p.add_argument("--stale-after", type=float, default=120.0, metavar="SECONDS",
-                   help="a running job without a heartbeat for this long lost its worker and is recovered (default 120)")
+                   help="a running job without a heartbeat for this long lost its worker and is recovered by any "
+                   "running worker (default 120; at least 2 heartbeat periods of 10 s)")
     p.set_defaults(func=run)
 
 
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from db.store import Store
     from studio.cli import CliError
     from studio.settings import Settings
@@ -38,12 +41,20 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.poll <= 0 or args.stale_after <= 0:
         raise CliError("--poll and --stale-after must be positive numbers of seconds")
+    try:
+        config = WorkerConfig(poll_seconds=args.poll, stale_after_seconds=args.stale_after)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C: the running job is re-queued
     settings = Settings.from_env()
     try:
         store = Store.open(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        raise CliError(f"cannot open the store ({settings.resolved_db_url}, files in {settings.data_dir}): {exc}; "
+                       "check CORRELNET_DB_URL / CORRELNET_DATA_DIR") from exc
+    try:
         done = run_worker(store, settings, once=args.once, poll_seconds=args.poll, device=args.device,
-                          config=WorkerConfig(poll_seconds=args.poll, stale_after_seconds=args.stale_after))
+                          config=config)
     except ValueError as exc:  # e.g. an unknown --device
         raise CliError(str(exc)) from exc
     print(f"worker ran {done} job(s)")

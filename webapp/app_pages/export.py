@@ -11,6 +11,7 @@ import streamlit as st
 from studio import export
 from webapp.context import AppContext, app_context, choose_film
 from webapp.matte_archive import matte_zip
+from webapp.widget_state import keep
 
 SOURCE_HELP = {"best": "corrections where they exist, predictions elsewhere",
                "corrected": "only frames a restorer corrected or accepted",
@@ -22,20 +23,23 @@ def render(ctx: AppContext) -> None:
     film = choose_film(ctx)
     if film is None:
         return
-    source = st.radio("Masks from", export.SOURCES, index=export.SOURCES.index("best"), horizontal=True,
-                      format_func=lambda s: f"{s} ({SOURCE_HELP.get(s, '')})", key="export_source")
-    fmt = st.radio("Matte format", list(export.FORMATS), horizontal=True, key="export_format")
+    source = st.radio("Masks from", export.SOURCES, horizontal=True,
+                      format_func=lambda s: f"{s} ({SOURCE_HELP.get(s, '')})", **keep("export_source", "best"))
+    fmt = st.radio("Matte format", list(export.FORMATS), horizontal=True, **keep("export_format"))
     if st.button("Prepare export", type="primary"):
         with st.spinner("Writing mattes..."):
-            data, coco, written, missing = matte_zip(ctx.store, film, fmt, source)
-        st.session_state["export_ready"] = (film.id, source, fmt, data, coco, written, missing)
-    ready = st.session_state.get("export_ready")
-    if ready and ready[:3] == (film.id, source, fmt):
-        _, _, _, data, coco, written, missing = ready
-        st.success(f"{written} mattes ready" + (f"; {len(missing)} frames have no mask yet" if missing else ""))
-        st.download_button("Download mattes (zip)", data, file_name=f"{film.name}-mattes-{source}.zip",
+            archive = matte_zip(ctx.store, film, fmt, source)
+        st.session_state["export_ready"] = ((film.id, source, fmt), archive)
+    key, archive = st.session_state.get("export_ready") or (None, None)
+    if key == (film.id, source, fmt):
+        missing = archive.missing
+        st.success(f"{archive.written} mattes ready" + (f"; {len(missing)} of them black: those frames have no "
+                                                        "mask from this source yet" if missing else ""))
+        # Download names from the archive's safe stem, never film.name (a name stored before names were
+        # checked may hold "/" or a newline).
+        st.download_button("Download mattes (zip)", archive.zip_bytes, file_name=f"{archive.stem}-mattes-{source}.zip",
                            mime="application/zip")
-        st.download_button("Download COCO JSON", coco, file_name=f"{film.name}-{source}.coco.json",
+        st.download_button("Download COCO JSON", archive.coco, file_name=f"{archive.stem}-{source}.coco.json",
                            mime="application/json")
     else:
         st.caption("Prepare the export to download the mattes and the COCO run-length JSON.")

@@ -59,10 +59,19 @@ def _path_section(ctx: AppContext) -> None:
         name = st.text_input("Film name (optional)", key="path_name")
         submitted = st.form_submit_button("Import from path")
     if submitted:
+        # root= makes the use case check every frame too: a symlinked frame inside the folder may
+        # point anywhere the app can read.
         _import(ctx, lambda progress: import_film(ctx.store, resolve_under_root(path_text, root),
-                                                  name=name.strip() or None, on_progress=progress))
+                                                  name=name.strip() or None, on_progress=progress, root=root))
 
 
+# The table and the detection status are polled from the store: the worker runs detection in the
+# background, and a page that only redrew on a click showed "detection job 1: queued" long after the
+# job succeeded. The rest of the page (the import forms) is left alone between polls.
+POLL_S = 2
+
+
+@st.fragment(run_every=POLL_S)
 def _film_table(ctx: AppContext) -> None:
     summaries = list_films(ctx.store)
     if not summaries:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from studio import active, corrections, detection, films, jobs
+from studio import corrections, detection, evidence, films, jobs
+from webapp import frame_navigation as nav
 from webapp import keyboard
 from webapp.autosave import CanvasSession, autosave
 from webapp.canvas import ADD_COLOR, ERASE_COLOR, TOGGLE_COLOR, CanvasGeometry
@@ -19,6 +20,7 @@ from webapp.frame_cache import FrameCache
 from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif, load_correction
 from webapp.overlay import POLARITIES, MaskFilter, component_labels, magnify
 from webapp.review_counts import review_counts
+from webapp.widget_state import keep
 
 # label -> (canvas drawing_mode, colour); the colour tells the server to add, erase or toggle.
 TOOLS = {
@@ -27,7 +29,12 @@ TOOLS = {
     "Add polygon": ("polygon", ADD_COLOR), "Erase polygon": ("polygon", ERASE_COLOR),
     "Click a defect (reject / accept)": ("point", TOGGLE_COLOR),
 }
-ZOOMS = {"fit (960 px)": None, "100 %": 1.0, "200 %": 2.0}
+FIT_WIDTH = 960
+ZOOMS = {f"fit ({FIT_WIDTH} px)": None, "100 %": 1.0, "200 %": 2.0}
+# The filters are review aids (look at the dust only, at faint candidates, at single pixels): were they
+# to shape what is saved, a polarity filter left on would store an empty or half mask under "accept".
+DISPLAY_ONLY = (f"These change only what is painted. Accepting or drawing starts from the model's full "
+                f"proposal (probability >= {detection.THRESHOLD:g}); click a painted defect to add or reject it.")
 
 
 @st.cache_resource(show_spinner=False)
@@ -47,38 +54,14 @@ def _probs(store, frame) -> np.ndarray | None:
 def _filters() -> tuple[MaskFilter, float]:
     sb = st.sidebar
     sb.subheader("Overlay")
-    threshold = sb.slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="threshold")
-    polarity = sb.radio("Polarity", POLARITIES, horizontal=True, key="polarity",
+    sb.caption(DISPLAY_ONLY)
+    threshold = sb.slider("Threshold", 0.05, 0.95, step=0.05, **keep("threshold", detection.THRESHOLD))
+    polarity = sb.radio("Polarity", POLARITIES, horizontal=True, **keep("polarity"),
                         format_func={"both": "both", "dark": "dark only", "light": "light only"}.get)
-    min_size = int(sb.number_input("Minimum defect size (px)", 1, 10_000, 1, key="min_size"))
-    dilation = sb.slider("Dilation (px)", 0, 10, 0, key="dilation")
-    opacity = sb.slider("Opacity", 0.0, 1.0, 0.55, 0.05, key="opacity")
+    min_size = int(sb.number_input("Minimum defect size (px)", 1, 10_000, **keep("min_size", 1)))
+    dilation = sb.slider("Dilation (px)", 0, 10, **keep("dilation", 0))
+    opacity = sb.slider("Opacity", 0.0, 1.0, step=0.05, **keep("opacity", 0.55))
     return MaskFilter(threshold, polarity, min_size, dilation), opacity
-
-
-def _index_key(film) -> str:
-    return f"frame_index:{film.id}"
-
-
-def _go(film_id: int, index: int) -> None:
-    st.session_state[f"frame_index:{film_id}"] = index
-
-
-def _next_with_detections(store, frames, index: int) -> None:
-    for f in frames[index + 1:] + frames[:index]:
-        prediction = detection.latest_prediction(store, f.id)
-        if prediction is not None and prediction.defect_pixels > 0:
-            _go(f.film_id, f.index)
-            return
-    st.session_state["review_notice"] = "No other frame has detections."
-
-
-def _next_suggested(store, film) -> None:
-    chosen = active.next_frames_to_review(store, film, 1)
-    if chosen:
-        _go(film.id, chosen[0].index)
-    else:
-        st.session_state["review_notice"] = "Every frame is reviewed."
 
 
 def _after_save(frame) -> None:
@@ -86,25 +69,65 @@ def _after_save(frame) -> None:
     ctx = app_context()
     job = jobs.maybe_queue_after_correction(ctx.store, frame.film_id, ctx.settings)
     if job is not None:
-        st.session_state["review_notice"] = f"{ctx.settings.retrain_after} new corrections: fine-tuning queued (job {job.id})"
+        nav.notice(f"{ctx.settings.retrain_after} new corrections: fine-tuning queued (job {job.id})")
 
 
-def _accept(store, frame, n_frames: int) -> None:
-    shown_id, mask = st.session_state.get("shown_mask", (None, None))
-    if shown_id != frame.id:
+def _accept(store, frames) -> None:
+    """Store the shown frame's current correction, else the model's proposal, as accepted
+    (FrameView.saved_mask): never the filtered overlay; then move on."""
+    frame = nav.current(frames)
+    try:
+        corrections.accept_frame(store, frame.id, author())
+    except LookupError as exc:  # no prediction yet: nothing to accept
+        nav.notice(str(exc))
         return
-    corrections.save_correction(store, frame.id, mask, author(), kind="accept")
     _after_save(frame)
     _bump_canvas(frame.id)
-    _go(frame.film_id, min(frame.index + 1, n_frames - 1))
+    nav.step(frames, +1)
 
 
-def _undo(store, frame) -> None:
+def _undo(store, frames) -> None:
+    frame = nav.current(frames)
     try:
         corrections.undo(store, frame.id, author())
     except corrections.NothingToUndo as exc:
-        st.session_state["review_notice"] = str(exc)
+        nav.notice(str(exc))
     _bump_canvas(frame.id)
+
+
+def _range(frames) -> list:
+    low, high = st.session_state.get("bulk_from"), st.session_state.get("bulk_to")
+    if low is None or high is None:
+        return []
+    return [f for f in frames if min(low, high) <= f.number <= max(low, high)]
+
+
+def _accept_range(store, frames) -> None:
+    chosen = _range(frames)
+    accepted, reviewed, unpredicted = corrections.accept_unreviewed(store, [f.id for f in chosen], author())
+    st.session_state["bulk_confirm"] = False  # each range is confirmed on its own
+    nav.notice(f"Accepted the model's proposal on {len(accepted)} frames; {len(reviewed)} already reviewed kept "
+               f"their mask" + (f", {len(unpredicted)} not predicted yet" if unpredicted else "") + ".")
+    if accepted:
+        _after_save(chosen[0])
+        _bump_canvas(nav.current(frames).id)
+
+
+def _bulk_accept(ctx: AppContext, frames) -> None:
+    """Accept a range of frames as the model proposed them, after an explicit confirmation."""
+    with st.sidebar.expander("Accept a range of frames"):
+        left, right = st.columns(2)
+        left.number_input("From frame number", min_value=0, value=None, step=1, key="bulk_from")
+        right.number_input("To frame number", min_value=0, value=None, step=1, key="bulk_to")
+        chosen = _range(frames)
+        st.checkbox(f"Accept the model's proposal on the {len(chosen)} frames of this range that nobody has "
+                    "reviewed (reviewed frames keep their mask)", key="bulk_confirm", disabled=not chosen)
+        st.button("Accept range", on_click=_accept_range, args=(ctx.store, frames),
+                  disabled=not (chosen and st.session_state.get("bulk_confirm")))
+
+
+def _toggle_overlay() -> None:
+    st.session_state["hide_overlay"] = not st.session_state.get("hide_overlay", False)
 
 
 def _bump_canvas(frame_id: int) -> None:
@@ -113,45 +136,61 @@ def _bump_canvas(frame_id: int) -> None:
     st.session_state[f"canvas_gen:{frame_id}"] = st.session_state.get(f"canvas_gen:{frame_id}", 0) + 1
 
 
-def _navigation(ctx: AppContext, film, frames, frame) -> None:
-    n = len(frames)
-    cols = st.columns(6)
-    cols[0].button("◀ Previous", on_click=_go, args=(film.id, max(frame.index - 1, 0)), width="stretch")
-    cols[1].button("Next ▶", on_click=_go, args=(film.id, min(frame.index + 1, n - 1)), width="stretch")
-    cols[2].button("Next with detections", on_click=_next_with_detections, args=(ctx.store, frames, frame.index),
+def _navigation(ctx: AppContext, film, frames) -> None:
+    """One row of buttons above the canvas; shots and go-to in the sidebar (the canvas stays high)."""
+    cols = st.columns(7)
+    cols[0].button(keyboard.PREVIOUS, on_click=nav.step, args=(frames, -1), width="stretch")
+    cols[1].button(keyboard.NEXT, on_click=nav.step, args=(frames, +1), width="stretch")
+    cols[2].button("Next with detections", on_click=nav.next_with_detections, args=(ctx.store, frames),
                    width="stretch")
-    cols[3].button("Next suggested", on_click=_next_suggested, args=(ctx.store, film), width="stretch")
-    cols[4].button("Accept frame as is", on_click=_accept, args=(ctx.store, frame, n), type="primary",
-                   width="stretch")
-    cols[5].button("Undo", on_click=_undo, args=(ctx.store, frame), width="stretch")
-    keyboard.install(keyboard.REVIEW_KEYS)
-    st.caption("Keys: " + keyboard.legend(keyboard.REVIEW_KEYS))
+    cols[3].button("Next suggested", on_click=nav.next_suggested, args=(ctx.store, film, frames), width="stretch")
+    cols[4].button("Accept frame as is", on_click=_accept, args=(ctx.store, frames), type="primary",
+                   width="stretch", help="Stores the frame's correction, or the model's full proposal if it has "
+                                         "none; the overlay filters do not apply.")
+    cols[5].button("Undo", on_click=_undo, args=(ctx.store, frames), width="stretch")
+    cols[6].button(keyboard.OVERLAY, on_click=_toggle_overlay, width="stretch",
+                   help="Show the frame without the overlay, and back (key o)")
+    sb = st.sidebar
+    sb.subheader("Navigate")
+    left, right = sb.columns(2)
+    left.button(keyboard.PREVIOUS_SHOT, on_click=nav.shot, args=(frames, -1), width="stretch")
+    right.button(keyboard.NEXT_SHOT, on_click=nav.shot, args=(frames, +1), width="stretch")
+    sb.number_input("Go to frame number", min_value=0, value=None, step=1, key=nav.GOTO,
+                    on_change=nav.go_to_number, args=(frames,), placeholder=f"{frames[0].number}-{frames[-1].number}")
+    _bulk_accept(ctx, frames)
 
 
-def _counters(ctx: AppContext, film) -> None:
+def _counters(ctx: AppContext, film, frame) -> None:
+    """In the sidebar: above the canvas they pushed it 100 px down the page."""
     counts = review_counts(ctx.store, film)
-    a, b, c, d = st.columns(4)
+    a, b = st.sidebar.columns(2)
     a.metric("Reviewed", f"{counts.reviewed}/{counts.frames}")
     b.metric("Corrected", counts.corrected)
-    c.metric("Remaining", counts.frames - counts.reviewed)
-    d.metric("Frame", f"{st.session_state[_index_key(film)] + 1}/{counts.frames}")
+    a.metric("Remaining", counts.frames - counts.reviewed)
+    b.metric("Frame", f"{frame.index + 1}/{counts.frames}")
 
 
-def _canvas(ctx: AppContext, frame, view) -> None:
+def _geometry(w: int, h: int, zoom: float | None) -> CanvasGeometry:
+    """zoom None: fit the canvas to FIT_WIDTH, enlarging a narrower film too (a 480 px scan at 960 px)."""
+    if zoom is None:
+        return CanvasGeometry.fit(w, h, FIT_WIDTH)
+    return CanvasGeometry(round(w * zoom), round(h * zoom), w, h)
+
+
+def _canvas(ctx: AppContext, frame, view, picture: np.ndarray, note: str) -> None:
     from streamlit_drawable_canvas import st_canvas  # registers its component: only inside a page run
 
     h, w = view.frame_rgb.shape[:2]
     tool_col, size_col, zoom_col = st.columns([4, 1, 1])
-    tool = tool_col.radio("Tool", list(TOOLS), horizontal=True, key="tool")
-    brush = size_col.slider("Brush (px)", 1, 60, 8, key="brush")
-    zoom = ZOOMS[zoom_col.selectbox("Canvas zoom", list(ZOOMS), key="zoom")]
-    geometry = (CanvasGeometry.fit(w, h, 960) if zoom is None
-                else CanvasGeometry(round(w * zoom), round(h * zoom), w, h))
+    tool = tool_col.radio("Tool", list(TOOLS), horizontal=True, **keep("tool"))
+    brush = size_col.slider("Brush (px)", 1, 60, **keep("brush", 8))
+    zoom = ZOOMS[zoom_col.selectbox("Canvas zoom", list(ZOOMS), **keep("zoom"))]
+    geometry = _geometry(w, h, zoom)
     gen = st.session_state.get(f"canvas_gen:{frame.id}", 0)
     key = f"canvas-{frame.id}-{gen}-{geometry.canvas_w}"
     mounted_key, session = st.session_state.get("canvas_session", (None, None))
     if mounted_key != key:  # a new frame, zoom or generation: start from the mask stored now
-        session = CanvasSession.start(ctx.store, frame.id, view.predicted)
+        session = CanvasSession.start(ctx.store, frame.id, view.proposal)
         st.session_state["canvas_session"] = (key, session)
     mode, colour = TOOLS[tool]
     # Save what the canvas sent before drawing it again: a save reruns at once, so the canvas is sent
@@ -159,12 +198,14 @@ def _canvas(ctx: AppContext, frame, view) -> None:
     # make Streamlit re-create it empty (see webapp/autosave.py).
     _save(ctx, frame, _sent_drawing(key), geometry, session, view)
     result = st_canvas(fill_color=colour, stroke_width=brush, stroke_color=colour,
-                       background_image=encode_jpeg(view.picture, geometry.canvas_w),
+                       background_image=encode_jpeg(picture, geometry.canvas_w),
                        width=geometry.canvas_w, height=geometry.canvas_h, drawing_mode=mode,
                        point_display_radius=max(2, brush // 2), key=key, update_streamlit=True)
     _save(ctx, frame, result.json_data, geometry, session, view)
+    # Below the canvas, so a message that comes and goes never moves it.
     st.caption(f"Magenta adds, cyan erases, yellow clicks toggle a whole predicted defect. "
-               f"Saved automatically at {w}x{h}. {st.session_state.pop('review_saved', '')}")
+               f"Saved automatically at {w}x{h}. {st.session_state.pop('review_saved', '')}{note}  \n"
+               f"Keys: {keyboard.legend(keyboard.REVIEW_KEYS)}")
 
 
 def _sent_drawing(key: str) -> dict | None:
@@ -182,7 +223,7 @@ def _save(ctx: AppContext, frame, drawing: dict | None, geometry: CanvasGeometry
     """Autosave `drawing`; after a save, rerun to redraw the overlay in Fig. 5 colours."""
     if drawing is None:
         return
-    saved = autosave(ctx.store, frame.id, drawing, geometry, session, author(), predicted=view.predicted)
+    saved = autosave(ctx.store, frame.id, drawing, geometry, session, author(), predicted=view.candidates)
     if saved is not None:
         _after_save(frame)
         st.session_state["review_saved"] = f"Saved correction {saved.id}"
@@ -190,13 +231,13 @@ def _save(ctx: AppContext, frame, drawing: dict | None, geometry: CanvasGeometry
         st.rerun()
 
 
-def _magnifier(ctx: AppContext, frames, frame, view) -> None:
+def _magnifier(ctx: AppContext, frames, frame, view, picture: np.ndarray) -> None:
     h, w = view.frame_rgb.shape[:2]
     count, labels, areas = component_labels(view.shown_mask)
     order = [int(i) for i in np.argsort(-areas[1:]) + 1][:50] if count > 1 else []
     choice = st.selectbox("Magnify defect", [0] + order, key=f"magnify:{frame.id}",
                           format_func=lambda i: "choose a point below" if i == 0 else f"defect {i} ({areas[i]} px)")
-    factor = st.slider("Zoom factor", 2, 16, 6, key="zoom_factor")
+    factor = st.slider("Zoom factor", 2, 16, **keep("zoom_factor", 6))
     window = max(8, 384 // factor)
     if choice:
         ys, xs = np.nonzero(labels == choice)
@@ -206,45 +247,61 @@ def _magnifier(ctx: AppContext, frames, frame, view) -> None:
         centre = (st.slider("Centre x", 0, w - 1, w // 2, key=f"mx:{frame.film_id}"),
                   st.slider("Centre y", 0, h - 1, h // 2, key=f"my:{frame.film_id}"))
     left, right = st.columns(2)
-    left.image(magnify(view.picture, centre, window, factor), caption=f"{factor}x around ({centre[0]:.0f}, {centre[1]:.0f})")
+    left.image(magnify(picture, centre, window, factor),
+               caption=f"{factor}x around ({centre[0]:.0f}, {centre[1]:.0f})")
     images = [_image(ctx.store, frames[frame.prev_index]), view.image, _image(ctx.store, frames[frame.next_index])]
     crops = flick_crops(images, centre, window, factor)
     right.image(flick_gif(crops), caption="flick: previous / current / next (same window)")
 
 
+def _status(frame, view) -> tuple[str, str]:
+    """(one-line status above the canvas, note for the caption below it)."""
+    status = "no prediction yet (start detection on the Films page)" if view.probs is None else (
+        "accepted as is: the model's proposal (orange), not checked defect by defect; an edit makes it "
+        "training evidence" if view.evidence == evidence.ACCEPTED
+        else "corrected: green agreed, blue false positive, red missed" if view.corrected is not None
+        else "model's proposal (orange)")
+    if st.session_state.get("hide_overlay"):
+        status += "; overlay hidden (o shows it)"
+    note = ""
+    if view.corrected is None and view.probs is not None and not np.array_equal(view.predicted, view.proposal):
+        note = (f" The filters paint {int(view.predicted.sum())} px, Accept stores the full proposal's "
+                f"{int(view.proposal.sum())} px.")
+    return f"**Frame {frame.number}** (index {frame.index}) - {status}", note
+
+
 def render(ctx: AppContext) -> None:
-    st.title("Review")
+    # No page title and no counters above the canvas: the sidebar's navigation names the page, and the
+    # canvas starts right under one row of buttons, one status line and the tools.
     film = choose_film(ctx)
     if film is None:
         return
-    flt, opacity = _filters()
     frames = films.film_frames(ctx.store, film)
     if not frames:
         st.warning("This film has no frames.")
         return
-    idx_key = _index_key(film)
+    idx_key = nav.index_key(film.id)
     st.session_state[idx_key] = int(np.clip(st.session_state.get(idx_key, 0), 0, len(frames) - 1))
     frame = frames[st.session_state[idx_key]]
-    _counters(ctx, film)
-    _navigation(ctx, film, frames, frame)
-    if notice := st.session_state.pop("review_notice", None):
-        st.info(notice)
+    _counters(ctx, film, frame)
+    _navigation(ctx, film, frames)
+    flt, opacity = _filters()
+    if notice := st.session_state.pop(nav.NOTICE, None):
+        st.toast(notice)  # floats over the page: an st.info here moved the canvas 72 px down and back
     view = build_view(ctx.store, frame, flt, opacity, load_image=_image, load_pred=_probs, load_mask=load_correction)
-    # One entry per session (not per frame): a 2K mask is 2 MB.
-    st.session_state["shown_mask"] = (frame.id, view.shown_mask)
-    status = "no prediction yet (start detection on the Films page)" if view.probs is None else (
-        "corrected: green agreed, blue false positive, red missed" if view.corrected is not None
-        else "model's proposal (orange)")
-    st.markdown(f"**Frame {frame.number}** (index {frame.index}) - {status}")
-    _canvas(ctx, frame, view)
+    picture = view.frame_rgb if st.session_state.get("hide_overlay") else view.picture
+    status, note = _status(frame, view)
+    st.markdown(status)
+    _canvas(ctx, frame, view, picture, note)
     with st.expander("Magnifier and flick", expanded=True):
-        _magnifier(ctx, frames, frame, view)
+        _magnifier(ctx, frames, frame, view, picture)
     # While the restorer looks at this frame, decode the next one and its next neighbour.
     upcoming = frames[min(frame.index + 1, len(frames) - 1)]
     _frame_cache().prefetch(ctx.store, [upcoming, frames[upcoming.next_index]])
     if st.toggle("Show the frame at full resolution (1:1, lossless)", key="full_res"):
         # Behind a toggle: PNG-encoding a 2K frame on every rerun would cost ~100 ms.
-        st.image(view.picture, output_format="PNG")
+        st.image(picture, output_format="PNG")
+    keyboard.install(keyboard.REVIEW_KEYS)  # last: its (empty) element adds no gap above the canvas
 
 
 render(app_context())

@@ -1,0 +1,141 @@
+"""The temporal gate: a network's mark stands only where the frame differs from both neighbours.
+
+Why. A defect is a temporal anomaly: it is in one frame, so the middle frame differs from both
+motion-compensated neighbours, and with the same sign (darker or lighter than both). Whatever the
+optical flow can track (camera motion, moving people, a deforming stripe) and whatever persists
+(a door frame, a wainscot line, a static blob in the scene) gives no such evidence. A network
+trained on synthetic defects learns appearance as well as time, and on footage it never saw its
+appearance cue fires on scene structure (issue 12: static vertical lines flagged whatever the
+neighbours say). The gate keeps the network's shapes and confidence but removes every mark that has
+no temporal evidence at all.
+
+Evidence. `correlnet.sdi.triplet_score`: the compensated differences (DIS flow from the middle
+frame to each neighbour), each minus its median over the frame (global flicker between frames moves
+every pixel the same way and is not evidence), then the same-sign minimum; a pixel has evidence
+where that score is >= `threshold` (gray levels). The evidence mask is dilated by `dilate_px` (the
+flow is smooth across a defect's soft edge, the network's outline is a pixel or two wider), and a
+flagged connected component of the network's mask is kept whole when at least `min_support` of its
+pixels have evidence, and dropped otherwise. So the gate never carves holes into a blotch the
+network found, nor grows a mark: it only keeps or drops the network's marks.
+
+The threshold is lenient on purpose (0.03 = 8 gray levels, a third of SDI-p's own 0.09): it is a
+veto on marks without any temporal anomaly, not a second detector.
+
+Sure marks (`GateConfig.sure`, `ModelConfig.sure_marks`). The other half of the principle: what is
+in one frame only is a defect, and where the classical test can be trusted (a strong same-sign
+anomaly over rigidly moving surroundings whose two neighbours agree: `correlnet.sure_defects`), its
+components are added to the network's marks (probability 1). The network, trained on synthetic marks,
+misses much of the faint, soft real dust (session 6's annotated real-film frames); the rule's
+rigidity and agreement tests keep moving objects, occlusions and flow failures out. The same two
+flows serve the veto and the sure marks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from correlnet.sdi import Compensation, SdiConfig, compensate_triplet
+from correlnet.sure_defects import SureConfig, sure_labels
+
+__all__ = ["GateConfig", "gate_config_of", "sure_config", "temporal_evidence", "gate_probs"]
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """threshold: gray-level evidence (see module docstring); 0 switches the gate off.
+    dilate_px: radius of the evidence dilation. min_support: share of a mark's pixels with evidence
+    for the mark to stand. mark_threshold: the probability at which marks are cut into components
+    (the defect threshold, 0.5). flow: the DIS settings of the motion compensation."""
+
+    threshold: float = 0.03
+    dilate_px: int = 2
+    min_support: float = 0.2
+    mark_threshold: float = 0.5
+    flow: SdiConfig = SdiConfig(flow_preset="fast", remove_median=True)
+    # Sure marks added to the network's (None = off): the sure-defect rule at SDI-p's validated
+    # threshold, a little looser than the bank's strict cut (`SureConfig` defaults).
+    sure: SureConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"GateConfig.threshold must lie in [0, 1) (gray levels, 0 = off); got {self.threshold}")
+        if self.dilate_px < 0 or not 0.0 <= self.min_support <= 1.0 or not 0.0 < self.mark_threshold < 1.0:
+            raise ValueError(
+                f"need dilate_px >= 0, min_support in [0, 1], mark_threshold in (0, 1); got {self.dilate_px}, "
+                f"{self.min_support}, {self.mark_threshold}"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold > 0 or self.sure is not None
+
+
+def sure_config(score: float) -> SureConfig:
+    """The sure-defect rule of the detector's sure marks, at SDI-p score `score` (module docstring)."""
+    return SureConfig(score=score, area=(2, 400), max_flow_spread=0.75, max_disagreement=0.06,
+                      flow=GateConfig().flow)
+
+
+def gate_config_of(model: object) -> GateConfig:
+    """The gate a model's config asks for (`ModelConfig.temporal_gate`, `ModelConfig.sure_marks`); off
+    for a model without them (e.g. `correlnet.sdi.SdiDetector`, which is itself a temporal test)."""
+    config = getattr(model, "config", None)
+    threshold = float(getattr(config, "temporal_gate", 0.0) or 0.0)
+    sure = float(getattr(config, "sure_marks", 0.0) or 0.0)
+    return GateConfig(threshold=threshold, sure=sure_config(sure) if sure > 0 else None)
+
+
+def temporal_evidence(frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.ndarray,
+                      cfg: GateConfig) -> np.ndarray:
+    """(H, W) bool: pixels of frame_mid that differ from both compensated neighbours with one sign
+    by at least cfg.threshold (after removing each difference's median), dilated by cfg.dilate_px.
+
+    frames: (H, W) float32 in [0, 1], one size."""
+    return _evidence(compensate_triplet(frame_prev, frame_mid, frame_next, cfg.flow).score(), cfg)
+
+
+def _evidence(score: np.ndarray, cfg: GateConfig) -> np.ndarray:
+    evidence = (score >= np.float32(cfg.threshold)).astype(np.uint8)
+    if cfg.dilate_px > 0:
+        k = 2 * cfg.dilate_px + 1
+        evidence = cv2.dilate(evidence, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return evidence.astype(bool)
+
+
+def gate_probs(probs: np.ndarray, frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.ndarray,
+               cfg: GateConfig) -> np.ndarray:
+    """Probabilities (H, W) float32 with the unsupported marks removed (set to 0).
+
+    probs: the network's (H, W) probabilities of frame_mid; frames: (H, W) float32 in [0, 1].
+    A mark is an 8-connected component of ``probs >= cfg.mark_threshold``; with ``cfg.threshold > 0``
+    it stands when at least cfg.min_support of its pixels have `temporal_evidence`. Pixels below the
+    threshold keep their value (they are not marks). Then, with ``cfg.sure``, the sure one-frame
+    defects (`correlnet.sure_defects`) are set to 1. Returns probs unchanged when the gate is off.
+    """
+    probs = np.asarray(probs, np.float32)
+    if probs.shape != np.shape(frame_mid):
+        raise ValueError(f"probs {probs.shape} and frame_mid {np.shape(frame_mid)} must share one (H, W)")
+    if not cfg.enabled:
+        return probs
+    marks = (probs >= np.float32(cfg.mark_threshold)).astype(np.uint8)
+    if not marks.any() and cfg.sure is None:
+        return probs
+    comp = compensate_triplet(frame_prev, frame_mid, frame_next, cfg.flow)
+    score = comp.score()
+    out = probs.copy()
+    if cfg.threshold > 0 and marks.any():
+        n, labels = cv2.connectedComponents(marks, connectivity=8)
+        evidence = _evidence(score, cfg)
+        size = np.bincount(labels.ravel(), minlength=n)
+        support = np.bincount(labels.ravel(), weights=evidence.ravel(), minlength=n)
+        drop = support < cfg.min_support * size
+        drop[0] = False  # background
+        out[drop[labels]] = 0.0
+    if cfg.sure is not None:
+        sure, count = sure_labels(comp, cfg.sure, score)
+        if count:
+            out[sure > 0] = 1.0
+    return out

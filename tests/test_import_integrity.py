@@ -1,0 +1,165 @@
+"""Imports are all or nothing under damage and races (issue 15): a truncated video, a staging folder
+swept or removed under a live import, symlinks out of the import root, bad film names, two imports
+racing for one default name."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import correlnet.frames as framelib
+from db.testing import temporary_store
+from studio import staging
+from studio.films import FilmImportError, film_frames, frame_image, import_film, list_films
+from tests.test_import import assert_store_empty, moving_frames, write_folder
+
+
+@pytest.fixture
+def store(tmp_path):
+    with temporary_store(tmp_path / "data") as s:
+        yield s
+
+
+def write_avi(path: Path, n: int = 12) -> bytes:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 24, (64, 48))
+    for img in moving_frames(n, shape=(48, 64), channels=3):
+        writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path.read_bytes()
+
+
+def staging_folders(store) -> list[Path]:
+    return sorted((store.data_dir / "films").glob(".staging-*"))
+
+
+def test_truncated_video_is_refused_naming_the_file_and_frame(store, tmp_path):
+    full = write_avi(tmp_path / "full.avi")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(full[: int(len(full) * 0.6)])  # the header still says 12 frames
+    with pytest.raises(FilmImportError) as info:
+        import_film(store, cut)
+    message = str(info.value)
+    assert "cut.avi" in message and "decoding failed at frame" in message and "of the 12" in message
+    assert_store_empty(store)
+
+
+def test_header_one_frame_over_is_tolerated_two_is_not(tmp_path, monkeypatch):
+    """Containers are often one frame off (a real .mkv says 311, decodes 310); two is damage."""
+    path = tmp_path / "clip.avi"
+    write_avi(path, 6)
+    monkeypatch.setattr(framelib, "video_header_count", lambda p: (7, True))
+    assert len(list(framelib.iter_video_frames(path))) == 6
+    monkeypatch.setattr(framelib, "video_header_count", lambda p: (8, True))
+    with pytest.raises(framelib.FrameReadError, match="frame 7 of the 8"):
+        list(framelib.iter_video_frames(path))
+    # A count estimated from duration x rate (no count in the header) gets 1 %: 3 frames of 300.
+    monkeypatch.setattr(framelib, "video_header_count", lambda p: (300, False))
+    framelib.check_video_complete(path, 297)
+    with pytest.raises(framelib.FrameReadError, match="frame 297 of the 300"):
+        framelib.check_video_complete(path, 296)
+
+
+def test_real_mkv_one_frame_short_of_its_duration_imports(store):
+    mkv = Path(__file__).resolve().parents[2] / "shared" / "data" / "clean_video" / "decord_flipping_a_pancake.mkv"
+    if not mkv.is_file():
+        pytest.skip(f"{mkv} not found")
+    assert framelib.video_header_count(mkv) == (311, False)
+    assert sum(1 for _ in framelib.iter_video_frames(mkv)) == 310
+
+
+def test_sweep_spares_a_live_import_even_when_its_folder_looks_a_day_old(store, tmp_path):
+    write_folder(tmp_path / "long", moving_frames(5))
+    write_folder(tmp_path / "other", moving_frames(3, seed=7))
+
+    def second_import_meanwhile(done: int, total: int) -> None:
+        if done == 2:
+            [live] = staging_folders(store)
+            for item in (live, live / "frames", live / staging.LIVE_FILE):  # a day without a visible sign
+                if item.exists():
+                    os.utime(item, (0, 0))
+            import_film(store, tmp_path / "other")  # its sweep must leave the running import alone
+
+    film = import_film(store, tmp_path / "long", on_progress=second_import_meanwhile)
+    frames = film_frames(store, film)
+    assert film.frame_count == len(frames) == 5
+    for frame, img in zip(frames, moving_frames(5)):
+        assert np.array_equal(frame_image(store, frame), img)
+    assert staging_folders(store) == [] and not (store.data_dir / film.storage_dir / staging.LIVE_FILE).exists()
+
+
+def test_sweep_removes_a_dead_import(store, tmp_path):
+    films_dir = store.data_dir / "films"
+    films_dir.mkdir(parents=True, exist_ok=True)
+    dead = staging.StagingDir(films_dir, "dead")
+    dead.write_frame("000000.png", np.zeros((4, 4), np.uint8))
+    dead._close()  # the process died: the kernel released its lock
+    for item in (dead.path, dead.path / "frames", dead.path / staging.LIVE_FILE):
+        os.utime(item, (0, 0))
+    alive = staging.StagingDir(films_dir, "alive")  # young and locked
+    assert staging.sweep_stale(films_dir) == [dead.path]
+    assert not dead.path.exists() and alive.path.exists()
+    alive.discard()
+
+
+@pytest.mark.parametrize("damage", ["folder", "frame"])
+def test_import_fails_when_its_staging_vanishes(store, tmp_path, damage):
+    write_folder(tmp_path / "src", moving_frames(5))
+
+    def clean_up_meanwhile(done: int, total: int) -> None:
+        [live] = staging_folders(store)
+        if damage == "folder" and done == 2:
+            shutil.rmtree(live)  # e.g. an old sweep, or an administrator
+        if damage == "frame" and done == total:
+            (live / "frames" / "000001.png").unlink()
+
+    with pytest.raises(FilmImportError, match="vanished") as info:
+        import_film(store, tmp_path / "src", on_progress=clean_up_meanwhile)
+    assert "import again" in str(info.value)
+    assert_store_empty(store)
+
+
+def test_symlinked_frame_outside_the_import_root_is_refused(store, tmp_path):
+    root = tmp_path / "imports"
+    write_folder(root / "reel", moving_frames(3))
+    secret = tmp_path / "elsewhere" / "secret.png"
+    secret.parent.mkdir()
+    cv2.imwrite(str(secret), moving_frames(1, seed=3)[0])
+    (root / "reel" / "frame_4.png").symlink_to(secret)
+    with pytest.raises(FilmImportError, match="outside the allowed import folder") as info:
+        import_film(store, root / "reel", root=root)
+    assert "frame_4.png" in str(info.value)
+    assert_store_empty(store)
+    (root / "reel" / "frame_4.png").unlink()
+    (root / "reel" / "frame_4.png").symlink_to(root / "reel" / "frame_3.png")  # inside the root: fine
+    assert import_film(store, root / "reel", root=root).frame_count == 4
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "two\nlines", "", "   ", " padded", "x" * 300, ".."])
+def test_bad_film_names_are_refused(store, tmp_path, name):
+    write_folder(tmp_path / "src", moving_frames(3))
+    with pytest.raises(FilmImportError, match="film name"):
+        import_film(store, tmp_path / "src", name=name)
+    assert_store_empty(store)
+
+
+def test_default_name_from_an_odd_folder_name_is_made_valid(store, tmp_path):
+    write_folder(tmp_path / "reel\none", moving_frames(3))
+    assert import_film(store, tmp_path / "reel\none").name == "reel_one"
+
+
+def test_two_imports_racing_for_one_default_name_both_succeed(store, tmp_path):
+    write_folder(tmp_path / "a" / "reel", moving_frames(3))
+    write_folder(tmp_path / "b" / "reel", moving_frames(3, seed=5))
+
+    def other_import_lands_first(done: int, total: int) -> None:
+        if done == 1:
+            import_film(store, tmp_path / "b" / "reel")
+
+    film = import_film(store, tmp_path / "a" / "reel", on_progress=other_import_lands_first)
+    assert film.name == "reel-2"
+    assert sorted(f.name for f in list_films(store)) == ["reel", "reel-2"]
