@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from db.models import Correction, Frame
 
@@ -31,6 +31,11 @@ def correction_evidence(row: Correction) -> str:
     """EDITED or ACCEPTED for one correction row (see the module docstring)."""
     dice = row.dice_vs_prediction
     return EDITED if dice is None or dice < 1.0 else ACCEPTED
+
+
+def edited_clause() -> Any:
+    """`correction_evidence(row) == EDITED` as a SQL condition on Correction rows (for counting)."""
+    return or_(Correction.dice_vs_prediction.is_(None), Correction.dice_vs_prediction < 1.0)
 
 
 @dataclass(frozen=True)

@@ -216,19 +216,24 @@ def get_job(store: Any, job_id: int) -> TrainingJob:
 
 
 def corrections_since_last_finetune(store: Any, film_id: int) -> int:
-    """Corrections saved for the film's frames after the last fine-tuning job was queued."""
+    """Edited corrections (`studio.evidence`: the mask differs from the model's proposal) saved for
+    the film's frames after the last fine-tuning job was queued. Accepted-as-is rows do not count:
+    they teach the job nothing it may train on as a target, so a job queued on them ends "not
+    trained" (issue 13)."""
+    from studio.evidence import edited_clause
+
     with store.session() as s:
         last = s.execute(select(func.max(TrainingJob.created_at)).where(
             TrainingJob.film_id == film_id, TrainingJob.kind == "finetune")).scalar_one()
         stmt = select(func.count()).select_from(Correction).join(Frame, Frame.id == Correction.frame_id).where(
-            Frame.film_id == film_id)
+            Frame.film_id == film_id, edited_clause())
         if last is not None:
             stmt = stmt.where(Correction.created_at > last)
         return int(s.execute(stmt).scalar_one())
 
 
 def maybe_queue_after_correction(store: Any, film_id: int, settings: Any) -> TrainingJob | None:
-    """Called after each saved correction: queue fine-tuning once `settings.retrain_after` new
+    """Called after each saved correction: queue fine-tuning once `settings.retrain_after` new edited
     corrections have arrived since the last fine-tuning job (0 turns it off). Returns the job or None."""
     every = int(getattr(settings, "retrain_after", 0) or 0)
     if every <= 0 or corrections_since_last_finetune(store, film_id) < every:

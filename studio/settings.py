@@ -17,7 +17,8 @@ class Settings:
     device: "auto", "cpu" or "cuda[:N]" (resolved once by correlnet.device.resolve_device).
     default_model: checkpoint used for a film that has no model version of its own yet;
         None means the shipped default (correlnet.default_model.default_model_path()).
-    retrain_after: queue fine-tuning automatically after this many new corrections (0 = never).
+    retrain_after: queue fine-tuning automatically after this many new edited corrections (frames accepted
+        as is do not count; 0 = never).
     """
 
     data_dir: Path = Path("data")

@@ -35,10 +35,11 @@ def make_film(store: Store, name: str = "film", frames: int = 4, shots: tuple[in
         return film.id
 
 
-def add_correction(store: Store, film_id: int, index: int) -> None:
+def add_correction(store: Store, film_id: int, index: int, dice: float | None = None) -> None:
+    """A correction row; dice = its Dice against the proposal (1.0: accepted as is, None: no proposal)."""
     with store.write() as s:
         frame = s.query(Frame).filter_by(film_id=film_id, index=index).one()
-        s.add(Correction(frame_id=frame.id, path="x.png", sha256="0" * 64, author="test"))
+        s.add(Correction(frame_id=frame.id, path="x.png", sha256="0" * 64, author="test", dice_vs_prediction=dice))
 
 
 @pytest.fixture
@@ -122,6 +123,20 @@ def test_retrain_trigger_after_n_corrections(store: Store) -> None:
     assert jobs.corrections_since_last_finetune(store, film) == 1
     assert jobs.maybe_queue_after_correction(store, film, settings) is None
     assert jobs.maybe_queue_after_correction(store, film, Settings(retrain_after=0)) is None
+
+
+def test_accepted_as_is_corrections_do_not_trigger_a_retrain(store: Store) -> None:
+    film = make_film(store, frames=8)
+    settings = Settings(retrain_after=2)
+    for i in range(4):
+        add_correction(store, film, i, dice=1.0)  # accepted as is: the model's own proposal
+    assert jobs.corrections_since_last_finetune(store, film) == 0
+    assert jobs.maybe_queue_after_correction(store, film, settings) is None
+    add_correction(store, film, 4, dice=0.8)  # edited
+    assert jobs.maybe_queue_after_correction(store, film, settings) is None
+    add_correction(store, film, 5, dice=0.95)
+    assert jobs.corrections_since_last_finetune(store, film) == 2
+    assert jobs.maybe_queue_after_correction(store, film, settings) is not None
 
 
 CLAIM_SCRIPT = """
