@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -94,3 +95,17 @@ class MetricsAccumulator:
     def total(self) -> PixelCounts:
         """Counts summed over every frame of every sequence."""
         return sum(self._per_sequence.values(), PixelCounts())
+
+
+def count_blobs(pred_mask: np.ndarray, true_mask: np.ndarray) -> PixelCounts:
+    """Blob counts: pred_mask, true_mask (H, W) bool -> PixelCounts(found true blobs, false-alarm blobs,
+    missed true blobs), 8-connected; a true blob is found when any predicted pixel covers it, a predicted
+    blob is a false alarm when it touches no true pixel."""
+    if pred_mask.shape != true_mask.shape:
+        raise ValueError(f"pred_mask {pred_mask.shape} and true_mask {true_mask.shape} must have the same shape")
+    n_true, true_labels = cv2.connectedComponents(true_mask.astype(np.uint8), connectivity=8)
+    n_pred, pred_labels = cv2.connectedComponents(pred_mask.astype(np.uint8), connectivity=8)
+    found = np.unique(true_labels[pred_mask & true_mask])
+    touching = np.unique(pred_labels[pred_mask & true_mask])
+    n_found = int(np.count_nonzero(found))
+    return PixelCounts(n_found, (n_pred - 1) - int(np.count_nonzero(touching)), (n_true - 1) - n_found)

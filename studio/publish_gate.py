@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from correlnet.metrics import PixelCounts, count_pixels
+from correlnet.metrics import PixelCounts, count_blobs, count_pixels
 
 
 @dataclass(frozen=True)
@@ -52,18 +51,6 @@ class FrameScore:
 
     def as_row(self) -> list[int]:
         return [self.pixels.tp, self.pixels.fp, self.pixels.fn, self.blobs.tp, self.blobs.fp, self.blobs.fn]
-
-
-def count_blobs(pred_mask: np.ndarray, true_mask: np.ndarray) -> PixelCounts:
-    """pred_mask, true_mask: (H, W) bool -> PixelCounts(found true blobs, false-alarm blobs, missed true blobs)."""
-    if pred_mask.shape != true_mask.shape:
-        raise ValueError(f"pred_mask {pred_mask.shape} and true_mask {true_mask.shape} must have the same shape")
-    n_true, true_labels = cv2.connectedComponents(true_mask.astype(np.uint8), connectivity=8)
-    n_pred, pred_labels = cv2.connectedComponents(pred_mask.astype(np.uint8), connectivity=8)
-    found = np.unique(true_labels[pred_mask & true_mask])
-    touching = np.unique(pred_labels[pred_mask & true_mask])
-    n_found = int(np.count_nonzero(found))
-    return PixelCounts(n_found, (n_pred - 1) - int(np.count_nonzero(touching)), (n_true - 1) - n_found)
 
 
 def frame_score(pred_mask: np.ndarray, true_mask: np.ndarray) -> FrameScore:

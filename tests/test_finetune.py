@@ -25,7 +25,8 @@ from studio.detection import active_model_version, detect_film, load_version_mod
 from studio.evidence import ACCEPTED, EDITED, assign_validation, film_evidence, hash_unit
 from studio.films import film_frames, import_film
 from studio.finetune import FinetuneConfig, run_finetune
-from studio.publish_gate import FrameScore, PublishGateConfig, count_blobs, decide
+from correlnet.metrics import count_blobs
+from studio.publish_gate import FrameScore, PublishGateConfig, decide
 from studio.settings import Settings
 from tests.model_fixtures import tiny_model
 from tests.worker_fixtures import make_tiny_film
