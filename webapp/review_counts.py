@@ -1,8 +1,10 @@
 """Per-film review counters for the Review page: reviewed, corrected, remaining.
 
-reviewed = frames with any correction row (an accepted frame counts); corrected = frames with at
-least one "edit" row (the restorer changed the proposal). Counted through studio.corrections.history,
-one query per frame, cached for a few seconds: fine for thousands of frames, see docs/webapp.md.
+reviewed = frames with any correction row or marked reviewed (an accepted frame counts); corrected =
+frames whose current mask differs from the model's proposal: EDITED evidence (`studio.evidence`), the
+same rule fine-tuning uses, whatever the rows' kinds (an "edit" that restored the proposal is not a
+correction; an "accept" of an edited mask is). Two queries per count (frames, latest corrections),
+cached for a few seconds.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from studio import corrections, films
+from studio import films
+from studio.evidence import EDITED, film_evidence
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,11 @@ class ReviewCounts:
 
 
 def count_reviews(store, film) -> ReviewCounts:
-    reviewed = corrected = 0
     frames = films.film_frames(store, film)
-    for frame in frames:
-        kinds = {row.kind for row in corrections.history(store, frame.id)}
-        reviewed += bool(kinds) or frame.reviewed_at is not None
-        corrected += "edit" in kinds
+    with store.session() as s:
+        evidence = {e.frame.id: e.kind for e in film_evidence(s, film.id)}
+    reviewed = sum(1 for f in frames if f.id in evidence or f.reviewed_at is not None)
+    corrected = sum(1 for kind in evidence.values() if kind == EDITED)
     return ReviewCounts(len(frames), reviewed, corrected)
 
 
