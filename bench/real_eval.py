@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from correlnet.checkpoint import load_detector
+from correlnet.checkpoint import load_detector, split_spec
 from correlnet.default_model import default_model_path
 from correlnet.device import resolve_device
 from correlnet.real_eval import PART_NAMES, PARTS, RealEvalConfig, load_data, parse_parts, run_parts
@@ -37,9 +37,9 @@ SHIPPED = "correlnet/weights/default.pt"
 def resolve_spec(spec: str, tmp: Path) -> str:
     """A --model spec for correlnet.checkpoint.load_detector: git:COMMIT is extracted to `tmp`; a
     `+gate[:T]` / `+nogate` suffix is kept for load_detector."""
-    base, plus, suffix = spec.rpartition("+")
-    if plus and suffix.partition(":")[0] in ("gate", "nogate", "sure", "nosure"):
-        return resolve_spec(base, tmp) + "+" + suffix
+    base, options = split_spec(spec)
+    if options:
+        return resolve_spec(base, tmp) + spec[len(base):]
     if spec == "default":
         return str(default_model_path())
     if spec.startswith("git:"):

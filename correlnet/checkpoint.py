@@ -139,6 +139,24 @@ _SPEC_OPTIONS = {
 }
 
 
+def split_spec(spec: str | os.PathLike) -> tuple[str, dict[str, float]]:
+    """(checkpoint path, {ModelConfig field: value}) of a --model spec whose path may end in
+    ``+gate[:T]`` / ``+nogate`` / ``+sure[:S]`` / ``+nosure`` (any order; see `load_detector`);
+    ValueError for a suffix whose value is not a number."""
+    path, options = str(spec), {}
+    while True:
+        head, plus, suffix = path.rpartition("+")
+        name, _, value = suffix.partition(":")
+        if not plus or name not in _SPEC_OPTIONS:
+            return path, options
+        field_name, default = _SPEC_OPTIONS[name]
+        try:
+            options[field_name] = float(value) if value else default()
+        except ValueError as exc:
+            raise ValueError(f"model spec {spec!r}: write PATH+{name}:VALUE with a number, e.g. +gate:0.03") from exc
+        path = head
+
+
 def load_detector(spec: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """The detector a `--model` argument names, on `device`, in eval mode: ``sdi-p`` or
     ``sdi-p:THRESHOLD`` is the classical SDI-p peer (`correlnet.sdi.SdiDetector`, its default or the
@@ -146,8 +164,9 @@ def load_detector(spec: str | os.PathLike, device: str | torch.device = "cpu") -
     path may end in ``+gate`` or ``+gate:THRESHOLD`` (the network with the temporal gate,
     `correlnet.temporal_gate`, at its default or the given evidence threshold), ``+nogate`` (without
     it, whatever its checkpoint asks for), ``+sure`` or ``+sure:SCORE`` (with the sure one-frame
-    marks, `ModelConfig.sure_marks`, default SDI-p's threshold) and ``+nosure``, in any combination. The one place that resolves a model spec:
-    every command and benchmark that takes --model calls it.
+    marks, `ModelConfig.sure_marks`, default SDI-p's threshold) and ``+nosure``, in any combination
+    (`split_spec`). The one place that resolves a model spec: every command and benchmark that takes
+    --model calls it.
     Raises CheckpointError for unusable files, ValueError for a malformed spec."""
     from .device import resolve_device
     from .sdi import SdiConfig, SdiDetector
@@ -155,18 +174,7 @@ def load_detector(spec: str | os.PathLike, device: str | torch.device = "cpu") -
     sdi = SdiConfig.from_spec(spec)
     if sdi is not None:
         return SdiDetector(sdi).to(resolve_device(device)).eval()
-    path, options = str(spec), {}
-    while True:  # trailing +gate[:T] / +nogate / +sure[:S] / +nosure, in any order
-        head, plus, suffix = path.rpartition("+")
-        name, _, value = suffix.partition(":")
-        if not plus or name not in _SPEC_OPTIONS:
-            break
-        field_name, default = _SPEC_OPTIONS[name]
-        try:
-            options[field_name] = float(value) if value else default()
-        except ValueError as exc:
-            raise ValueError(f"model spec {spec!r}: write PATH+{name}:VALUE with a number, e.g. +gate:0.03") from exc
-        path = head
+    path, options = split_spec(spec)
     if not options:
         return load_model(spec, device)
     model = load_model(path, device)

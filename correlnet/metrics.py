@@ -109,3 +109,16 @@ def count_blobs(pred_mask: np.ndarray, true_mask: np.ndarray) -> PixelCounts:
     touching = np.unique(pred_labels[pred_mask & true_mask])
     n_found = int(np.count_nonzero(found))
     return PixelCounts(n_found, (n_pred - 1) - int(np.count_nonzero(touching)), (n_true - 1) - n_found)
+
+
+def supported_components(labels: np.ndarray, count: int, support: np.ndarray, fraction: float) -> np.ndarray:
+    """(count + 1,) bool: which components 1..count of `labels` ((H, W) int, 0 = background) have at
+    least `fraction` of their pixels in `support` ((H, W) bool); entry 0 (background) is False.
+    The test behind the temporal gate's marks, the one-frame share and the sure-defect recall."""
+    if labels.shape != support.shape:
+        raise ValueError(f"labels {labels.shape} and support {support.shape} must have the same shape")
+    size = np.bincount(labels.ravel(), minlength=count + 1)
+    hit = np.bincount(labels.ravel(), weights=np.asarray(support, bool).ravel(), minlength=count + 1)
+    keep = hit >= fraction * size
+    keep[0] = False
+    return keep

@@ -29,9 +29,10 @@ from torch import nn
 
 from correlnet.annotations import annotated_numbers, annotation_path, load_annotation
 from correlnet.evaluate import centre_frames, clean_triplet
-from correlnet.metrics import PixelCounts, count_pixels
+from correlnet.metrics import PixelCounts, count_pixels, supported_components
 from correlnet.neighbours import SequenceAnalysis, analyse_sequence, thumbnail
-from correlnet.sdi import SdiConfig, triplet_score
+from correlnet.sdi import Compensation, compensate_triplet
+from correlnet.sure_defects import SureConfig, sure_labels
 from correlnet.streaming import detect_frames
 from correlnet.tiling import TilingConfig, predict_triplet_tiled
 
@@ -99,11 +100,7 @@ def one_frame_pixels(mask: np.ndarray, score: np.ndarray, evidence: float = ONE_
     n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return 0
-    size = np.bincount(labels.ravel(), minlength=n)
-    strong = np.bincount(labels.ravel(), weights=(score >= evidence).ravel(), minlength=n)
-    one = (strong >= fraction * size)
-    one[0] = False  # label 0 is the background
-    return int(size[one].sum())
+    return int(supported_components(labels, n - 1, score >= evidence, fraction)[labels].sum())
 
 
 def clean_video_flagged(model: nn.Module, clips: Mapping[str, np.ndarray], frames: int, threshold: float,
@@ -151,23 +148,21 @@ class FilmClip:
         return detect_frames(model, lambda j: self.frames[j], self.analysis.neighbours, tiling, device,
                              indices=indices)
 
-    def sdi_evidence(self, i: int) -> np.ndarray:
-        """SDI-p score (H, W) of frame i with its neighbours (default SdiConfig)."""
+    def compensation(self, i: int) -> Compensation:
+        """Frame i with its neighbours compensated onto it (the sure-defect rule's DIS settings, which
+        are the default SdiConfig's): shared by the one-frame share and the sure-defect recall."""
         nb = self.analysis.neighbours[i]
-        return triplet_score(self.frames[nb.prev], self.frames[i], self.frames[nb.next], SdiConfig())
+        return compensate_triplet(self.frames[nb.prev], self.frames[i], self.frames[nb.next], SureConfig().flow)
 
 
-def sure_defects_found(clip: "FilmClip", i: int, mask: np.ndarray, fraction: float = 0.5) -> tuple[int, int]:
-    """(sure one-frame defects of frame i, how many have at least `fraction` of their pixels in mask)."""
-    from correlnet.sure_defects import sure_defect_labels
-
-    nb = clip.analysis.neighbours[i]
-    labels, count = sure_defect_labels(clip.frames[nb.prev], clip.frames[i], clip.frames[nb.next])
+def sure_defects_found(comp: Compensation, score: np.ndarray, mask: np.ndarray,
+                       fraction: float = 0.5) -> tuple[int, int]:
+    """(sure one-frame defects of a compensated frame, how many have at least `fraction` of their
+    pixels in mask); score is ``comp.score()``."""
+    labels, count = sure_labels(comp, SureConfig(), score)
     if count == 0:
         return 0, 0
-    size = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    hit = np.bincount(labels.ravel(), weights=mask.ravel(), minlength=count + 1)[1:]
-    return count, int((hit >= fraction * size).sum())
+    return count, int(supported_components(labels, count, mask, fraction).sum())
 
 
 def real_film_flagged(model: nn.Module, clips: Mapping[str, FilmClip], threshold: float, tiling: TilingConfig,
@@ -179,8 +174,10 @@ def real_film_flagged(model: nn.Module, clips: Mapping[str, FilmClip], threshold
         counts = Flagged()
         for i, probs in clip.predict(model, clip.predictable, tiling, device):
             mask = probs >= threshold
-            one = one_frame_pixels(mask, clip.sdi_evidence(i)) if mask.any() else 0
-            sure, found = sure_defects_found(clip, i, mask)
+            comp = clip.compensation(i)
+            score = comp.score()
+            one = one_frame_pixels(mask, score) if mask.any() else 0
+            sure, found = sure_defects_found(comp, score, mask)
             counts = counts + Flagged(1, mask.size, int(mask.sum()), one, sure, found)
         per_clip[name] = counts
     return FlaggedReport(per_clip, one_frame=True)

@@ -172,8 +172,8 @@ def compensated_differences(frame_prev: np.ndarray, frame_mid: np.ndarray, frame
 
     frames: (H, W) float in [0, 1], all the same size.
     """
-    mid = _check_gray(frame_mid, "frame_mid")
-    return mid - compensate(mid, frame_prev, cfg), mid - compensate(mid, frame_next, cfg)
+    comp = compensate_triplet(frame_prev, frame_mid, frame_next, cfg)
+    return comp.frame_mid - comp.warp_prev, comp.frame_mid - comp.warp_next
 
 
 def sdi_score(d_prev: np.ndarray, d_next: np.ndarray) -> np.ndarray:
@@ -190,10 +190,7 @@ def triplet_score(frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.
                   cfg: SdiConfig) -> np.ndarray:
     """SDI-p score (H, W) float32 >= 0 of the middle frame: `sdi_score` of the compensated
     differences, each minus its median when cfg.remove_median. frames: (H, W) float in [0, 1]."""
-    d_prev, d_next = compensated_differences(frame_prev, frame_mid, frame_next, cfg)
-    if cfg.remove_median:
-        d_prev, d_next = d_prev - np.float32(np.median(d_prev)), d_next - np.float32(np.median(d_next))
-    return sdi_score(d_prev, d_next)
+    return compensate_triplet(frame_prev, frame_mid, frame_next, cfg).score(cfg.remove_median)
 
 
 def sdi_mask(frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.ndarray, cfg: SdiConfig) -> np.ndarray:

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from correlnet.sdi import Compensation, SdiConfig, compensate_triplet
+from correlnet.metrics import supported_components
+from correlnet.sdi import SdiConfig, compensate_triplet
 from correlnet.sure_defects import SureConfig, sure_labels
 
 __all__ = ["GateConfig", "gate_config_of", "sure_config", "temporal_evidence", "gate_probs"]
@@ -128,12 +129,9 @@ def gate_probs(probs: np.ndarray, frame_prev: np.ndarray, frame_mid: np.ndarray,
     out = probs.copy()
     if cfg.threshold > 0 and marks.any():
         n, labels = cv2.connectedComponents(marks, connectivity=8)
-        evidence = _evidence(score, cfg)
-        size = np.bincount(labels.ravel(), minlength=n)
-        support = np.bincount(labels.ravel(), weights=evidence.ravel(), minlength=n)
-        drop = support < cfg.min_support * size
-        drop[0] = False  # background
-        out[drop[labels]] = 0.0
+        keep = supported_components(labels, n - 1, _evidence(score, cfg), cfg.min_support)
+        keep[0] = True  # background: not a mark, left as it is
+        out[~keep[labels]] = 0.0
     if cfg.sure is not None:
         sure, count = sure_labels(comp, cfg.sure, score)
         if count:

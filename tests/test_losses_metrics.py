@@ -106,3 +106,20 @@ def test_dataset_total_is_summed_counts_not_mean_frame_f1():
     assert total.f1 == pytest.approx(200 / 204)
     mean_frame_f1 = (1.0 + 0.0 + 0.0) / 3   # per-frame F1s: 1, 0, 0
     assert abs(total.f1 - mean_frame_f1) > 0.5
+
+
+def test_supported_components_against_a_hand_count():
+    from correlnet.metrics import supported_components
+
+    labels = np.zeros((4, 6), np.int64)
+    labels[0, :4] = 1  # 4 px, 1 of them supported: 25 %
+    labels[2:4, 0:2] = 2  # 4 px, 2 supported: 50 %
+    labels[3, 5] = 3  # 1 px, unsupported
+    support = np.zeros((4, 6), bool)
+    support[0, 0] = support[2, 0] = support[3, 1] = True
+    support[1, 5] = True  # background pixels never count
+    np.testing.assert_array_equal(supported_components(labels, 3, support, 0.5), [False, False, True, False])
+    np.testing.assert_array_equal(supported_components(labels, 3, support, 0.25), [False, True, True, False])
+    np.testing.assert_array_equal(supported_components(labels, 3, support, 0.0), [False, True, True, True])
+    with pytest.raises(ValueError, match="same shape"):
+        supported_components(labels, 3, support[:2], 0.5)

@@ -87,6 +87,14 @@ def degrade_triplet_with_base(
         return _degrade_physical(_checked(clean), cfg, rng, bank)
     base = texture_triplet(_checked(clean), cfg, rng)
     degraded = draw_defects(base, cfg, rng, bank)
+    masks = _blur_and_label(base, degraded, cfg, rng)
+    return degraded, masks, base
+
+
+def _blur_and_label(base: np.ndarray, degraded: np.ndarray, cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """The optics and the labelling rule (module docstring), in place on both (3, H, W) triplets:
+    one Gaussian blur per frame applied alike to base and degraded, then masks (3, H, W) bool where a
+    defect moved the value by >= cfg.min_contrast, and degraded reset to base elsewhere."""
     if cfg.blur:
         for t in range(base.shape[0]):
             sigma = rng.uniform(*cfg.blur_sigma)
@@ -95,26 +103,16 @@ def degrade_triplet_with_base(
                 degraded[t] = cv2.GaussianBlur(degraded[t], (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     masks = np.abs(degraded - base) >= cfg.min_contrast
     degraded[~masks] = base[~masks]
-    return degraded, masks, base
+    return masks
 
 
 def _degrade_physical(
     clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator, bank: DefectBank | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`degrade_triplet_with_base` in the physical order of a scan (module docstring)."""
-    base = np.array(clean, dtype=np.float32, copy=True)
-    if cfg.flicker:
-        for frame in base:
-            add_flicker(frame, cfg, rng)
+    base = texture_triplet(clean, replace(cfg, grain=False), rng)  # flicker (exposure) only: grain comes last
     degraded = draw_defects(base, cfg, rng, bank)
-    if cfg.blur:
-        for t in range(base.shape[0]):
-            sigma = rng.uniform(*cfg.blur_sigma)
-            if sigma > 0.1:
-                base[t] = cv2.GaussianBlur(base[t], (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-                degraded[t] = cv2.GaussianBlur(degraded[t], (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    masks = np.abs(degraded - base) >= cfg.min_contrast
-    degraded[~masks] = base[~masks]
+    masks = _blur_and_label(base, degraded, cfg, rng)
     if cfg.grain:
         for t in range(base.shape[0]):
             field = grain_field(base[t].shape, cfg, rng)
