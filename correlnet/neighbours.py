@@ -12,6 +12,7 @@ Pure numpy (+ OpenCV for resizing); no torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -170,3 +171,16 @@ def analyse_sequence(thumbs: np.ndarray, cfg: NeighbourConfig = NeighbourConfig(
         hist_dists=hist_dists,
         cuts=cuts,
     )
+
+
+def sequence_neighbours(read_frame: Callable[[int], np.ndarray], n: int,
+                        cfg: NeighbourConfig = NeighbourConfig()) -> list[Neighbours]:
+    """The neighbours `analyse_sequence` gives a sequence of n frames read one by one in order.
+
+    read_frame(i) -> (H, W) float32 in [0, 1]. The one rule for every path that predicts a sequence
+    (`correlnet detect` on a folder or video, `correlnet film import`): the same footage gets the
+    same neighbours, so the same masks, whichever way it comes in."""
+    if n < 1:
+        raise ValueError(f"a sequence needs at least one frame; got n={n}")
+    return analyse_sequence(np.stack([thumbnail(read_frame(i), cfg) for i in range(n)]), cfg).neighbours
+

@@ -110,7 +110,7 @@ def test_help_documents_neighbours_and_naming_without_importing_torch():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert res.returncode == 0, res.stderr
     text = " ".join(res.stdout.split())
-    assert "used twice" in text and "000000.png" in text and "probabilities/" in text
+    assert "uses it twice" in text and "shot cut" in text and "000000.png" in text and "probabilities/" in text
 
 
 def scan_folder(tmp_path: Path, n: int = 3) -> tuple[Path, dict[str, bytes]]:
@@ -169,3 +169,48 @@ def test_huge_frames_are_refused_from_their_header(tmp_path, checkpoint, capsys,
     assert main(["detect", "--model", str(checkpoint), str(folder), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "f_0.png" in err and "12000x12000, above the limit" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_detect_and_film_detect_give_the_same_masks_on_duplicated_real_frames(tmp_path, monkeypatch, real_film_dir):
+    """The 1906 clip repeats frame 2 as frame 3: both paths must see frames 1 and 4 around them."""
+    import shutil
+
+    from studio.detection import load_prediction
+    from studio.films import film_frames, get_film
+    from studio.settings import Settings
+    from db.store import Store
+    from db.models import Prediction
+    from sqlalchemy import select
+
+    src = tmp_path / "market"
+    src.mkdir()
+    for n in range(1, 7):
+        shutil.copy(real_film_dir / "a_trip_down_market_street_before_the_fire" / f"{n:05d}.png", src)
+    monkeypatch.setenv("CORRELNET_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CORRELNET_DB_URL", raising=False)
+    monkeypatch.delenv("CORRELNET_DEFAULT_MODEL", raising=False)  # the shipped detector, gate included
+    monkeypatch.setenv("CORRELNET_DEVICE", "cpu")
+    assert main(["detect", str(src), "--out", str(tmp_path / "masks"), "--device", "cpu"]) == 0
+    assert main(["film", "import", str(src), "--name", "market"]) == 0
+    assert main(["film", "detect", "market"]) == 0
+    store = Store.open(Settings.from_env())
+    frames = film_frames(store, get_film(store, "market"))
+    assert [(f.prev_index, f.next_index) for f in frames[1:3]] == [(0, 3), (0, 3)]
+    with store.session() as s:
+        stored = {p.frame_id: p for p in s.execute(select(Prediction)).scalars()}
+    marks = 0
+    for frame in frames:
+        film_mask = load_prediction(store, stored[frame.id]) >= 0.5
+        cli_mask = cv2.imread(str(tmp_path / "masks" / f"{frame.number:05d}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        assert np.array_equal(cli_mask, film_mask), frame.number
+        marks += int(cli_mask.sum())
+    store.close()
+    assert marks > 0  # real dust is found, so equal masks are not two empty ones
+    # And the rule matters here: with plain i-1 / i+1 neighbours the duplicate's mask is another one.
+    model = load_model(Path(__file__).resolve().parents[1] / "correlnet" / "weights" / "default.pt")
+    gray = [to_gray_float(cv2.imread(str(src / f"{n:05d}.png"), cv2.IMREAD_GRAYSCALE)) for n in range(1, 7)]
+    p, q = default_neighbours(6)[2]
+    plain = predict_triplet_tiled(model, np.stack([gray[p], gray[2], gray[q]]), TilingConfig(), torch.device("cpu")) >= 0.5
+    cli_third = cv2.imread(str(tmp_path / "masks" / "00003.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert not np.array_equal(plain, cli_third)

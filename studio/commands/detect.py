@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 
 EPILOG = """\
-Neighbours: each frame is compared with the frame before and after it; the first and the last
-frame have only one neighbour, which is then used twice (prev = next).
+Neighbours: each frame is compared with the nearest distinct frame before and after it in its shot,
+as `correlnet film import` chooses them: duplicated frames (pulldown, re-scans) are skipped and no
+frame is compared across a shot cut; a frame with one usable neighbour uses it twice (prev = next).
 
 Output names: for a folder of frames, DIR/<input frame name>.png (frame_0012.tif -> frame_0012.png);
 for a video, DIR/000000.png, DIR/000001.png, ... by 0-based frame index. Masks are 8-bit
@@ -46,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is a defect (default 0.5)")
     p.add_argument("--probabilities", action="store_true", help="also write 8-bit probability PNGs (see below)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
+    p.add_argument("--runtime", default=None, choices=("auto", "eager", "openvino", "onnxruntime", "half"),
+                   help="inference runtime (default: $CORRELNET_RUNTIME, else auto: OpenVINO on the CPU when "
+                   "installed, half precision on CUDA; eager is plain PyTorch)")
     p.add_argument("--tile", type=int, default=None, metavar="N",
                    help="largest tile side in pixels (default 2048: HD and 2K frames run whole; "
                    "use e.g. 1024 if memory runs out)")
@@ -179,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     from correlnet.checkpoint import CheckpointError, load_detector
     from correlnet.device import resolve_device
     from correlnet.frames import FrameReadError
-    from correlnet.streaming import default_neighbours, detect_frames
+    from correlnet.neighbours import sequence_neighbours
+    from correlnet.streaming import detect_frames
     from correlnet.tiling import TilingConfig
     from studio.cli import CliError
 
@@ -193,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         device = resolve_device(args.device)
+        tiling = TilingConfig.for_device(device, tile=tiling.tile, overlap=tiling.overlap)
         frames = _open_input(Path(args.input))
         check_output_folder(frames, Path(args.input), out, args.probabilities, args.overwrite)
         model = load_detector(_model_path(args.model), device)  # a checkpoint or sdi-p[:THRESHOLD]
@@ -202,10 +208,13 @@ def run(args: argparse.Namespace) -> int:
         (out / "probabilities" if args.probabilities else out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create the output folder {out} ({exc.strerror}); choose a writable folder") from exc
-    neighbours = default_neighbours(len(frames))
+    try:  # the film's neighbours (duplicates and cuts skipped), as `correlnet film import` gives them
+        neighbours = sequence_neighbours(frames, len(frames))
+    except (FrameReadError, ValueError) as exc:
+        raise CliError(f"{args.input}: {exc}") from exc
     try:
         with tqdm(total=len(frames), unit="frame", desc="detect") as bar:
-            for i, probs in detect_frames(model, frames, neighbours, tiling, device):
+            for i, probs in detect_frames(model, frames, neighbours, tiling, device, runtime=args.runtime):
                 _write_png(out / frames.names[i], np.where(probs >= args.threshold, 255, 0).astype(np.uint8))
                 if args.probabilities:
                     _write_png(out / "probabilities" / frames.names[i], np.round(probs * 255).astype(np.uint8))
