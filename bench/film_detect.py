@@ -13,6 +13,15 @@ Measures, in one run (so ratios are comparable under the same load):
   correlation's arithmetic counted by hand (it is not a matmul-shaped op);
 - the machine's float32 matmul GFLOP/s on the same threads, hence the frames/s the model would
   reach if every FLOP ran at matmul speed.
+- eager against accelerated (issue 17): the same frames streamed by `detect_frames` on a prepared
+  model with runtime "eager" and with the accelerated runtime (--runtime, default: what auto picks,
+  OpenVINO when installed), each after one warm-up pass over two frames (the head is converted once
+  per process and compiled once per frame size: that one-off is reported as compile_s), and the
+  largest difference of their probabilities.
+With --json, the last line is a JSON object with the keys eager_fps, accelerated_fps, end_to_end_fps
+(`detect_film` through a temporary store on --film N frames, default 6, after a warm-up on two frames),
+max_abs_prob_diff, plus runtime, compile_s, gflop_per_frame, matmul_gflops and flop_bound_share
+(accelerated frames/s over the frames/s at matmul speed).
 With --profile, the top operators of one streamed frame by self CPU time.
 With --film N, also the whole `correlnet film detect` path on N frames: the frames written as 8-bit
 PNGs, imported into a temporary SQLite store, then `studio.detection.detect_film` (PNG reads,
@@ -101,8 +110,10 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def time_film_detect(frames: np.ndarray, model_path: str | None) -> float:
-    """Seconds per frame of `studio.detection.detect_film` on `frames` imported into a temporary store."""
+def time_film_detect(frames: np.ndarray, model_path: str | None, warm: bool = False) -> float:
+    """Seconds per frame of `studio.detection.detect_film` on `frames` imported into a temporary store.
+    warm: first predict two frames (conversion and compilation of an accelerated runtime happen
+    once per process; the timed call then runs as on every film after the first)."""
     import tempfile
     from pathlib import Path
 
@@ -120,11 +131,57 @@ def time_film_detect(frames: np.ndarray, model_path: str | None) -> float:
         with temporary_store(Path(tmp) / "store") as store:
             film = import_film(store, src, name="bench")
             version = register_model_version(store, model_path or default_model_path())
+            if warm:
+                detect_film(store, film, version, device="cpu", frame_indices=[0, 1])
+                frames = frames[2:]
             t = time.perf_counter()
             result = detect_film(store, film, version, device="cpu")
             seconds = time.perf_counter() - t
     assert result.predicted == len(frames), result
     return seconds / len(frames)
+
+
+def _stream_fps(model, frames: np.ndarray, cfg: TilingConfig, device, runtime: str) -> tuple[float, float, np.ndarray, str]:
+    """(frames/s, warm-up seconds, probs (n, H, W), runtime used) of `detect_frames` on a prepared model,
+    timed after a warm-up pass over two frames."""
+    from correlnet.inference import prepare_for_inference
+
+    prepared = prepare_for_inference(model, device, runtime)
+    warm = timed(lambda: list(detect_frames(prepared, lambda i: frames[i], default_neighbours(2), cfg, device)))
+    nb = default_neighbours(len(frames))
+    result: list[np.ndarray] = []
+    t = timed(lambda: result.extend(p for _, p in detect_frames(prepared, lambda i: frames[i], nb, cfg, device)))
+    return len(frames) / t, warm, np.stack(result), getattr(prepared, "runtime_used", runtime)
+
+
+def compare_runtimes(model, frames: np.ndarray, cfg: TilingConfig, device, runtime: str | None) -> dict:
+    """eager as before issue 17 against the shipped path, and every runtime, on the same frames.
+
+    eager_fps: eager PyTorch with glibc's default memory behaviour (CORRELNET_KEEP_MEMORY=0);
+    runtime_fps[name]: each installed runtime with freed memory kept (`keep_freed_memory`);
+    accelerated_fps: the one `resolve_runtime` picks (or --runtime), memory kept: the shipped default."""
+    import os
+
+    from correlnet.runtime import MEMORY_ENV_VAR, available, keep_freed_memory, release_freed_memory, resolve_runtime
+
+    os.environ[MEMORY_ENV_VAR] = "0"
+    release_freed_memory()
+    eager_fps, _, reference, _ = _stream_fps(model, frames, cfg, device, "eager")
+    os.environ[MEMORY_ENV_VAR] = "1"
+    keep_freed_memory()
+    chosen = resolve_runtime(device, runtime)
+    out: dict = {"eager_fps": eager_fps, "runtime": chosen, "runtime_fps": {}, "compile_s": 0.0, "max_abs_prob_diff": 0.0}
+    for name in ("eager", "openvino", "onnxruntime"):
+        if not available(name):
+            continue
+        fps, warm, probs, used = _stream_fps(model, frames, cfg, device, name)
+        out["runtime_fps"][name] = fps
+        out["max_abs_prob_diff"] = max(out["max_abs_prob_diff"], float(np.abs(probs - reference).max()))
+        if name == chosen:
+            out["accelerated_fps"], out["runtime"] = fps, used
+            # The warm-up's time over two streamed frames: conversion and compilation, once per process.
+            out["compile_s"] = max(0.0, warm - 2 / fps)
+    return out
 
 
 def profile_one_frame(model, frames, cfg, device) -> str:
@@ -147,9 +204,18 @@ def main() -> None:
     ap.add_argument("--film", type=int, default=0, metavar="N",
                     help="also time `detect_film` end to end on N frames (PNG import, prediction PNGs, DB rows)")
     ap.add_argument("--model", default=None, metavar="CKPT", help="checkpoint to time (default: the shipped model)")
+    ap.add_argument("--runtime", default=None, help="accelerated runtime to compare with eager (default: auto's choice)")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line (keys in the module docstring)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
+    # The table below measures the paths as they were before issue 17 (glibc's default memory
+    # behaviour); --json's comparison switches the kept memory on for the shipped path.
+    import os
+
+    from correlnet.runtime import MEMORY_ENV_VAR
+
+    os.environ.setdefault(MEMORY_ENV_VAR, "0")
     model, what = load_default(args.model)
     frames = film(args.frames, np.random.default_rng(0))
     nb = default_neighbours(args.frames)
@@ -164,7 +230,7 @@ def main() -> None:
         t_naive = timed(lambda: [predict_triplet_tiled(model, frames[[p, i, q]], cfg, device, prepare=False)
                                  for i, (p, q) in enumerate(nb)])
         t_before = timed(lambda: list(detect_frames(model, lambda i: frames[i], nb, cfg, device, prepare=False)))
-        t_stream = timed(lambda: list(detect_frames(model, lambda i: frames[i], nb, cfg, device)))
+        t_stream = timed(lambda: list(detect_frames(model, lambda i: frames[i], nb, cfg, device, runtime="eager")))
         bound = gflops_machine * 1e9 / (net + corr)
         rows.append((tile, n_tiles, args.frames / t_naive, args.frames / t_before, args.frames / t_stream,
                      (net + corr) / 1e9, corr / 1e9, bound))
@@ -178,13 +244,41 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for tile, n, fn, fb, fs, g, gc, b in rows:
         print(f"| {tile} | {n} | {fn:.3f} | {fb:.3f} | {fs:.3f} | {g:.1f} ({gc:.1f}) | {b:.2f} | {fs / b:.2f} |")
+    summary = None
+    if args.json:
+        cfg = TilingConfig(tile=args.tile[0], overlap=min(TilingConfig().overlap, args.tile[0] * 3 // 8))
+        summary = compare_runtimes(model, frames, cfg, device, args.runtime)
+        net, corr = flops_per_frame(model, cfg)
+        bound = gflops_machine * 1e9 / (net + corr)
+        summary.update(gflop_per_frame=(net + corr) / 1e9, matmul_gflops=gflops_machine,
+                       flop_bound_share=summary["accelerated_fps"] / bound, frames=args.frames)
+        print(f"\neager as before: {summary['eager_fps']:.3f} frames/s; memory kept: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in summary["runtime_fps"].items())
+              + f" frames/s; shipped path ({summary['runtime']}) {summary['accelerated_fps']:.3f} frames/s "
+              f"({summary['accelerated_fps'] / summary['eager_fps']:.2f}x), compile {summary['compile_s']:.1f} s, "
+              f"max |prob difference| {summary['max_abs_prob_diff']:.2e}")
+        if not args.film:
+            args.film = 6
+        if args.runtime:  # the end-to-end path reads the runtime from the environment, as the CLI does
+            os.environ["CORRELNET_RUNTIME"] = args.runtime
     if args.film:
-        per_frame = time_film_detect(film(args.film, np.random.default_rng(1)), args.model)
+        per_frame = time_film_detect(film(args.film + (2 if args.json else 0), np.random.default_rng(1)), args.model,
+                                     warm=args.json)
         print(f"\nend to end (detect_film, {args.film} frames, default tiling): {per_frame:.2f} s/frame, "
               f"{1 / per_frame:.3f} frames/s")
+        if summary is not None:
+            summary["end_to_end_fps"] = 1 / per_frame
     if args.profile:
         cfg = TilingConfig(tile=args.tile[0], overlap=min(TilingConfig().overlap, args.tile[0] * 3 // 8))
         print(profile_one_frame(model, frames, cfg, device))
+    if summary is not None:
+        import json
+
+        keys = ("eager_fps", "accelerated_fps", "end_to_end_fps", "max_abs_prob_diff", "runtime", "runtime_fps",
+                "compile_s", "gflop_per_frame", "matmul_gflops", "flop_bound_share", "frames")
+        rounded = {k: round(v, 6) if isinstance(v, float) else v for k, v in ((k, summary[k]) for k in keys)}
+        rounded["runtime_fps"] = {k: round(v, 4) for k, v in summary["runtime_fps"].items()}
+        print(json.dumps(rounded))
 
 
 if __name__ == "__main__":

@@ -150,8 +150,9 @@ def _shared_instance_callables(model: nn.Module) -> dict[int, object]:
     return memo
 
 
-def prepare_for_inference(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """An eval-mode copy of `model` on `device` with batch norm folded and channels_last weights.
+def prepare_for_inference(model: nn.Module, device: torch.device | str, runtime: str | None = None) -> nn.Module:
+    """An eval-mode copy of `model` on `device` with batch norm folded and channels_last weights,
+    run by the inference runtime `runtime` (None: $CORRELNET_RUNTIME or auto; `correlnet.runtime`).
 
     The caller's model is never modified (training code shares it). Outputs equal model.eval()'s
     up to float rounding; the copy is for prediction only (no BatchNorm left to train). A model
@@ -159,6 +160,9 @@ def prepare_for_inference(model: nn.Module, device: torch.device | str) -> nn.Mo
     set on a module instance (e.g. a counting wrapper around `stem_features`) are kept as they are:
     they still call the original model.
     """
+    from correlnet.runtime import accelerate, keep_freed_memory
+
+    keep_freed_memory()
     device = torch.device(device)
     if getattr(model, _PREPARED, None) == str(device):
         return model
@@ -167,5 +171,6 @@ def prepare_for_inference(model: nn.Module, device: torch.device | str) -> nn.Mo
     prepared.requires_grad_(False)
     # channels_last only makes sense for the 4-D conv weights; .to() leaves other tensors alone.
     prepared = prepared.to(device=device, memory_format=torch.channels_last)
+    prepared = accelerate(prepared, device, runtime)
     setattr(prepared, _PREPARED, str(device))
     return prepared

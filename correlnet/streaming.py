@@ -186,6 +186,7 @@ def detect_frames(
     on_frame: Callable[[int, np.ndarray], None] | None = None,
     indices: Iterable[int] | None = None,
     prepare: bool = True,
+    runtime: str | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Predict each frame of a sequence at full resolution.
 
@@ -197,7 +198,9 @@ def detect_frames(
     temporal gate when it has one (as `predict_triplet_tiled`); on_frame(index, probs) is called
     for each just before it is yielded.
     prepare: predict with a `prepare_for_inference` copy of the model (batch norm folded,
-        channels_last; same outputs up to float rounding); False runs `model` as given.
+        channels_last, the head run by `runtime`; same outputs up to float rounding); False runs
+        `model` as given.
+    runtime: the inference runtime (`correlnet.runtime`; None: $CORRELNET_RUNTIME, else auto).
     Raises ValueError for a model in training mode, neighbours or indices outside the sequence,
     and frames of another shape than the first.
     """
@@ -207,7 +210,7 @@ def detect_frames(
     if order and not (0 <= order[0] and order[-1] < len(pairs)):
         raise ValueError(f"indices must lie in [0, {len(pairs)}); got {order[0]}..{order[-1]}")
     if prepare:
-        model = prepare_for_inference(model, device)
+        model = prepare_for_inference(model, device, runtime)
     run = _stream_branch if is_branch_model(model) else _stream_stacked
     gate = gate_config_of(model)
     if gate.enabled:

@@ -35,6 +35,9 @@ from correlnet.models.padding import InputPadder
 from correlnet.temporal_gate import gate_config_of, gate_probs
 
 
+GPU_BATCH = 4  # tiles per forward call on CUDA (`TilingConfig.for_device`)
+
+
 @dataclass(frozen=True)
 class TilingConfig:
     """How a frame is cut into tiles.
@@ -51,6 +54,13 @@ class TilingConfig:
     tile: int = 2048
     overlap: int = 384
     batch: int = 1
+
+    @classmethod
+    def for_device(cls, device: torch.device | str, **fields: int) -> "TilingConfig":
+        """The default tiling on `device`: on CUDA, tiles of frames larger than a tile (4K, 6K scans)
+        run GPU_BATCH at a time; on the CPU one at a time (no faster, more memory). `fields` override."""
+        batch = GPU_BATCH if torch.device(device).type == "cuda" else 1
+        return cls(**{"batch": batch, **fields})
 
     def __post_init__(self) -> None:
         if self.tile < 1 or self.overlap < 0 or self.batch < 1:

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "studio.commands.detect",
     "studio.commands.pretrain",
     "studio.commands.evaluate",
+    "studio.commands.export_model",
     "studio.commands.film",
     "studio.commands.db",
     "studio.commands.worker",

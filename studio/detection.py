@@ -166,7 +166,7 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     neighbours = [(f.prev_index, f.next_index) for f in frames]
     count = 0
     for index, probs in detect_frames(model, lambda i: frame_gray(store, frames[i]), neighbours,
-                                      tiling or TilingConfig(), device, indices=todo):
+                                      tiling or TilingConfig.for_device(device), device, indices=todo):
         _save_prediction(store, film, frames[index], version.id, probs, set_uncertainty=active_id in (None, version.id))
         count += 1
         if on_progress:

@@ -11,6 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_FILM = ROOT.parent / "shared" / "data" / "real_film"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite predicts with eager PyTorch unless told otherwise (CORRELNET_RUNTIME=openvino pytest runs
+    # it all through OpenVINO): compiling a head per tiny test model costs more than the tests save.
+    # tests/test_runtime.py checks every runtime against eager explicitly.
+    os.environ.setdefault("CORRELNET_RUNTIME", "eager")
+
+
 @pytest.fixture
 def real_film_dir() -> Path:
     """../shared/data/real_film (1903/1906 footage, 480x368); skips where it is absent."""
