@@ -197,3 +197,20 @@ def test_app_binds_to_localhost_when_started_from_another_folder(tmp_path):
     loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
     assert addresses, "the app never listened"
     assert addresses <= loopback, f"the app listens on {addresses}, not on localhost only"
+
+
+def test_scanner_frames_upload_like_pngs_and_other_files_are_refused_by_name(plain, tmp_path):
+    """DPX, Cineon and EXR frames (what film import reads) pass the upload; the formats come from one home."""
+    from correlnet.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from webapp.uploads import ACCEPTED
+
+    assert {"." + s for s in ACCEPTED} == set(IMAGE_SUFFIXES) | set(VIDEO_SUFFIXES) | {".zip"}
+    store, _, _ = plain
+    files = [(f"scan.{n}.{ext}", f"{ext} bytes {n}".encode()) for n, ext in ((1001, "dpx"), (1002, "DPX"), (1003, "exr"))]
+    path, staging = stage_upload(files, store.data_dir / "uploads")
+    assert sorted(p.name for p in path.iterdir()) == sorted(n for n, _ in files)
+    assert (path / "scan.1003.exr").read_bytes() == b"exr bytes 1003"
+    with pytest.raises(UploadError, match=r"unsupported upload \(\.txt\)"):
+        stage_upload([("notes.txt", b"x")], store.data_dir / "uploads")
+    path, _ = stage_upload([("reel.mxf", b"mxf")], store.data_dir / "uploads")
+    assert path.name == "reel.mxf"

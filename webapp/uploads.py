@@ -19,8 +19,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv")
-FRAME_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+from correlnet.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES as _VIDEO
+
+# What film import reads (correlnet.frames, the one home of formats): scanner DPX, Cineon and EXR
+# frames upload like PNGs, ProRes/DNxHR .mov and .mxf like MP4.
+VIDEO_SUFFIXES = tuple(sorted(_VIDEO))
+FRAME_SUFFIXES = tuple(sorted(IMAGE_SUFFIXES))
 ACCEPTED = tuple(s.lstrip(".") for s in VIDEO_SUFFIXES + FRAME_SUFFIXES + (".zip",))
 
 
