@@ -53,8 +53,7 @@ def sure_components(comp: Compensation, cfg: SureConfig, score: np.ndarray | Non
     ``comp.score()`` when the caller has it already."""
     mid, flow_p, flow_n = comp.frame_mid, comp.flow_prev, comp.flow_next
     score = comp.score() if score is None else score
-    background = 0.5 * (comp.warp_prev + comp.warp_next)
-    disagreement = np.abs(comp.warp_prev - comp.warp_next)
+    wp, wn = comp.warp_prev, comp.warp_next  # background and disagreement are computed per box only
     n, labels, stats, _ = cv2.connectedComponentsWithStats((score >= cfg.score).astype(np.uint8), connectivity=8)
     h, w = mid.shape
     ring_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * cfg.ring_px + 1,) * 2)
@@ -71,9 +70,10 @@ def sure_components(comp: Compensation, cfg: SureConfig, score: np.ndarray | Non
             continue
         if max(_spread(f[y0:y1, x0:x1][ring]) for f in (flow_p, flow_n)) > cfg.max_flow_spread:
             continue
-        if np.percentile(disagreement[y0:y1, x0:x1][grown], 90) > cfg.max_disagreement:
+        box_p, box_n = wp[y0:y1, x0:x1], wn[y0:y1, x0:x1]
+        if np.percentile(np.abs(box_p - box_n)[grown], 90) > cfg.max_disagreement:
             continue
-        yield (y0, y1, x0, x1), blob, (mid[y0:y1, x0:x1] - background[y0:y1, x0:x1]).astype(np.float32)
+        yield (y0, y1, x0, x1), blob, (mid[y0:y1, x0:x1] - 0.5 * (box_p + box_n)).astype(np.float32)
 
 
 def sure_defect_labels(frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.ndarray,
