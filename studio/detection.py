@@ -138,6 +138,32 @@ def _predicted_frame_ids(store: Store, film: Film, version_id: int) -> set[int]:
             Frame.film_id == film.id, Prediction.model_version_id == version_id)).scalars())
 
 
+def predict_film(store: Store, film: Film, version: ModelVersion | None = None, default_model: str | Path | None = None,
+                 device: str = "auto", on_progress: Progress | None = None, tiling: "TilingConfig | None" = None,
+                 limit: int | None = None, frame_indices: Sequence[int] | None = None) -> DetectResult:
+    """The film-detection use case, one for the app's worker and `correlnet film detect`.
+
+    version None: the film's active model (`active_model_version`); a film that has none is pinned to
+    it first, so a newer shipped default (a package upgrade) never silently becomes the parent of its
+    fine-tuning. Then `detect_film` (resumable; `frame_indices`, `limit` as there), and when `version`
+    is the film's active model the review order (Frame.uncertainty) is refreshed from its predictions.
+    """
+    from studio.active import refresh_frame_uncertainty
+    from studio.versions import activate_model_version
+
+    if version is None:
+        version = active_model_version(store, film, default_model)
+        if film.active_model_version_id is None:
+            activate_model_version(store, film.id, version.id)
+    result = detect_film(store, film, version, device=device, on_progress=on_progress, tiling=tiling, limit=limit,
+                         frame_indices=frame_indices)
+    with store.session() as s:
+        active_id = s.get(Film, film.id).active_model_version_id
+    if active_id == version.id:
+        refresh_frame_uncertainty(store, film.id, version.id)
+    return result
+
+
 def detect_film(store: Store, film: Film, model_version: ModelVersion | None = None, device: Any = "auto",
                 on_progress: Progress | None = None, tiling: "TilingConfig | None" = None,
                 limit: int | None = None, frame_indices: Sequence[int] | None = None) -> DetectResult:

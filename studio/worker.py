@@ -135,23 +135,15 @@ def failure_message(exc: BaseException) -> str:
 
 def run_predict(store: Any, job: Any, device: torch.device, progress: Any, default_model: Any = None) -> str:
     """Predict the film with its active model (resumable: already predicted frames are skipped)."""
-    from studio.detection import active_model_version
-
     film = _film(store, job.film_id)
-    version = active_model_version(store, film, default_model)
-    if film.active_model_version_id is None:
-        # Pin the film to the model its proposals come from, so a newer shipped default (a package
-        # upgrade) never silently becomes the parent of its fine-tuning.
-        from studio.versions import activate_model_version
-
-        activate_model_version(store, film.id, version.id)
-    return f"{_detect(store, film, version, device, progress, cancellable=True)} with model version {version.id}"
+    summary, version_id = _detect(store, film, None, device, progress, cancellable=True, default_model=default_model)
+    return f"{summary} with model version {version_id}"
 
 
 def repredict(store: Any, job: Any, version: Any, device: torch.device, progress: Any) -> str:
     """After publishing: predict the film with the new version (not cancellable: the version is
     already active, and its proposals should follow)."""
-    return _detect(store, _film(store, job.film_id), version, device, progress, cancellable=False)
+    return _detect(store, _film(store, job.film_id), version, device, progress, cancellable=False)[0]
 
 
 def _film(store: Any, film_id: int) -> Any:
@@ -161,9 +153,10 @@ def _film(store: Any, film_id: int) -> Any:
         return s.get(Film, film_id)
 
 
-def _detect(store: Any, film: Any, version: Any, device: torch.device, progress: Any, cancellable: bool) -> str:
-    from studio.active import refresh_frame_uncertainty
-    from studio.detection import detect_film
+def _detect(store: Any, film: Any, version: Any, device: torch.device, progress: Any, cancellable: bool,
+            default_model: Any = None) -> tuple[str, int]:
+    """(summary, model version id) of `studio.detection.predict_film` as a job: progress, cancel."""
+    from studio.detection import predict_film
     from studio.finetune import JobCancelled
 
     def on_progress(done: int, total: int) -> None:
@@ -174,10 +167,9 @@ def _detect(store: Any, film: Any, version: Any, device: torch.device, progress:
     # there); a plain detection job predicts every frame.
     indices = None if cancellable else _uncorrected_indices(store, film.id)
     progress(step=0, total_steps=film.frame_count if indices is None else len(indices))
-    result = detect_film(store, film, model_version=version, device=device, on_progress=on_progress,
-                         frame_indices=indices)
-    refresh_frame_uncertainty(store, film.id, version.id)
-    return f"predicted {result.predicted} frame(s) of {film.name!r} ({result.skipped} already done)"
+    result = predict_film(store, film, version, default_model, device=device, on_progress=on_progress,
+                          frame_indices=indices)
+    return f"predicted {result.predicted} frame(s) of {film.name!r} ({result.skipped} already done)", result.model_version_id
 
 
 def _uncorrected_indices(store: Any, film_id: int) -> list[int]:

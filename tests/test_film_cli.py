@@ -195,3 +195,20 @@ def test_a_full_disk_ends_import_and_detect_with_one_line(env, capsys, monkeypat
     with store.session() as s:
         assert s.execute(select(Prediction)).first() is None
     store.close()
+
+
+def test_film_detect_pins_the_film_to_its_model_and_refreshes_the_review_order_as_the_worker_does(env, capsys):
+    """One use case (studio.detection.predict_film) for the CLI and the app's worker (issue 18 point 3)."""
+    assert main(["film", "import", str(env), "--name", "reel"]) == 0
+    store = store_of(env)
+    assert get_film(store, "reel").active_model_version_id is None
+    assert main(["film", "detect", "reel", "--limit", "2"]) == 0
+    film = get_film(store, "reel")
+    assert film.active_model_version_id is not None  # pinned: a later shipped default will not replace it
+    with store.session() as s:
+        version = s.get(ModelVersion, film.active_model_version_id)
+        assert version.film_id is None  # the global default it started from
+        rows = s.execute(select(Frame.uncertainty, Prediction.uncertainty).join(
+            Prediction, Prediction.frame_id == Frame.id)).all()
+    assert len(rows) == 2 and all(a == pytest.approx(b) for a, b in rows)
+    store.close()

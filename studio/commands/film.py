@@ -147,10 +147,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 def _model_version(store, film, spec: str | None, settings):  # type: ignore[no-untyped-def]
     from db.models import ModelVersion
-    from studio.detection import active_model_version, register_model_version
+    from studio.detection import register_model_version
 
     if spec is None:
-        return active_model_version(store, film, settings.default_model)
+        return None  # the film's active model, pinned by `predict_film` as the app's worker does
     if spec.isdigit():
         with store.session() as s:
             version = s.get(ModelVersion, int(spec))
@@ -186,7 +186,7 @@ def run_detect(args: argparse.Namespace) -> int:
     from correlnet.checkpoint import CheckpointError
     from correlnet.tiling import TilingConfig
     from studio.cli import CliError
-    from studio.detection import detect_film
+    from studio.detection import predict_film
 
     store, settings = _store()
     film = _film(store, args.film)
@@ -202,9 +202,9 @@ def run_detect(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         try:
-            result = detect_film(store, film, version, device=args.device or settings.device, on_progress=progress,
-                                 tiling=tiling, limit=args.limit,
-                                 frame_indices=None if frame_range is None else [f.index for f in chosen])
+            result = predict_film(store, film, version, settings.default_model, device=args.device or settings.device,
+                                  on_progress=progress, tiling=tiling, limit=args.limit,
+                                  frame_indices=None if frame_range is None else [f.index for f in chosen])
         except (ValueError, FileNotFoundError, CheckpointError) as exc:  # bad checkpoint, damaged frame file
             raise CliError(f"{exc} (frames predicted so far are kept; run the command again to resume)") from exc
         except (OSError, SQLAlchemyError) as exc:  # disk full, read-only data folder, database refused
