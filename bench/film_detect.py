@@ -224,7 +224,7 @@ def main() -> None:
     print(f"float32 matmul: {gflops_machine:.1f} GFLOP/s")
     rows = []
     for tile in args.tile:
-        cfg = TilingConfig(tile=tile, overlap=min(TilingConfig().overlap, tile * 3 // 8))
+        cfg = TilingConfig.for_tile(tile)
         n_tiles = len(make_grid((H + 31) // 32 * 32, (W + 31) // 32 * 32, cfg, model.size_multiple))
         net, corr = flops_per_frame(model, cfg)
         t_naive = timed(lambda: [predict_triplet_tiled(model, frames[[p, i, q]], cfg, device, prepare=False)
@@ -246,7 +246,7 @@ def main() -> None:
         print(f"| {tile} | {n} | {fn:.3f} | {fb:.3f} | {fs:.3f} | {g:.1f} ({gc:.1f}) | {b:.2f} | {fs / b:.2f} |")
     summary = None
     if args.json:
-        cfg = TilingConfig(tile=args.tile[0], overlap=min(TilingConfig().overlap, args.tile[0] * 3 // 8))
+        cfg = TilingConfig.for_tile(args.tile[0])
         summary = compare_runtimes(model, frames, cfg, device, args.runtime)
         net, corr = flops_per_frame(model, cfg)
         bound = gflops_machine * 1e9 / (net + corr)
@@ -269,7 +269,7 @@ def main() -> None:
         if summary is not None:
             summary["end_to_end_fps"] = 1 / per_frame
     if args.profile:
-        cfg = TilingConfig(tile=args.tile[0], overlap=min(TilingConfig().overlap, args.tile[0] * 3 // 8))
+        cfg = TilingConfig.for_tile(args.tile[0])
         print(profile_one_frame(model, frames, cfg, device))
     if summary is not None:
         import json

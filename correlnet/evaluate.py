@@ -14,6 +14,8 @@ cannot avoid and that the correlation is meant to remove (Sec. 1, Fig. 1).
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 import re
 import time
 import zlib
@@ -42,7 +44,7 @@ class EvalConfig:
 
     seed: int = 0
     triplets_per_sequence: int = 12
-    threshold: float = 0.5
+    threshold: float = DEFECT_THRESHOLD
     scene_trap: bool = True
     scene_blobs: SceneBlobConfig = field(default_factory=SceneBlobConfig)
     # The film-detection default (frames up to 2K run whole), so scores match what `detect` produces.

@@ -17,6 +17,8 @@ back as `Skipped` with the reason, and so does a single missing clip (listed und
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -45,7 +47,7 @@ class RealEvalConfig:
     per sequence of parts (a), (b) and (c); film_frames: the first frames of each real-film clip."""
 
     seed: int = 0
-    threshold: float = 0.5
+    threshold: float = DEFECT_THRESHOLD
     paper_frames: int = 12
     scene_trap: bool = True
     trap_frames: int = 6

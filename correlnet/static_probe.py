@@ -15,6 +15,8 @@ flagged, and the share of the speck found.
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 from dataclasses import dataclass
 
 import cv2
@@ -84,7 +86,7 @@ def static_scene(size: int = 192, noise: float = 0.005, seed: int = 0) -> Static
 
 
 @torch.inference_mode()
-def probe(model: nn.Module, scene: StaticScene, threshold: float = 0.5,
+def probe(model: nn.Module, scene: StaticScene, threshold: float = DEFECT_THRESHOLD,
           device: torch.device | str = "cpu") -> dict[str, float]:
     """{"<structure>": share of its pixels flagged, ..., "flagged_share": share of all pixels away from
     the speck (beyond 3 px) flagged, "speck_found": share of the speck flagged}."""

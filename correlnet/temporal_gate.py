@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from correlnet import DEFECT_THRESHOLD
 from correlnet.metrics import supported_components
 from correlnet.sdi import SdiConfig, compensate_triplet
 from correlnet.sure_defects import SureConfig, sure_labels
@@ -54,7 +55,7 @@ class GateConfig:
     threshold: float = 0.03
     dilate_px: int = 2
     min_support: float = 0.2
-    mark_threshold: float = 0.5
+    mark_threshold: float = DEFECT_THRESHOLD
     flow: SdiConfig = SdiConfig(flow_preset="fast", remove_median=True)
     # Sure marks added to the network's (None = off): the sure-defect rule at SDI-p's validated
     # threshold, a little looser than the bank's strict cut (`SureConfig` defaults).

@@ -56,6 +56,12 @@ class TilingConfig:
     batch: int = 1
 
     @classmethod
+    def for_tile(cls, tile: int, batch: int = 1) -> "TilingConfig":
+        """Tiles of at most `tile` px with the default overlap, capped at 3/8 of the tile (the one
+        rule for a --tile option: the CLI, film detection, fine-tuning validation, the benchmarks)."""
+        return cls(tile=tile, overlap=min(cls.overlap, tile * 3 // 8), batch=batch)
+
+    @classmethod
     def for_device(cls, device: torch.device | str, **fields: int) -> "TilingConfig":
         """The default tiling on `device`: on CUDA, tiles of frames larger than a tile (4K, 6K scans)
         run GPU_BATCH at a time; on the CPU one at a time (no faster, more memory). `fields` override."""

@@ -13,6 +13,8 @@ No torch here: the web app imports this module.
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 from collections import defaultdict
 from datetime import datetime
 from typing import Any, Sequence
@@ -47,7 +49,7 @@ def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
-def correction_effort(probs: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float:
+def correction_effort(probs: np.ndarray, mask: np.ndarray, threshold: float = DEFECT_THRESHOLD) -> float:
     """Dice between the proposal (`probs` (H, W) in [0, 1] at `threshold`) and the final `mask` (H, W)."""
     return mask_dice(np.asarray(probs) >= threshold, mask)
 

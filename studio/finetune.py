@@ -15,6 +15,8 @@ row exists, and the film's active model changes only in that final write.
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 import math
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -37,11 +39,8 @@ from studio.crop_sampler import CorrectionCrops, TrainFrame
 from studio.detection import THRESHOLD, active_model_version, load_prediction, load_version_model
 from studio.evidence import EvidenceSplit, FrameEvidence, assign_validation
 from studio.films import frame_gray
+from studio.jobs import JobCancelled  # noqa: F401  (raised here; its home is the jobs module)
 from studio.publish_gate import FrameScore, PublishGateConfig, PublishGateResult, decide, frame_score, pooled
-
-
-class JobCancelled(Exception):
-    """The restorer cancelled the job; nothing was published."""
 
 
 class FinetuneDataError(ValueError):
@@ -74,7 +73,7 @@ class FinetuneConfig:
     defect_crop_fraction: float = 0.25
     validation_fraction: float = 0.2
     validations: int = 3
-    threshold: float = 0.5
+    threshold: float = DEFECT_THRESHOLD
     bce_weight: float = 0.5  # as in pre-training (correlnet.train.TrainConfig)
     warmup_steps: int = 10
     grad_clip: float = 1.0
@@ -196,7 +195,7 @@ def validation_scores(model: nn.Module, triplets: list[np.ndarray], masks: list[
         return []
     # One batch-norm-folded eval copy for all frames; the model being fine-tuned is left untouched.
     inference_model = prepare_for_inference(model, device)
-    tiling = TilingConfig(tile=cfg.tile, overlap=min(192, cfg.tile // 4 - 1))
+    tiling = TilingConfig.for_tile(cfg.tile)
     return [frame_score(predict_triplet_tiled(inference_model, t, tiling, device) >= cfg.threshold, m)
             for t, m in zip(triplets, masks)]
 

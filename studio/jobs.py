@@ -26,6 +26,11 @@ FINISHED = ("succeeded", "failed", "cancelled")
 REQUEUE_NOTE = "re-queued: its worker stopped sending heartbeats"
 
 
+class JobCancelled(Exception):
+    """The restorer cancelled a job (fine-tuning or detection): the worker ends it as cancelled. What
+    the job finished before stays (predicted frames); a fine-tuning job publishes nothing."""
+
+
 class JobError(ValueError):
     """A job request that cannot be honoured; the message says why and what to do."""
 

@@ -157,7 +157,7 @@ def _detect(store: Any, film: Any, version: Any, device: torch.device, progress:
             default_model: Any = None) -> tuple[str, int]:
     """(summary, model version id) of `studio.detection.predict_film` as a job: progress, cancel."""
     from studio.detection import predict_film
-    from studio.finetune import JobCancelled
+    from studio.jobs import JobCancelled
 
     def on_progress(done: int, total: int) -> None:
         if progress(step=done, total_steps=total) and cancellable:
@@ -185,7 +185,8 @@ def _uncorrected_indices(store: Any, film_id: int) -> list[int]:
 
 def _execute(store: Any, job: Any, device: torch.device, cfg: WorkerConfig, progress: Any) -> tuple[str, str, int | None]:
     """(status, message, published model version id) of one job; never raises for job failures."""
-    from studio.finetune import FinetuneConfig, JobCancelled, run_finetune
+    from studio.finetune import FinetuneConfig, run_finetune
+    from studio.jobs import JobCancelled
 
     try:
         if job.kind == "finetune":

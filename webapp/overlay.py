@@ -11,6 +11,8 @@ depth and channel count the importer accepts.
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 from dataclasses import dataclass
 
 import cv2
@@ -46,7 +48,7 @@ class MaskFilter:
         canvas shown smaller than the film).
     """
 
-    threshold: float = 0.5
+    threshold: float = DEFECT_THRESHOLD
     polarity: str = "both"
     min_size: int = 1
     dilation: int = 0

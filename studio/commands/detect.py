@@ -7,6 +7,8 @@ correlation computed once).
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 import argparse
 import os
 from pathlib import Path
@@ -44,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, metavar="CKPT",
                    help="checkpoint, or 'sdi-p' / 'sdi-p:THRESHOLD' for the classical SDI-p detector "
                    "(default: $CORRELNET_DEFAULT_MODEL, else the shipped model)")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is a defect (default 0.5)")
+    p.add_argument("--threshold", type=float, default=DEFECT_THRESHOLD,
+                   help=f"probability above which a pixel is a defect (default {DEFECT_THRESHOLD})")
     p.add_argument("--probabilities", action="store_true", help="also write 8-bit probability PNGs (see below)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     p.add_argument("--runtime", default=None, choices=("auto", "eager", "openvino", "onnxruntime", "half"),
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tile is not None:
         if args.tile < 64:
             raise CliError(f"--tile must be at least 64 pixels, got {args.tile}")
-        tiling = TilingConfig(tile=args.tile, overlap=min(tiling.overlap, args.tile * 3 // 8), batch=tiling.batch)
+        tiling = TilingConfig.for_tile(args.tile)
     out = Path(args.out)
     try:
         device = resolve_device(args.device)

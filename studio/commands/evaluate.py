@@ -8,6 +8,8 @@ The parser is built without importing torch; the work happens in `run`.
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 import argparse
 import json
 
@@ -44,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="evaluated frames per sequence of parts a, b and c (default 12, 6 and 10)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="read at most N frames per --source")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability at which a pixel is flagged")
+    p.add_argument("--threshold", type=float, default=DEFECT_THRESHOLD, help="probability at which a pixel is flagged")
     p.add_argument("--no-scene-trap", action="store_true", help="skip the scene-blob false-positive test (part a)")
     p.add_argument("--pictures", default=None, metavar="DIR", help="write Fig. 5 TP/FP/FN pictures of part a here")
     p.add_argument("--device", default="auto")

@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="model version id, or a checkpoint file (default: the film's active model)")
     det.add_argument("--device", default=None, help="auto, cpu or cuda (default: CORRELNET_DEVICE or auto)")
     det.add_argument("--limit", type=int, default=None, metavar="N", help="predict at most N frames this run")
-    det.add_argument("--tile", type=int, default=1024, help="tile side in pixels (default 1024)")
+    det.add_argument("--tile", type=int, default=None,
+                     help="largest tile side in pixels (default 2048, as the app: HD and 2K frames run whole; "
+                     "lower it, e.g. 1024, if memory runs out)")
     det.add_argument("--frames", default=None, metavar="FIRST-LAST",
                      help="only the frames numbered FIRST..LAST (e.g. 1001-1100; a render farm's chunk); safe to "
                      "run twice and in any order: frames already predicted by the model version are skipped")
@@ -193,7 +195,7 @@ def run_detect(args: argparse.Namespace) -> int:
     frame_range, chosen = _frame_range(store, film, args.frames)
     try:
         version = _model_version(store, film, args.model, settings)
-        tiling = TilingConfig(tile=args.tile, overlap=min(192, max(0, args.tile // 2 - 32)))
+        tiling = None if args.tile is None else TilingConfig.for_tile(args.tile)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
     with tqdm(unit="frame", desc=f"detect {film.name}") as bar:
