@@ -8,11 +8,11 @@ columns x0-d..x0+_TILE-1+d. Only a diagonal band of that product is wanted, so t
 (_TILE + 2d) / (2d + 1) (1.33x at d=10); the window is a strided view of a re-laid-out copy of one
 sample of `b` ((_TILE+2d)/_TILE times its size), never a (2d+1)^2 * C * H * W unfolded tensor.
 The backward pass is the same tiled product (`_correlation_transpose`); the gradient for `b` is the
-one for `a` with the output gradient flipped (as in `flip_correlation`). Kernel k is a k x k box
-sum of the kernel-1 map (zero padding; the 1/k^2 is folded into the scaling of `a`), done in place one
-sample at a time in blocks of rows that stay in cache (`box_sum`), instead of an avg_pool2d forward and
-backward over the whole (B, D*D, H, W) map in fresh allocations; its adjoint is the same box sum
-(symmetric kernel), applied to the output gradient per sample in reused buffers. The band is
+one for `a` with the output gradient flipped (as in `flip_correlation`). Kernel k is one path, the one
+the models use: the kernel-1 map, then the k x k mean with zero padding (`patch_average`). The models
+apply that mean after their 1x1 fusion conv, on C channels instead of (2d+1)^2 (`TripletNet.head`),
+which is exact because both are linear; an in-Function box sum for k > 1 that only tests and a
+benchmark reached was removed (issue 18). The band is
 contiguous along the displacement, so maps come out in channels_last memory format: converting to
 NCHW strides would be one more pass over the largest tensor, and convolutions and torch.cat accept
 either."""
@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .box_sum import box_buffer, box_sum, box_summer
 from .correlation_flip import flip_correlation, flipper
 
 __all__ = ["Correlation", "flip_correlation", "local_correlation", "patch_average"]
@@ -119,14 +118,13 @@ def _band(prod: torch.Tensor, n_tiles: int, D: int, s: int) -> torch.Tensor:
     return prod.as_strided((n_tiles, rows // n_tiles, t, D, D), ((rows // n_tiles) * t * dwn, t * dwn, dwn + 1, wn, s))
 
 
-def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int = 0) -> torch.Tensor:
-    """Patch sums: a, b (B, C, H, W) -> (B, H, W, D, D), D = 2r+1, patch (2p+1) x (2p+1).
+def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.Tensor:
+    """Products: a, b (B, C, H, W) -> (B, H, W, D, D), D = 2r+1.
 
     Entry [y, x, i, j] is a[:, y, x] . b[:, y + (i-r)*s, x + (j-r)*s]. The result is displacement-last
     because the band of a tile product is contiguous along j. One batched GEMM per (sample, row residue)
     covers every tile: stacking the tiles' row blocks makes the batch step uniform, at the price of
-    2r garbage rows per tile (16% more arithmetic at H=128, d=10). With p > 0 each sample's kernel-1
-    map is box-summed (`box_sum`) right after it is written, while much of it is still in cache.
+    2r garbage rows per tile (16% more arithmetic at H=128, d=10).
     """
     B, C, H, W = a.shape
     D = 2 * r + 1
@@ -136,7 +134,6 @@ def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int = 
     prod = a.new_empty(n_tiles * hq, tile, D * wn)
     n_rows = n_tiles * hq - 2 * r
     full = (W // tile) * tile
-    halo = box_buffer(out[0].view(H, W, D * D), p) if p else None
     for bi in range(B):
         b_w = windows_of(bi)
         for m in range(min(s, H)):
@@ -147,8 +144,6 @@ def _correlate_tiles(a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int = 
             dest[:, :full].view(band.shape[1], W // tile, tile, D, D).copy_(band[: W // tile].transpose(0, 1))
             if full < W:
                 dest[:, full:] = band[-1, :, : W - full]
-        if p:
-            box_sum(out[bi].view(H, W, D * D), out[bi].view(H, W, D * D), p, halo)
     return out
 
 
@@ -187,13 +182,13 @@ def _correlation_transpose(
 
 
 class _TiledCorrelation(torch.autograd.Function):
-    """Stride1-1 correlation sums (B, D*D, H, W) over (2p+1)^2 patches, with a hand-written backward."""
+    """Stride1-1 kernel-1 correlation products (B, D*D, H, W), with a hand-written backward."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, r: int, s: int, p: int) -> torch.Tensor:
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, r: int, s: int) -> torch.Tensor:
         ctx.save_for_backward(a, b)
-        ctx.r, ctx.s, ctx.p = r, s, p
-        out = _correlate_tiles(a, b, r, s, p)
+        ctx.r, ctx.s = r, s
+        out = _correlate_tiles(a, b, r, s)
         B, H, W = out.shape[:3]
         return out.view(B, H, W, -1).permute(0, 3, 1, 2)
 
@@ -201,7 +196,7 @@ class _TiledCorrelation(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         a, b = ctx.saved_tensors
-        r, s, p = ctx.r, ctx.s, ctx.p
+        r, s = ctx.r, ctx.s
         D = 2 * r + 1
         g_last = grad.permute(0, 2, 3, 1).contiguous()  # a no-op for the usual channels_last grad
         grad_a = grad_b = None
@@ -210,12 +205,12 @@ class _TiledCorrelation(torch.autograd.Function):
         spread = a.new_zeros(n_tiles * hq, tile, D * wn)
         if ctx.needs_input_grad[0]:
             g5 = g_last.view(*g_last.shape[:3], D, D)
-            grad_a = _correlation_transpose(box_summer(g5, p) if p else lambda bi: g5[bi], b, r, s, spread)
+            grad_a = _correlation_transpose(lambda bi: g5[bi], b, r, s, spread)
         if ctx.needs_input_grad[1]:
             # corr[y, delta] = a[y] . b[y + delta], so b's gradient is the same adjoint with a, applied
             # to the gradient re-indexed by (y + delta, -delta): the flip of `flip_correlation`.
-            grad_b = _correlation_transpose(flipper(g_last, r, s, p), a, r, s, spread)
-        return grad_a, grad_b, None, None, None
+            grad_b = _correlation_transpose(flipper(g_last, r, s), a, r, s, spread)
+        return grad_a, grad_b, None, None
 
 
 def patch_average(corr: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -254,9 +249,8 @@ def local_correlation(
     """
     _check(a, b, max_displacement, kernel_size, stride1, stride2)
     r = max_displacement // stride2
-    # Scaling a (C*H*W values) is cheaper than scaling the (2d+1)^2-times larger output; the box
-    # sum inside the Function turns the kernel-1 map into the kernel-k one (k*k in the divisor).
-    corr = _TiledCorrelation.apply(a / (a.shape[1] * kernel_size**2), b, r, stride2, kernel_size // 2)
+    # Scaling a (C*H*W values) is cheaper than scaling the (2d+1)^2-times larger output.
+    corr = patch_average(_TiledCorrelation.apply(a / a.shape[1], b, r, stride2), kernel_size)
     # stride1 samples the full map: simple and exact; Correl-Net itself uses stride1 = 1 (Sec. 3.1).
     if stride1 > 1:
         corr = corr[:, :, ::stride1, ::stride1].contiguous(memory_format=torch.channels_last)

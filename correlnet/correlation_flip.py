@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from .box_sum import box_buffer, box_sum
 
 
-def flipper(corr_last: torch.Tensor, r: int, s: int, p: int = 0):
+def flipper(corr_last: torch.Tensor, r: int, s: int):
     """corr_last: (B, H, W, D*D) -> function bi -> (H, W, D, D) view of sample bi's flipped map.
-
-    With p > 0 the map is box-summed over (2p+1) x (2p+1) pixels (`box_sum`) before the flip.
 
     flipped[y, x, i, j] = corr[y + di, x + dj, D-1-i, D-1-j] with (di, dj) = ((i - r)*s, (j - r)*s),
     zero where (y + di, x + dj) leaves the image. In a copy padded by d = r*s, the negative step over
@@ -28,13 +25,9 @@ def flipper(corr_last: torch.Tensor, r: int, s: int, p: int = 0):
     hp, wp = H + 2 * d, W + 2 * d
     padded = corr_last.new_zeros(hp, wp, DD)
     view = padded.as_strided((H, W, D, D), (wp * DD, DD, s * wp * DD - D, s * DD - 1), DD - 1)
-    halo = box_buffer(corr_last[0], p) if p else None
 
     def flipped_of(bi: int) -> torch.Tensor:
-        if p:
-            box_sum(corr_last[bi], padded[d : d + H, d : d + W], p, halo)
-        else:
-            padded[d : d + H, d : d + W] = corr_last[bi]
+        padded[d : d + H, d : d + W] = corr_last[bi]
         return view
 
     return flipped_of

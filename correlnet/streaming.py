@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from correlnet.correlation import Correlation, flip_correlation, local_correlation, patch_average
+from correlnet.correlation import Correlation, flip_correlation
 from correlnet.inference import prepare_for_inference
 from correlnet.models.padding import InputPadder
 from correlnet.temporal_gate import gate_config_of, gate_probs
@@ -104,16 +104,17 @@ def _last_use(order: list[int], pairs: list[tuple[int, int]]) -> tuple[dict, dic
 class _BranchCache:
     """Per-frame tile features and per-pair correlations, each computed once.
 
-    flip_correlation is exact only for kernel_size 1 (see its docstring), so for the paper's
-    kernel_size 3 (Sec. 3.1) the cache keeps the kernel-1 map of each pair and applies the patch
-    average per use: patch_average(flip(c1)) equals the reverse correlation exactly. Models whose
-    correlation layer is not a `Correlation` module compute each direction with pair_correlation.
+    flip_correlation is exact for kernel_size 1, and the models' layer is kernel-1 (the paper's
+    kernel 3, Sec. 3.1, is the patch average `TripletNet.head` applies after fusion), so each pair's
+    map is computed once and flipped for the other direction. A model whose layer is something else
+    (another kernel, not a `Correlation`) computes each direction with pair_correlation.
     """
 
     def __init__(self, model: nn.Module, load_tiles: Callable[[int], torch.Tensor], n_tiles: int, batch: int):
         self.model, self.load_tiles, self.n, self.batch = model, load_tiles, n_tiles, batch
         layer = getattr(model, "corr", None)
-        self.layer = layer if isinstance(layer, Correlation) and layer.stride1 == 1 else None
+        flippable = isinstance(layer, Correlation) and layer.stride1 == 1 and layer.kernel_size == 1
+        self.layer = layer if flippable else None
         self.feats: dict[int, Feats] = {}
         # Frame tiles, kept only for models whose decoder takes the frames as a skip (input_skip).
         self.input_skip = bool(getattr(getattr(model, "config", None), "input_skip", False))
@@ -136,12 +137,6 @@ class _BranchCache:
             self.features(j)
         return torch.cat([self.tiles[p], self.tiles[i], self.tiles[q]], 1)
 
-    def _raw_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        if self.layer is None or self.layer.kernel_size == 1:
-            return self.model.pair_correlation
-        c = self.layer
-        return lambda a, b: local_correlation(a, b, c.max_displacement, 1, 1, c.stride2)
-
     def correlation(self, a: int, b: int) -> tuple[torch.Tensor, bool]:
         """(stored map, flipped) for corr(a, b), a the middle frame: flipped means the map is
         corr(b, a) and must go through `finish(map, True)`; computed only when neither is stored."""
@@ -149,17 +144,14 @@ class _BranchCache:
             return self.raw[(a, b)], False
         if self.layer is not None and (b, a) in self.raw:
             return self.raw[(b, a)], True
-        self.raw[(a, b)] = _batched(self._raw_fn(), self.batch, self.n, self.features(a), self.features(b))
+        self.raw[(a, b)] = _batched(self.model.pair_correlation, self.batch, self.n, self.features(a), self.features(b))
         return self.raw[(a, b)], False
 
     def finish(self, raw: torch.Tensor, flipped: bool) -> torch.Tensor:
         """A stored map (a batch of its tiles) -> the correlation the head expects."""
-        if self.layer is None:
+        if not flipped:
             return raw
-        c = self.layer
-        if flipped:
-            raw = flip_correlation(raw, c.max_displacement, c.stride2)
-        return patch_average(raw, c.kernel_size)
+        return flip_correlation(raw, self.layer.max_displacement, self.layer.stride2)
 
     def evict(self, step: int, frame_last: dict, link_last: dict) -> None:
         self.feats = {j: f for j, f in self.feats.items() if frame_last[j] > step}
