@@ -12,6 +12,7 @@ the functions that run a model, so the web app can import `load_prediction` chea
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,12 +192,26 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     model = load_version_model(store, version, device)
     neighbours = [(f.prev_index, f.next_index) for f in frames]
     count = 0
-    for index, probs in detect_frames(model, lambda i: frame_gray(store, frames[i]), neighbours,
-                                      tiling or TilingConfig.for_device(device), device, indices=todo):
-        _save_prediction(store, film, frames[index], version.id, probs, set_uncertainty=active_id in (None, version.id))
+
+    def saved(future: Future) -> None:
+        nonlocal count
+        future.result()  # the save's own error (disk full, database refused) stops the run here
         count += 1
         if on_progress:
             on_progress(count, len(todo))
+
+    # Frame i's prediction is written (PNG encoding, uncertainty, its row) on one thread while frame
+    # i+1 is predicted; at most one write is in flight, and a frame counts as done once it is stored.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="correlnet-save") as writer:
+        pending: Future | None = None
+        for index, probs in detect_frames(model, lambda i: frame_gray(store, frames[i]), neighbours,
+                                          tiling or TilingConfig.for_device(device), device, indices=todo):
+            if pending is not None:
+                saved(pending)
+            pending = writer.submit(_save_prediction, store, film, frames[index], version.id, probs,
+                                    active_id in (None, version.id))
+        if pending is not None:
+            saved(pending)
     return DetectResult(version.id, count, skipped)
 
 
