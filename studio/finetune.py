@@ -200,6 +200,43 @@ def validation_scores(model: nn.Module, triplets: list[np.ndarray], masks: list[
             for t, m in zip(triplets, masks)]
 
 
+# Sure one-frame marks (correlnet.temporal_gate) a film's version may use: off, SDI-p's validated
+# threshold, and two stricter ones. Not weights: the restorer's erasures cannot train them away.
+SURE_CANDIDATES: tuple[float, ...] = (0.0, 0.09, 0.12, 0.16)
+
+
+def choose_sure_marks(model: nn.Module, data: _TrainingData, device: torch.device, cfg: FinetuneConfig) -> float | None:
+    """The sure-marks threshold (`ModelConfig.sure_marks`) that scores best on the film's edited
+    training frames, or None to keep the model's (no edited frame, or a model without the option).
+
+    Why: the sure marks are a rule applied after the network, so fine-tuning cannot remove the ones a
+    restorer erases (issue 13 scenario 2: on a real clip with synthetic blotches they were 75 % of the
+    false-positive pixels, and 60 steps left them all). The choice is made on training frames, never
+    on the validation frames, so the publish gate still judges the result on frames it did not see.
+    The model's own setting wins ties."""
+    config = getattr(model, "config", None)
+    edited = [f for f in data.train if f.edited]
+    if config is None or not hasattr(config, "sure_marks") or not edited:
+        return None
+    from correlnet.temporal_gate import GateConfig, gate_probs, sure_config
+
+    inference_model = prepare_for_inference(model, device)
+    tiling = TilingConfig.for_tile(cfg.tile)
+    triplets = [np.stack([data.frames[i] for i in f.indices]).astype(np.float32) for f in edited]
+    raw = [predict_triplet_tiled(inference_model, t, tiling, device, gate=False) for t in triplets]
+
+    def score(sure: float) -> float:
+        gate = GateConfig(threshold=config.temporal_gate, sure=sure_config(sure) if sure > 0 else None)
+        return pooled([frame_score(gate_probs(p, *t, gate) >= cfg.threshold, f.target)
+                       for p, t, f in zip(raw, triplets, edited)])[2]
+
+    best, best_score = config.sure_marks, score(config.sure_marks)
+    for sure in SURE_CANDIDATES:
+        if sure != config.sure_marks and (value := score(sure)) > best_score:
+            best, best_score = sure, value
+    return best
+
+
 def keep_norm_statistics(model: nn.Module) -> nn.Module:
     """Freeze the batch-norm running statistics (momentum 0): a few crops of one film, most of them
     centred on defects, would otherwise overwrite the statistics learned over the whole pre-training
@@ -246,11 +283,19 @@ def run_finetune(store: Any, job: Any, device: torch.device, cfg: FinetuneConfig
     data = load_training_data(store, film, split)
     model = keep_norm_statistics(load_version_model(store, start, device))
     before, after, best_step, result = _train(model, data, cfg, device, progress)
+    start_sure = getattr(getattr(model, "config", None), "sure_marks", None)
+    sure = choose_sure_marks(model, data, device, cfg)
+    if sure is not None and sure != start_sure:
+        model.config = replace(model.config, sure_marks=sure)
+        after = validation_scores(model, data.val_triplets, data.val_masks, device, cfg)
     gate = decide(before, after, cfg.gate)
     progress(val_f1=gate.after[0])
     n_train, n_val = len(data.train), len(data.val_masks)
+    sure_note = "" if sure is None or sure == start_sure else (
+        f"; sure one-frame marks {'off' if sure == 0 else f'at {sure:g}'} for this film (was "
+        f"{'off' if not start_sure else f'{start_sure:g}'}), chosen on the edited training frames")
     summary = (f"{gate.summary()}; weights of step {best_step} of {result.steps_done} (best validation); trained on "
-               f"{len(split.train_edited)} edited + {len(split.train_accepted)} accepted frame(s)")
+               f"{len(split.train_edited)} edited + {len(split.train_accepted)} accepted frame(s){sure_note}")
     if not gate.publish and not job.force_publish:
         return FinetuneOutcome(None, gate.before[0], gate.after[0], n_train, n_val, result.steps_done,
                                f"not published: {gate.reason}; {summary}; the film keeps model version {start.id} "

@@ -330,3 +330,36 @@ def test_an_erased_false_positive_is_unlearnt_on_a_held_out_frame(tmp_path: Path
     assert bar_after < 0.5 and bar_after < bar_before - 0.25
     assert defect_after > bar_after + 0.2  # the true defect of that frame is still found
     store.close()
+
+
+def _speck_training_data(keep_speck: bool):
+    """A static textured scene (three frames equal up to noise) with a bright 4x4 speck in the middle
+    frame only: the sure one-frame rule marks it. The restorer's edited mask keeps it or erases it."""
+    rng = np.random.default_rng(3)
+    scene = cv2.GaussianBlur(rng.random((96, 128)).astype(np.float32), (0, 0), 3) * 0.6 + 0.2
+    frames = {i: np.clip(scene + rng.normal(0, 0.004, scene.shape), 0, 1).astype(np.float16) for i in range(3)}
+    mid = frames[1].astype(np.float32)
+    mid[40:44, 60:64] += 0.3
+    frames[1] = mid.astype(np.float16)
+    target = np.zeros(scene.shape, bool)
+    if keep_speck:
+        target[40:44, 60:64] = True
+    train = [TrainFrame((0, 1, 2), target, True)]
+    return finetune._TrainingData(frames, train, [], [])
+
+
+@pytest.mark.parametrize("keep_speck, expected", [(False, 0.0), (True, 0.09)])
+def test_the_film_version_chooses_its_sure_marks_from_the_edited_frames(keep_speck, expected):
+    torch.manual_seed(0)
+    model = tiny_model("efficient-correlnet", temporal_gate=0.03, sure_marks=0.09).eval()
+    with torch.no_grad():
+        model.decoder.logits.bias.fill_(-30.0)  # the network flags nothing: only the rule marks the speck
+    data = _speck_training_data(keep_speck)
+    cfg = FinetuneConfig()
+    # The rule does mark the speck, so erasing it is a false positive the weights could never unlearn.
+    probs = predict_triplet_tiled(model, np.stack([data.frames[i] for i in range(3)]).astype(np.float32),
+                                  TilingConfig(), torch.device("cpu"))
+    assert (probs >= 0.5)[40:44, 60:64].all() and (probs >= 0.5).sum() <= 30
+    assert finetune.choose_sure_marks(model, data, torch.device("cpu"), cfg) == expected
+    assert finetune.choose_sure_marks(model, finetune._TrainingData(data.frames, [], [], []),
+                                      torch.device("cpu"), cfg) is None  # no edited frame: keep the model's
