@@ -11,6 +11,8 @@ the functions that run a model, so the web app can import `load_prediction` chea
 
 from __future__ import annotations
 
+from correlnet import DEFECT_THRESHOLD
+
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from correlnet.tiling import TilingConfig
 
 Progress = Callable[[int, int], None]  # (frames done in this run, frames to do in this run)
-THRESHOLD = 0.5  # probs >= 0.5 is a defect (the paper's binarisation, Sec. 4.2)
+THRESHOLD = DEFECT_THRESHOLD  # probs >= 0.5 is a defect (the paper's binarisation, Sec. 4.2)
 
 
 @dataclass(frozen=True)
