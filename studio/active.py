@@ -104,9 +104,13 @@ def next_frames_to_review(store: Any, film: Any, n: int = 1, session_id: str | N
             # Serialise suggestion for this film across sessions (SQLite's BEGIN IMMEDIATE already does).
             s.execute(select(Film.id).where(Film.id == film_id).with_for_update())
         corrected = exists().where(Correction.frame_id == Frame.id)
-        frames = s.execute(select(Frame).where(
-            Frame.film_id == film_id, Frame.reviewed_at.is_(None), ~corrected)).scalars().all()
-        chosen = order_for_review(frames)[:n]
+        # Only the columns the order needs (a feature's 130 000 ORM objects took seconds), then the
+        # chosen rows themselves.
+        candidates = s.execute(select(Frame.id, Frame.index, Frame.shot, Frame.uncertainty, Frame.last_served_at)
+                               .where(Frame.film_id == film_id, Frame.reviewed_at.is_(None), ~corrected)).all()
+        ids = [row.id for row in order_for_review(candidates)[:n]]
+        rows = {f.id: f for f in s.execute(select(Frame).where(Frame.id.in_(ids))).scalars()} if ids else {}
+        chosen = [rows[i] for i in ids]
         for f in chosen:
             f.last_served_at = stamp
         s.flush()
