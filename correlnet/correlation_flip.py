@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 
-
 def flipper(corr_last: torch.Tensor, r: int, s: int):
     """corr_last: (B, H, W, D*D) -> function bi -> (H, W, D, D) view of sample bi's flipped map.
 

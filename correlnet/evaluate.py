@@ -14,8 +14,6 @@ cannot avoid and that the correlation is meant to remove (Sec. 1, Fig. 1).
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 import re
 import time
 import zlib
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from correlnet import DEFECT_THRESHOLD
 from correlnet.metrics import PixelCounts, count_pixels
 from correlnet.scene_trap import SceneBlobConfig, add_scene_blobs
 from correlnet.inference import prepare_for_inference

@@ -15,7 +15,6 @@ docs/farm.md says how to add the gate when correlnet is installed on the farm.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -78,18 +77,11 @@ def portable(model: nn.Module) -> PortableNet:
     return PortableNet(net).eval()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def export_model(model: nn.Module, fmt: str, out: Path, height: int, width: int,
-                 source: Path | None = None, overwrite: bool = False) -> list[Path]:
+                 source: Path | None = None, source_sha256: str | None = None, overwrite: bool = False) -> list[Path]:
     """Write `model` as `fmt` (onnx: OUT.onnx; openvino: OUT.xml + OUT.bin) for frames of height x
-    width, with OUT.<fmt>.json describing input, output and origin. Returns the files written.
+    width, with OUT.<fmt>.json describing input, output and origin (`source`, the checkpoint's path, and
+    its `source_sha256` as the caller computed it). Returns the files written.
 
     Refuses (FileExistsError) to replace existing files unless overwrite; ValueError for a bad format
     or size. Files are written under temporary names and renamed, so a failed export leaves none."""
@@ -136,7 +128,7 @@ def export_model(model: nn.Module, fmt: str, out: Path, height: int, width: int,
             "not_included": "temporal gate and sure marks (correlnet.temporal_gate); equals --model CKPT+nogate+nosure",
             "model_config": config.to_dict() if config is not None else None,
             "source": str(source) if source else None,
-            "source_sha256": _sha256(source) if source and source.is_file() else None,
+            "source_sha256": source_sha256,
         }
         written.append(tmp.with_suffix(".meta"))
         written[-1].write_text(json.dumps(meta, indent=2) + "\n")

@@ -17,8 +17,6 @@ back as `Skipped` with the reason, and so does a single missing clip (listed und
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from correlnet import DEFECT_THRESHOLD
 from correlnet.evaluate import EvalConfig, centre_frames, clean_triplet, evaluate_sequences, triplet_rng
 from correlnet.inference import prepare_for_inference
 from correlnet.moving_trap import MovingTrapConfig, MovingTrapCounts, add_moving_objects

@@ -218,7 +218,7 @@ class AcceleratedNet(nn.Module):
         if not self._failed:
             try:
                 if self._backend is None:
-                    self._backend = _make_backend(self.runtime, self.eager, feats_mid, corr_prev, frames)
+                    self._backend = _make_backend(self.runtime, self.eager, frames is not None)
                 out = self._backend(feats_mid, corr_prev, corr_next, frames)
                 self.runtime_used = self.runtime
                 return out
@@ -292,14 +292,14 @@ def _weights_key(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _make_backend(runtime: str, eager: nn.Module, feats: torch.Tensor, corr: torch.Tensor,
-                  frames: torch.Tensor | None) -> _Backend:
+def _make_backend(runtime: str, eager: nn.Module, with_frames: bool) -> _Backend:
+    """The head of `eager` in `runtime`; with_frames: the head takes the input-skip frames."""
     if runtime == "half":
         return _HalfHead(eager)
-    key = (runtime, frames is not None, torch.get_num_threads(), _weights_key(eager))
+    key = (runtime, with_frames, torch.get_num_threads(), _weights_key(eager))
     if key not in _BACKENDS:
         make = _OpenVinoHead if runtime == "openvino" else _OnnxRuntimeHead
-        _BACKENDS[key] = make(eager, frames is not None)
+        _BACKENDS[key] = make(eager, with_frames)
         while len(_BACKENDS) > _MAX_BACKENDS:
             _BACKENDS.popitem(last=False)
     _BACKENDS.move_to_end(key)

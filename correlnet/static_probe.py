@@ -15,8 +15,6 @@ flagged, and the share of the speck found.
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 from dataclasses import dataclass
 
 import cv2
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from correlnet import DEFECT_THRESHOLD
 from correlnet.tiling import TilingConfig, predict_triplet_tiled
 
 __all__ = ["StaticScene", "static_scene", "probe"]

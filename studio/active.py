@@ -13,8 +13,6 @@ No torch here: the web app imports this module.
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 from collections import defaultdict
 from datetime import datetime
 from typing import Any, Sequence
@@ -22,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 from sqlalchemy import exists, select
 
+from correlnet import DEFECT_THRESHOLD
 from db.models import Correction, Film, Frame, Prediction
 from studio.jobs import utcnow
 

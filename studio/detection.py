@@ -11,8 +11,6 @@ the functions that run a model, so the web app can import `load_prediction` chea
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
+from correlnet import DEFECT_THRESHOLD
 from db.files import read_png, sha256_file, write_png
 from db.models import Film, Frame, ModelVersion, Prediction
 from db.store import Store

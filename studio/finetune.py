@@ -15,8 +15,6 @@ row exists, and the film's active model changes only in that final write.
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 import math
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -28,6 +26,7 @@ from sqlalchemy import select
 from torch import nn
 from torch.utils.data import DataLoader
 
+from correlnet import DEFECT_THRESHOLD
 from correlnet.checkpoint import save_checkpoint
 from correlnet.inference import prepare_for_inference
 from correlnet.tiling import TilingConfig, predict_triplet_tiled
@@ -39,7 +38,7 @@ from studio.crop_sampler import CorrectionCrops, TrainFrame
 from studio.detection import THRESHOLD, active_model_version, load_prediction, load_version_model
 from studio.evidence import EvidenceSplit, FrameEvidence, assign_validation
 from studio.films import frame_gray
-from studio.jobs import JobCancelled  # noqa: F401  (raised here; its home is the jobs module)
+from studio.jobs import JobCancelled
 from studio.publish_gate import FrameScore, PublishGateConfig, PublishGateResult, decide, frame_score, pooled
 
 

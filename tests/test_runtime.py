@@ -252,5 +252,11 @@ def test_export_model_cli_writes_files_and_refuses_sdi_p(tmp_path, capsys):
     assert "not a network" in capsys.readouterr().err
     assert main(["export-model", "--format", "onnx", "--size", "64x96", "--out", str(tmp_path / "cn")]) == 0
     assert (tmp_path / "cn.onnx").stat().st_size > 100_000
+    import json
+
+    from db.files import sha256_file
+
+    meta = json.loads((tmp_path / "cn.onnx.json").read_text())
+    assert meta["source_sha256"] == sha256_file(default_model_path()) and meta["input"]["shape"] == [1, 3, 64, 96]
     assert main(["export-model", "--format", "onnx", "--size", "64x96", "--out", str(tmp_path / "cn")]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -11,13 +11,12 @@ depth and channel count the importer accepts.
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from correlnet import DEFECT_THRESHOLD
 from correlnet.frames import to_gray_float
 
 POLARITIES = ("both", "dark", "light")

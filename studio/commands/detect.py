@@ -7,11 +7,11 @@ correlation computed once).
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 import argparse
 import os
 from pathlib import Path
+
+from correlnet import DEFECT_THRESHOLD
 
 EPILOG = """\
 Neighbours: each frame is compared with the nearest distinct frame before and after it in its shot,
@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--probabilities", action="store_true", help="also write 8-bit probability PNGs (see below)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     p.add_argument("--runtime", default=None, choices=("auto", "eager", "openvino", "onnxruntime", "half"),
-                   help="inference runtime (default: $CORRELNET_RUNTIME, else auto: OpenVINO on the CPU when "
-                   "installed, half precision on CUDA; eager is plain PyTorch)")
+                   help="inference runtime (default: $CORRELNET_RUNTIME, else auto: eager PyTorch on the CPU, the "
+                   "fastest here; half precision on CUDA; see correlnet/runtime.py)")
     p.add_argument("--tile", type=int, default=None, metavar="N",
                    help="largest tile side in pixels (default 2048: HD and 2K frames run whole; "
                    "use e.g. 1024 if memory runs out)")

@@ -8,10 +8,10 @@ The parser is built without importing torch; the work happens in `run`.
 
 from __future__ import annotations
 
-from correlnet import DEFECT_THRESHOLD
-
 import argparse
 import json
+
+from correlnet import DEFECT_THRESHOLD
 
 PARTS_HELP = (
     "a: synthetic defects (the paper's generator by default) on --source, or on the held-out demo "

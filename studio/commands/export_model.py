@@ -55,6 +55,7 @@ def _size(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from correlnet.checkpoint import CheckpointError, load_model, split_spec
     from correlnet.model_export import export_model
+    from db.files import sha256_file
     from studio.cli import CliError
     from studio.commands.detect import _model_path
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_model(path)
         files = export_model(model, args.format, Path(args.out), height, width, source=Path(path),
-                             overwrite=args.overwrite)
+                             source_sha256=sha256_file(Path(path)), overwrite=args.overwrite)
     except FileExistsError as exc:
         raise CliError(str(exc)) from exc
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
