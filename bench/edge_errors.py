@@ -20,14 +20,16 @@ import cv2
 import numpy as np
 import torch
 
+from correlnet import DEFECT_THRESHOLD
 from correlnet.checkpoint import load_model
 from correlnet.data import load_spans, train_eval_split
 from correlnet.default_model import default_model_path
 from correlnet.evaluate import centre_frames, triplet_rng
 from correlnet.inference import prepare_for_inference
 from correlnet.metrics import PixelCounts, count_pixels
+from correlnet.prediction import predict_triplet_tiled
 from correlnet.synth import SynthConfig, degrade_triplet
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 _K3 = np.ones((3, 3), np.uint8)
@@ -52,7 +54,7 @@ def edge_errors(model: torch.nn.Module, synth: SynthConfig, seed: int = 0, frame
             true = masks[1].astype(bool)
             for th in THRESHOLDS:
                 counts[th] += count_pixels(probs >= th, true)
-            pred = probs >= 0.5
+            pred = probs >= DEFECT_THRESHOLD
             false_pos, false_neg = pred & ~true, ~pred & true
             r1, r2 = ring(true, 1), ring(true, 2)
             far = false_pos & ~r2

@@ -42,8 +42,8 @@ import torch
 
 from correlnet.default_model import DefaultModelMissing, default_model_path
 from correlnet.models import build_model
-from correlnet.streaming import default_neighbours, detect_frames
-from correlnet.tiling import TilingConfig, make_grid, predict_triplet_tiled
+from correlnet.prediction import default_neighbours, detect_frames, predict_triplet_tiled
+from correlnet.tiling import TilingConfig, make_grid
 
 H, W = 1080, 1920
 

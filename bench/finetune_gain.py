@@ -46,6 +46,7 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from correlnet import DEFECT_THRESHOLD  # noqa: E402
 from db.models import Frame, Prediction, TrainingJob  # noqa: E402
 from db.store import Store  # noqa: E402
 from studio import jobs  # noqa: E402
@@ -210,15 +211,19 @@ def quick_pretrain(path: Path, steps: int) -> None:
     from correlnet.data import TripletDataset, load_spans, train_eval_split
     from correlnet.models import build_model
     from correlnet.synth import SynthConfig
+    from correlnet.job_context import CallbackJob
     from correlnet.train import TrainConfig, train
 
     torch.manual_seed(0)
     clips = load_spans(train_eval_split()[0], max_frames=40)
     loader = DataLoader(TripletDataset(clips, SynthConfig(), crop=96, length=steps * 8, seed=0), batch_size=8)
     model = build_model("efficient-correlnet", FALLBACK_ENCODER, max_displacement=4, decoder_channels=(32, 16, 16, 8, 8))
+    def show(done: int, loss: float, **_) -> None:
+        if done % 20 == 0:
+            print(f"  fallback step {done}: loss {loss:.3f}", flush=True)
+
     train(model, loader, TrainConfig(steps=steps, lr=3e-3, warmup_steps=10, checkpoint_every=steps),
-          torch.device("cpu"), on_progress=lambda p: p.step % 20 == 0 and print(f"  fallback step {p.step}: "
-                                                                              f"loss {p.loss_avg:.3f}", flush=True))
+          torch.device("cpu"), job=CallbackJob(show))
     save_checkpoint(path, model, metrics={"steps": steps}, train_config={"note": "bench/finetune_gain fallback"})
 
 
@@ -235,7 +240,7 @@ def predictions(store: Store, film_id: int, version_id: int) -> dict[int, np.nda
     with store.session() as s:
         rows = s.execute(select(Frame.index, Prediction).join(Prediction, Prediction.frame_id == Frame.id)
                          .where(Frame.film_id == film_id, Prediction.model_version_id == version_id)).all()
-    return {idx: load_prediction(store, p) >= 0.5 for idx, p in rows}
+    return {idx: load_prediction(store, p) >= DEFECT_THRESHOLD for idx, p in rows}
 
 
 def counts_on(preds: dict[int, np.ndarray], truth: np.ndarray, indices: list[int]):

@@ -8,7 +8,7 @@ pixels, so most of a high flagged share is scene flagged by mistake (edges, movi
 a lower figure is better as long as the visible dust is still found (look at the pictures written
 with --pictures). Each clip's first --frames frames are read as the importer reads them and get
 their neighbours from `correlnet.neighbours.analyse_sequence` (the 1906 clip has duplicated
-frames), then `correlnet.streaming.detect_frames` predicts them at native resolution.
+frames), then `correlnet.prediction.detect_frames` predicts them at native resolution.
 Prints one Markdown row per clip: frames, flagged share at the threshold, flagged connected
 components per frame, and CPU seconds per frame.
 """
@@ -23,13 +23,14 @@ import cv2
 import numpy as np
 import torch
 
+from correlnet import DEFECT_THRESHOLD
 from correlnet.checkpoint import load_detector
 from correlnet.data import shared_data_dir
 from correlnet.default_model import default_model_path
 from correlnet.frames import list_frame_files, read_image, to_gray_float
 from correlnet.neighbours import analyse_sequence, thumbnail
+from correlnet.prediction import detect_frames
 from correlnet.real_eval import REAL_FILM_CLIPS
-from correlnet.streaming import detect_frames
 from correlnet.tiling import TilingConfig
 
 CLIPS = tuple(REAL_FILM_CLIPS)
@@ -62,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, metavar="SPEC", help="checkpoint or sdi-p (default: the shipped model)")
     ap.add_argument("--frames", type=int, default=24, help="first N frames of each clip (default 24)")
-    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--threshold", type=float, default=DEFECT_THRESHOLD)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pictures", default=None, metavar="DIR", help="write each frame with its flagged pixels in red")
     args = ap.parse_args()

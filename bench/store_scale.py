@@ -5,15 +5,25 @@
 Builds a throw-away store (SQLite in a temporary folder, or a fresh PostgreSQL schema with --postgres)
 holding one film of --frames frame rows (rows only: no pixels are needed for these queries), one
 model version with a prediction row per frame, and corrections on 1 % of the frames (half of them
-edited, half accepted as is). Then times, --repeats times each, what one run of the Review page asks
-the store for, through the same functions the page calls:
-- `films.film_frames` (the page loads the film's frame list on every run),
-- `webapp.review_counts.count_reviews` (the counters, when their 3 s cache is cold),
-- `detection.latest_prediction` and `corrections.current_mask`'s row lookup for the shown frame,
-and, apart, the "next suggested" button (`active.next_frames_to_review`) and the Films table
-(`films.list_films`). review_p95_ms is the 95th percentile over the repeats of one page run's sum.
+edited, half accepted as is). Then times, --repeats times each at a random frame, what one run of the
+Review page (webapp/app_pages/review.py, `render`) asks the store for, through the same functions,
+in the page's order (`page_run`):
+- the film picker (`films.ready_films`, webapp.context.choose_film),
+- the frames shown (`frame_queries.frame_window`: the frame, its flick neighbours, the two frames
+  prefetched, the film's first and last frame numbers),
+- the counters (`webapp.review_counts.count_reviews`, when their 3 s cache is cold),
+- the shown frame's rows: its prediction (`detection.latest_prediction`, through the frame cache), its
+  correction for the overlay, the evidence and the canvas (`corrections.current_correction`, three
+  times: the files themselves are not read), and the prefetched frames' predictions.
+review_p95_ms is the 95th percentile over the repeats of one page run's sum; film_frames_p95_ms is
+the part that reads frames (`frame_window`; the name is kept from when the page loaded the whole
+list), frame_rows_p95_ms the shown frame's rows. Apart, the buttons: "Next suggested"
+(`active.next_frames_to_review`, 2 frames), "Next with detections" (`frame_queries.next_detected_index`),
+the Films table (`films.list_films`), and export's reads for a 1 000-frame range (the film's frame names
+for the matte padding, `export.export_rows`: what a farm task of `film export --frames` reads).
 Last line (--json): {"frames", "backend", "review_p95_ms", "film_frames_p95_ms", "counts_p95_ms",
-"frame_rows_p95_ms", "next_suggested_p95_ms", "films_table_p95_ms", "build_s"}.
+"frame_rows_p95_ms", "next_suggested_p95_ms", "next_detected_p95_ms", "films_table_p95_ms",
+"export_range_p95_ms", "build_s"}.
 """
 
 from __future__ import annotations
@@ -71,32 +81,54 @@ def p95(values: list[float]) -> float:
     return float(np.percentile(values, 95)) * 1000
 
 
-def measure(store, film, repeats: int) -> dict:
-    from db.models import Correction
-    from studio import active, detection, films
+def page_run(store, film, index: int) -> tuple[float, float, float, float]:
+    """The store reads of one Review page run showing frame `index`, in the page's order; returns the
+    seconds spent on (film picker, frames shown, counters, the shown frame's rows)."""
+    from studio import corrections, detection, films, frame_queries
     from webapp.review_counts import count_reviews
 
-    t_frames, t_counts, t_rows, t_page, t_next, t_table = [], [], [], [], [], []
+    t0 = time.perf_counter()
+    films.ready_films(store)  # webapp.context.choose_film
+    t1 = time.perf_counter()
+    window = frame_queries.frame_window(store, film, index)
+    t2 = time.perf_counter()
+    count_reviews(store, film)  # _counters, cold
+    t3 = time.perf_counter()
+    detection.latest_prediction(store, window.frame.id)  # build_view: FrameCache.probs
+    for _ in range(3):  # build_view: the correction, its evidence; CanvasSession.start
+        corrections.current_correction(store, window.frame.id)
+    for frame in window.upcoming:  # FrameCache.prefetch (a background thread, same store)
+        detection.latest_prediction(store, frame.id)
+    t4 = time.perf_counter()
+    return t1 - t0, t2 - t1, t3 - t2, t4 - t3
+
+
+def measure(store, film, repeats: int) -> dict:
+    from studio import active, export, films, frame_queries
+
+    t_picker, t_frames, t_counts, t_rows, t_page, t_next, t_detected, t_table, t_export = ([] for _ in range(9))
     rng = np.random.default_rng(1)
     for _ in range(repeats):
+        index = int(rng.integers(film.frame_count))
+        parts = page_run(store, film, index)
+        t_picker.append(parts[0]), t_frames.append(parts[1]), t_counts.append(parts[2]), t_rows.append(parts[3])
+        t_page.append(sum(parts))
         t0 = time.perf_counter()
-        frames = films.film_frames(store, film)
-        t1 = time.perf_counter()
-        count_reviews(store, film)
-        t2 = time.perf_counter()
-        frame = frames[int(rng.integers(len(frames)))]
-        detection.latest_prediction(store, frame.id)
-        with store.session() as s:
-            s.execute(select(Correction).where(Correction.frame_id == frame.id).order_by(Correction.id.desc())).first()
-        t3 = time.perf_counter()
         active.next_frames_to_review(store, film, 2)
-        t4 = time.perf_counter()
+        t1 = time.perf_counter()
+        frame_queries.next_detected_index(store, film, index)
+        t2 = time.perf_counter()
         films.list_films(store)
-        t5 = time.perf_counter()
-        t_frames.append(t1 - t0), t_counts.append(t2 - t1), t_rows.append(t3 - t2)
-        t_page.append(t3 - t0), t_next.append(t4 - t3), t_table.append(t5 - t4)
+        t3 = time.perf_counter()
+        first = 86400 + int(rng.integers(max(1, film.frame_count - 1000)))
+        export.source_padding(frame_queries.frame_names(store, film))  # export_film's reads before any pixel
+        export.export_rows(store, film, (first, first + 999))
+        t4 = time.perf_counter()
+        t_next.append(t1 - t0), t_detected.append(t2 - t1), t_table.append(t3 - t2), t_export.append(t4 - t3)
     return {"review_p95_ms": p95(t_page), "film_frames_p95_ms": p95(t_frames), "counts_p95_ms": p95(t_counts),
-            "frame_rows_p95_ms": p95(t_rows), "next_suggested_p95_ms": p95(t_next), "films_table_p95_ms": p95(t_table)}
+            "frame_rows_p95_ms": p95(t_rows), "next_suggested_p95_ms": p95(t_next),
+            "next_detected_p95_ms": p95(t_detected), "films_table_p95_ms": p95(t_table),
+            "export_range_p95_ms": p95(t_export)}
 
 
 def main() -> None:

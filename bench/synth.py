@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/torch start their 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from correlnet.noise import fractal_perlin  # noqa: E402
+from correlnet.synth.noise import fractal_perlin  # noqa: E402
 from correlnet.synth import SynthConfig, degrade_triplet  # noqa: E402
 
 

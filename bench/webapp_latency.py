@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from correlnet import DEFECT_THRESHOLD  # noqa: E402
 from tests.webapp_fixtures import make_web_store  # noqa: E402
 from webapp.autosave import CanvasSession, autosave  # noqa: E402
 from webapp.canvas import ADD_COLOR, ERASE_COLOR, CanvasGeometry  # noqa: E402
@@ -91,7 +92,7 @@ def main() -> int:
         t0 = time.perf_counter()
         ws = make_web_store(Path(tmp), h=H, w=W, n=args.frames)
         setup = time.perf_counter() - t0
-        flt = MaskFilter(threshold=0.5, polarity="dark", min_size=4, dilation=2)  # every filter on
+        flt = MaskFilter(threshold=DEFECT_THRESHOLD, polarity="dark", min_size=4, dilation=2)  # every filter on
         if args.profile:
             import cProfile
             import pstats

@@ -10,7 +10,7 @@ sample of `b` ((_TILE+2d)/_TILE times its size), never a (2d+1)^2 * C * H * W un
 The backward pass is the same tiled product (`_correlation_transpose`); the gradient for `b` is the
 one for `a` with the output gradient flipped (as in `flip_correlation`). Kernel k is one path, the one
 the models use: the kernel-1 map, then the k x k mean with zero padding (`patch_average`). The models
-apply that mean after their 1x1 fusion conv, on C channels instead of (2d+1)^2 (`TripletNet.head`),
+apply that mean after their 1x1 fusion conv, on C channels instead of (2d+1)^2 (`CorrelNet.head`),
 which is exact because both are linear; an in-Function box sum for k > 1 that only tests and a
 benchmark reached was removed (issue 18). The band is
 contiguous along the displacement, so maps come out in channels_last memory format: converting to

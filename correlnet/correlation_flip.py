@@ -3,7 +3,7 @@ the correlation's backward pass (`flipper`).
 
 corr(a, b)[delta, y] = a(y) . b(y + delta) = corr(b, a)[-delta, y + delta]: the reverse map is the
 forward one read at the opposite displacement and the displaced position. Streaming detection uses
-it to compute each pair of neighbouring frames once (`correlnet.streaming`).
+it to compute each pair of neighbouring frames once (`correlnet.prediction`).
 """
 
 from __future__ import annotations

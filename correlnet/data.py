@@ -29,6 +29,7 @@ import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -37,19 +38,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from correlnet.frames import (
-    VIDEO_SUFFIXES,
-    FrameReadError,
-    iter_video_frames,
-    list_frame_files,
-    read_image,
-    to_gray_float,
-)
+from correlnet.frames import FrameReadError, iter_frames, to_gray_float
 from correlnet.davis import davis_sequences, is_davis_root, parse_davis_source
 from correlnet.synth import SynthConfig, degrade_triplet
 from correlnet.synth.bank import DefectBank
-from correlnet.synth.scene_lines import draw_scene_blotches, draw_scene_lines
-from correlnet.synth.sprites import draw_moving_sprites
+from correlnet.synth.scene import SceneView
 
 __all__ = [
     "DEMO_CLIPS", "HELD_OUT", "ClipSpan", "demo_sources", "load_clip", "is_davis_root",
@@ -175,14 +168,7 @@ def load_clip(
         raise ValueError(f"step must be >= 1 and start >= 0, got step={step}, start={start}")
     if is_davis_root(path):
         raise FrameReadError(f"{path}: a DAVIS root holds many sequences; expand it with davis_sequences()")
-    if path.is_dir():
-        files = list_frame_files(path)[start:stop:step]
-        images = (read_image(f) for f in islice(files, max_frames))
-    elif path.suffix.lower() in VIDEO_SUFFIXES or path.is_file():
-        images = islice(iter_video_frames(path), start, stop, step)
-        images = islice(images, max_frames)
-    else:
-        raise FrameReadError(f"{path}: not found; pass a video file or a folder of frames")
+    images = islice(iter_frames(path, start, stop, step), max_frames)
     frames = [_convert(_fit_width(to_gray_float(img), max_width), dtype) for img in images]
     if not frames:
         raise FrameReadError(f"{path}: no frame in the requested range (start={start}, stop={stop})")
@@ -268,7 +254,9 @@ class TripletDataset(Dataset):
     frame_next, degraded); ``"mask"``: float32 tensor (1, crop, crop) in {0, 1}, the centre frame's
     defects. Augmentation: horizontal and vertical flips and temporal reversal, each with p = 0.5,
     plus stride and jitter, applied to the clean triplet before defects are drawn (so scratches
-    stay vertical). Clips are picked with probability proportional to their number of triplets;
+    stay vertical). The scene's counter-examples (synth_cfg.scene_lines, scene_blotches, sprites) are
+    drawn by `degrade_triplet` into the source region before the crops are cut (`scene_region` gives
+    it the region and the view that cuts them), so they weave with the picture. Clips are picked with probability proportional to their number of triplets;
     triplets never straddle a shot cut (`shot_ids`).
 
     Example (the demo clips' training part, uint8 to save memory)::
@@ -316,8 +304,8 @@ class TripletDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         rng = np.random.default_rng([self.seed, int(index)])
-        clean = self.clean_triplet(rng)
-        degraded, masks = degrade_triplet(clean, self.synth_cfg, rng, self.bank)
+        region, view = self.scene_region(rng)  # the scene's counter-examples are degrade_triplet's to draw
+        degraded, masks = degrade_triplet(region, self.synth_cfg, rng, self.bank, view=view)
         return {
             "frames": torch.from_numpy(degraded),
             "mask": torch.from_numpy(masks[1:2].astype(np.float32)),
@@ -331,7 +319,16 @@ class TripletDataset(Dataset):
         return np.flatnonzero(shot[: -2 * stride] == shot[2 * stride :]) + stride
 
     def clean_triplet(self, rng: np.random.Generator) -> np.ndarray:
-        """A random augmented clean crop (3, crop, crop) float32 in [0, 1]."""
+        """A random augmented clean crop (3, crop, crop) float32 in [0, 1], without the scene's
+        counter-examples (those `degrade_triplet` draws into the region first)."""
+        region, view = self.scene_region(rng)
+        return view.cut(region)
+
+    def scene_region(self, rng: np.random.Generator) -> tuple[np.ndarray, SceneView]:
+        """A random triplet's source region ((3, crop + 2 jitter, crop + 2 jitter), the clip's dtype)
+        and the view that cuts the augmented triplet from it: crops weaving by up to `jitter` px (sub-pixel
+        with `subpixel_jitter`), flips and temporal reversal. Scene content drawn into the region before
+        the cut weaves with the picture (`correlnet.synth.scene`)."""
         k = int(rng.choice(len(self.clips), p=self._weights))
         clip = self.clips[k]
         stride = int(rng.integers(1, self.max_stride + 1))
@@ -353,32 +350,38 @@ class TripletDataset(Dataset):
         else:
             shifts = rng.integers(-j, j + 1, size=(3, 2))
             shifts[1] = 0  # the centre frame defines the crop; the outer ones weave around it
-        flip_h, flip_v, reverse = rng.random(3) < 0.5
-        # The region the three crops come from; scene lines are drawn into it, so they weave with the scene.
+        flips = tuple(bool(f) for f in rng.random(3) < 0.5)  # horizontal, vertical, temporal
         region = frames[:, y - j : y + size + j, x - j : x + size + j]
-        if cfg.scene_lines or cfg.scene_blotches or cfg.sprites is not None:
-            scale = np.float32(1 / 255) if region.dtype == np.uint8 else np.float32(1)
-            region = region.astype(np.float32) * scale  # a copy: the clip itself is never drawn on
-            draw_scene_lines(region, cfg, rng)
-            draw_scene_blotches(region, cfg, rng)
-            if cfg.sprites is not None:
-                source = self.clips[int(rng.integers(len(self.clips)))]
-                draw_moving_sprites(region, source[int(rng.integers(source.shape[0]))], cfg.sprites, rng)
-        if cfg.subpixel_jitter:
-            triplet = np.stack([_subpixel_crop(region[k], j + dy, j + dx, size) for k, (dy, dx) in enumerate(shifts)])
-        else:
-            triplet = np.stack(
-                [region[k, j + dy : j + dy + size, j + dx : j + dx + size] for k, (dy, dx) in enumerate(shifts)]
-            )
-        if flip_h:
-            triplet = triplet[:, :, ::-1]
-        if flip_v:
-            triplet = triplet[:, ::-1, :]
-        if reverse:
-            triplet = triplet[::-1]
-        if triplet.dtype == np.uint8:
-            return triplet.astype(np.float32) / np.float32(255.0)
-        return np.ascontiguousarray(triplet, dtype=np.float32)
+        cut = partial(_cut_triplet, jitter=j, size=size, shifts=shifts, subpixel=cfg.subpixel_jitter, flips=flips)
+        return region, SceneView(cut=cut, texture=self._texture_frame)
+
+    def _texture_frame(self, rng: np.random.Generator) -> np.ndarray:
+        """A random frame of a random clip: what textured sprites are cut from."""
+        source = self.clips[int(rng.integers(len(self.clips)))]
+        return source[int(rng.integers(source.shape[0]))]
+
+
+def _cut_triplet(region: np.ndarray, *, jitter: int, size: int, shifts: np.ndarray, subpixel: bool,
+                 flips: tuple[bool, bool, bool]) -> np.ndarray:
+    """The (3, size, size) float32 triplet of `TripletDataset.scene_region`'s view: frame k's crop sits at
+    (jitter, jitter) + shifts[k] in `region` (float32 in [0, 1] or uint8), then the flips."""
+    j = jitter
+    if subpixel:
+        triplet = np.stack([_subpixel_crop(region[k], j + dy, j + dx, size) for k, (dy, dx) in enumerate(shifts)])
+    else:
+        triplet = np.stack(
+            [region[k, j + dy : j + dy + size, j + dx : j + dx + size] for k, (dy, dx) in enumerate(shifts)]
+        )
+    flip_h, flip_v, reverse = flips
+    if flip_h:
+        triplet = triplet[:, :, ::-1]
+    if flip_v:
+        triplet = triplet[:, ::-1, :]
+    if reverse:
+        triplet = triplet[::-1]
+    if triplet.dtype == np.uint8:
+        return triplet.astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(triplet, dtype=np.float32)
 
 
 def _subpixel_crop(frame: np.ndarray, top: float, left: float, size: int) -> np.ndarray:

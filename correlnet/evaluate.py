@@ -7,9 +7,9 @@ Precision, recall and F1 come from the TP/FP/FN totals over all frames (per sequ
 as the paper reports them, not from an average of per-frame scores.
 
 The scene-feature trap repeats the same triplets with defect-like blobs painted into the scene
-(correlnet.scene_trap: in all three frames, moving with the camera) before the defects are added,
-and reports how many blob pixels the model flags: the false-positive rate a single-frame detector
-cannot avoid and that the correlation is meant to remove (Sec. 1, Fig. 1).
+(correlnet.synth.scene.add_scene_blobs: in all three frames, moving with the camera) before the defects
+are added, and reports how many blob pixels the model flags (correlnet.scene_trap): the false-positive
+rate a single-frame detector cannot avoid and that the correlation is meant to remove (Sec. 1, Fig. 1).
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from torch import nn
 
 from correlnet import DEFECT_THRESHOLD
 from correlnet.metrics import PixelCounts, count_pixels
-from correlnet.scene_trap import SceneBlobConfig, add_scene_blobs
+from correlnet.png import write_png
+from correlnet.scene_trap import SceneTrapResult
+from correlnet.synth.scene import SceneBlobConfig, add_scene_blobs
 from correlnet.inference import prepare_for_inference
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.prediction import predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 
 # Fig. 5 colours (RGB): true positives green, false positives blue, false negatives red.
 TP_COLOUR = (0, 255, 0)
@@ -50,24 +53,6 @@ class EvalConfig:
     tiling: TilingConfig = field(default_factory=TilingConfig)
     # A blob counts as flagged when at least this fraction of its pixels is predicted defect.
     blob_flag_fraction: float = 0.5
-
-
-@dataclass
-class SceneTrapResult:
-    blob_pixels: int = 0
-    flagged_pixels: int = 0
-    blobs: int = 0
-    blobs_flagged: int = 0
-    counts: PixelCounts = field(default_factory=lambda: PixelCounts(0, 0, 0))  # defect P/R/F1 with blobs present
-
-    @property
-    def fp_rate(self) -> float:
-        """Fraction of scene-blob pixels (not also a true defect) predicted as defect."""
-        return self.flagged_pixels / self.blob_pixels if self.blob_pixels else 0.0
-
-    @property
-    def blob_fp_rate(self) -> float:
-        return self.blobs_flagged / self.blobs if self.blobs else 0.0
 
 
 @dataclass
@@ -142,14 +127,6 @@ def fig5_picture(frame: np.ndarray, pred: np.ndarray, true: np.ndarray) -> np.nd
     return rgb
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2  # OpenCV writes BGR
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), rgb[..., ::-1]):
-        raise OSError(f"could not write {path}: check that the folder is writable")
-
-
 def _predict(model: nn.Module, frames: np.ndarray, cfg: EvalConfig, device: torch.device) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
     probs = predict_triplet_tiled(model, frames, cfg.tiling, device)
@@ -163,18 +140,7 @@ def _trap_triplet(model: nn.Module, clean: np.ndarray, synth_cfg: Any, cfg: Eval
     scene, _, blobs = add_scene_blobs(clean, cfg.scene_blobs, rng)
     degraded, masks = degrade_triplet(scene, synth_cfg, rng)
     pred, _ = _predict(model, degraded, cfg, device)
-    true = masks[1].astype(bool)
-    result.counts = result.counts + count_pixels(pred, true)
-    for blob in blobs:
-        blob = blob & ~true  # a defect drawn over a blob is a true defect there, not a trap pixel
-        n = int(blob.sum())
-        if n == 0:
-            continue
-        flagged = int((pred & blob).sum())
-        result.blobs += 1
-        result.blob_pixels += n
-        result.flagged_pixels += flagged
-        result.blobs_flagged += int(flagged >= cfg.blob_flag_fraction * n)
+    result.add(pred, masks[1].astype(bool), blobs, cfg.blob_flag_fraction)
 
 
 def evaluate_sequences(

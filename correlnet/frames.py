@@ -14,6 +14,9 @@ Conventions:
   gray stream. A decoder that stops before the frame count of the container's
   header (beyond the slack below) raises instead of ending early: a truncated video is an error,
   never a shorter film.
+- A sequence (a folder of frames or a video) is read in order by `iter_frames`, or frame by frame in
+  any order by `FrameSequence` (the `read_frame(i) -> (H, W) float32` that neighbours and streaming
+  take); `correlnet detect`, `data.load_clip` and the demo film read through them.
 - Every failure to read a file raises `FrameReadError` (a `ValueError`) whose message names the
   file and says what to do.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -49,6 +53,8 @@ __all__ = [
     "frame_too_large",
     "MAX_PIXELS",
     "MAX_SIDE",
+    "iter_frames",
+    "FrameSequence",
 ]
 
 # Read through OpenImageIO (depth, float and DPX transfer metadata kept); the rest through OpenCV.
@@ -447,3 +453,87 @@ def check_video_complete(path: str | Path, decoded: int) -> None:
         raise FrameReadError(
             f"{path}: decoding failed at frame {decoded + 1} of the {claimed} its header announces (only "
             f"{decoded} decoded): the file is truncated or damaged; copy it again from the source")
+
+
+def iter_frames(source: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> Iterator[np.ndarray]:
+    """Frames start, start + step, ... before `stop` of a folder of frames (`list_frame_files` order;
+    files outside the range are never opened) or of a video file (`iter_video_frames`), as those give them.
+
+    Raises:
+        FrameReadError: no such file or folder, or a frame that cannot be read (names the file).
+    """
+    path = Path(source)
+    if path.is_dir():
+        for file in list_frame_files(path)[start:stop:step]:
+            yield read_image(file)
+    elif path.is_file():
+        yield from islice(iter_video_frames(path), start, stop, step)
+    else:
+        raise FrameReadError(f"{path}: not found; pass a video file or a folder of frames")
+
+
+class FrameSequence:
+    """The frames of a folder or a video file, read on demand in any order: `seq(i)` is frame i as
+    (H, W) float32 gray in [0, 1] (`to_gray_float`), `len(seq)` the number of frames, `seq.files` the
+    frame files in order (a folder) or [the video], `seq.video` whether it is a video.
+
+    Frames above `frame_too_large` are refused: a folder's from their headers when it is opened (before
+    any decoding: a huge scan would run for minutes), a video's as they are decoded. A video is decoded
+    in order with the last `keep` frames kept (streaming only ever looks back one or two frames), and
+    reopened when an earlier frame is asked for.
+
+    Raises:
+        FrameReadError: no such file or folder, no frame in it, a frame above the limits, a video that
+            ends before its header's frame count, or an unreadable frame (each names the file).
+    """
+
+    def __init__(self, source: str | Path, keep: int = 4):
+        self.path, self.keep = Path(source), keep
+        if not self.path.exists():
+            raise FrameReadError(f"{self.path}: no such file or folder; pass a video file or a folder of frames")
+        self.video = not self.path.is_dir()
+        if self.video:
+            self.files = [self.path]
+            self.count = video_frame_count(self.path)
+            if self.count < 1:
+                raise FrameReadError(f"{self.path}: the video has no frames")
+        else:
+            self.files = list_frame_files(self.path)
+            self.count = len(self.files)
+            if not self.files:
+                raise FrameReadError(f"{self.path}: no {_SUFFIX_LIST} frames in this folder; pass a folder of "
+                                     "frames or a video file")
+            for file in self.files:
+                width, height = image_header_size(file)
+                _check_size(file, width, height)
+        self._iter: Iterator[np.ndarray] | None = None
+        self._next, self._recent = 0, {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __call__(self, i: int) -> np.ndarray:
+        if not 0 <= i < self.count:
+            raise IndexError(f"frame {i} out of range for {self.path} ({self.count} frames)")
+        if not self.video:
+            return to_gray_float(read_image(self.files[i]))
+        if i in self._recent:
+            return self._recent[i]
+        if self._iter is None or i < self._next:
+            self._iter, self._next = iter_video_frames(self.path), 0
+        while self._next <= i:
+            frame = next(self._iter, None)
+            if frame is None:
+                raise FrameReadError(f"{self.path}: the video ended at frame {self._next} but its header says "
+                                     f"{self.count} frames; re-encode it (e.g. to MP4/H.264) or export PNG frames")
+            _check_size(self.path, frame.shape[1], frame.shape[0])
+            self._recent[self._next] = to_gray_float(frame)
+            self._recent.pop(self._next - self.keep, None)
+            self._next += 1
+        return self._recent[i]
+
+
+def _check_size(path: Path, width: int, height: int) -> None:
+    if frame_too_large(width, height):
+        raise FrameReadError(f"{path}: frame is {width}x{height}, above the limit ({MAX_PIXELS // 1_000_000} "
+                             f"megapixels, {MAX_SIDE} pixels a side); downscale it first")

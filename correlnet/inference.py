@@ -10,10 +10,10 @@ Only pairs whose forward provably applies the BatchNorm right after the conv are
 - adjacent children of an nn.Sequential (our ConvBNReLU, the EfficientNet stem, smp's blocks),
   the conv possibly being the last of a nested Sequential (smp's SeparableConv2d);
 - timm's EfficientNet blocks, by attribute name (`_TIMM_PAIRS`); timm's BatchNormAct2d holds its
-  activation inside, so it is replaced by that activation;
-- TripletNet's fusion conv, whose weight `head()` applies part by part without a bias: there the
-  scale goes into the weight and the shift becomes a separate `ChannelShift` after the conv.
-Anything else keeps its BatchNorm (still correct, just not faster).
+  activation inside, so it is replaced by that activation.
+Anything else keeps its BatchNorm (still correct, just not faster). A model that applies a conv's
+weight itself owns keeping that exact: Correl-Net's head applies its fusion conv part by part and adds
+the conv's bias, which is where the folded shift goes (`correlnet.models.branch.CorrelNet.head`).
 """
 
 from __future__ import annotations
@@ -33,17 +33,6 @@ _TIMM_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
     "EfficientNet": (("conv_stem", "bn1"), ("conv_head", "bn2")),
 }
 _PREPARED = "_correlnet_prepared_for"
-
-
-class ChannelShift(nn.Module):
-    """Adds a per-channel constant: forward(x (B, C, H, W)) -> x + shift[None, :, None, None]."""
-
-    def __init__(self, shift: torch.Tensor):
-        super().__init__()
-        self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.shift
 
 
 def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,33 +94,14 @@ def _fold_children(parent: nn.Module, pairs: list[tuple[str, str]]) -> int:
     return folded
 
 
-def _fold_fuse(fuse: nn.Sequential) -> bool:
-    """TripletNet.fuse = (conv 1x1 without bias, BN, act): head() reads fuse[0].weight and applies
-    fuse[1:], so the BN scale goes into the weight and its shift stays as a ChannelShift."""
-    conv, bn = fuse[0], fuse[1]
-    if not (_foldable(conv, bn) and conv.bias is None):
-        return False
-    scale, shift = bn_scale_shift(bn)
-    with torch.no_grad():
-        new_w = (conv.weight.double() * scale.reshape(-1, 1, 1, 1)).to(conv.weight.dtype)
-    conv.weight = nn.Parameter(new_w, requires_grad=False)
-    fuse[1] = nn.Sequential(ChannelShift(shift.to(conv.weight.dtype)), _after_bn(bn))
-    return True
-
-
 def fold_batchnorm(model: nn.Module) -> int:
     """Fold every Conv2d -> BatchNorm2d pair found (see the module docstring) into `model`, in
     place; the model must be in eval mode. Returns the number of pairs folded."""
-    from correlnet.models.branch import TripletNet
-
     if model.training:
         raise ValueError("fold_batchnorm needs an eval-mode model: call model.eval() first")
     folded = 0
-    fuses = {id(m.fuse) for m in model.modules() if isinstance(m, TripletNet)}
     for module in list(model.modules()):
-        if id(module) in fuses:
-            folded += _fold_fuse(module)
-        elif _is_plain_sequential(module):
+        if _is_plain_sequential(module):
             names = list(module._modules)
             folded += _fold_children(module, list(zip(names[:-1], names[1:])))
         elif type(module).__name__ in _TIMM_PAIRS:

@@ -1,8 +1,8 @@
 """Pixel precision, recall and F1 from TP/FP/FN counts, per sequence and summed over a dataset.
 
 The paper reports dataset-level scores from TP/FP/FN summed over every frame, not the mean of
-per-frame F1 (which over-weights frames with few defect pixels); `MetricsAccumulator.total()`
-does the former.
+per-frame F1 (which over-weights frames with few defect pixels): `PixelCounts` add up with `+`
+(``sum(per_sequence.values(), PixelCounts())``), which is how every report accumulates them.
 
 Conventions when a denominator is zero (documented choice, consistent with "nothing to find,
 nothing wrongly found is perfect"):
@@ -14,7 +14,6 @@ nothing wrongly found is perfect"):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -71,30 +70,6 @@ def count_pixels(pred_mask, true_mask) -> PixelCounts:
         raise ValueError(f"pred_mask {pred.shape} and true_mask {true.shape} must have the same shape")
     return PixelCounts(int(np.count_nonzero(pred & true)), int(np.count_nonzero(pred & ~true)),
                        int(np.count_nonzero(~pred & true)))
-
-
-class MetricsAccumulator:
-    """Sums pixel counts per sequence; `total()` is the dataset-level sum (the paper's score)."""
-
-    def __init__(self) -> None:
-        self._per_sequence: OrderedDict[str, PixelCounts] = OrderedDict()
-
-    def add(self, sequence: str, pred, true) -> PixelCounts:
-        """Add one frame (or a batch: any shape) of `sequence`; returns that frame's counts."""
-        counts = count_pixels(pred, true)
-        self.add_counts(sequence, counts)
-        return counts
-
-    def add_counts(self, sequence: str, counts: PixelCounts) -> None:
-        self._per_sequence[sequence] = self._per_sequence.get(sequence, PixelCounts()) + counts
-
-    def per_sequence(self) -> dict[str, PixelCounts]:
-        """{sequence: counts summed over its frames}, in the order sequences were first added."""
-        return dict(self._per_sequence)
-
-    def total(self) -> PixelCounts:
-        """Counts summed over every frame of every sequence."""
-        return sum(self._per_sequence.values(), PixelCounts())
 
 
 def count_blobs(pred_mask: np.ndarray, true_mask: np.ndarray) -> PixelCounts:

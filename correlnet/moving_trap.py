@@ -1,12 +1,12 @@
 """The moving-objects trap: scene objects that move on their own, which a defect detector must not flag.
 
-`correlnet.scene_trap` paints blobs that move with the camera; real footage also has people, balls,
+`correlnet.synth.scene.add_scene_blobs` paints blobs that move with the camera; real footage also has people, balls,
 hands and wires that move independently of it, and a detector that calls "whatever differs between
 frames" a defect flags them (issue 11: 48-70 % of the pixels of small moving scene objects). Here
 each object gets its own velocity (0-20 px per frame, drawn evenly over `SPEED_BINS`) and a small
 rotation, and is painted into all three frames of a clean triplet; nothing is labelled defect, so
 every flagged object pixel is a false positive. Objects: uniform dark or light blobs (the look of
-the synthetic blotches, `scene_trap.blob_shape`), textured patches cut from the clean middle frame
+the synthetic blotches, `synth.sprites.blob_shape`), textured patches cut from the clean middle frame
 itself, and thin textured lines. They are drawn with the sprite renderer of `correlnet.synth.sprites`
 (`Sprite`, `draw_sprite`: frames t = -1, 0, 1), without motion blur, at sub-pixel positions.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from correlnet.scene_trap import blob_shape
+from correlnet.synth.sprites import blob_shape
 from correlnet.synth.sprites import Sprite, draw_sprite
 
 SPEED_BINS: tuple[tuple[float, float], ...] = ((0.0, 2.0), (2.0, 8.0), (8.0, 20.0))  # px per frame

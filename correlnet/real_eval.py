@@ -29,8 +29,9 @@ from correlnet import DEFECT_THRESHOLD
 from correlnet.evaluate import EvalConfig, centre_frames, clean_triplet, evaluate_sequences, triplet_rng
 from correlnet.inference import prepare_for_inference
 from correlnet.moving_trap import MovingTrapConfig, MovingTrapCounts, add_moving_objects
+from correlnet.prediction import predict_triplet_tiled
 from correlnet.real_footage import FilmClip, annotated_scores, clean_video_flagged, real_film_flagged
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 
 PARTS = ("a", "b", "c", "d", "e")
 PART_NAMES = {"a": "paper", "b": "moving_trap", "c": "clean_video", "d": "real_film", "e": "annotated"}

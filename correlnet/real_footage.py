@@ -13,7 +13,7 @@
     `correlnet.annotations`.
 Film frames get their neighbours from `correlnet.neighbours.analyse_sequence` (duplicated frames
 of the 1906 clip are skipped over, as the importer does), and only frames with a usable neighbour
-on both sides inside the loaded frames are predicted (`correlnet.streaming.detect_frames`).
+on both sides inside the loaded frames are predicted (`correlnet.prediction.detect_frames`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from correlnet.annotations import annotated_numbers, annotation_path, load_annot
 from correlnet.evaluate import centre_frames, clean_triplet
 from correlnet.metrics import PixelCounts, count_pixels, supported_components
 from correlnet.neighbours import SequenceAnalysis, analyse_sequence, thumbnail
+from correlnet.prediction import detect_frames, predict_triplet_tiled
 from correlnet.sdi import Compensation, compensate_triplet
 from correlnet.sure_defects import SureConfig, sure_labels
-from correlnet.streaming import detect_frames
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 
 ONE_FRAME_EVIDENCE = 0.03  # SDI-p score (gray levels) a pixel needs to count as differing from both neighbours
 ONE_FRAME_FRACTION = 0.5  # share of a component's pixels that must have that evidence

@@ -18,12 +18,12 @@ cores or a render farm may rank them otherwise: run the benchmark there). torch.
 was measured too: 54 s to compile the head, 0.59 s against 0.85 s eager, but logits moved by 0.018.
 
 How an accelerated runtime runs. `accelerate` wraps a prepared (batch norm folded) Correl-Net in
-`AcceleratedNet`, which has the streaming API of `correlnet.models.branch.TripletNet` (stem_features,
-pair_correlation, head, forward): stem and correlation stay in torch (the stem is one convolution;
-our blocked-GEMM correlation beats the same op in standard layers under OpenVINO, 0.28 s against
-0.90 s), the head is converted once per model and process (traced on a small example with dynamic
-shapes, about 3 s for the shipped model; kept in a small cache by weights) and, for OpenVINO,
-compiled once per input shape (about 0.5 s).
+`AcceleratedNet`, which has the streaming API (`correlnet.models.base.StreamingNet`: stem_features,
+pair_correlation, head) and the forward of `correlnet.models.branch.CorrelNet`: stem and correlation
+stay in torch (the stem is one convolution; our blocked-GEMM correlation beats the same op in
+standard layers under OpenVINO, 0.28 s against 0.90 s), the head is converted once per model and
+process (traced on a small example with dynamic shapes, about 3 s for the shipped model; kept in a
+small cache by weights) and, for OpenVINO, compiled once per input shape (about 0.5 s).
 
 Which runtime. `CORRELNET_RUNTIME` = auto (default) | eager | openvino | onnxruntime | half:
 - auto: eager on the CPU (fastest here, see above), half on CUDA.
@@ -34,7 +34,7 @@ Which runtime. `CORRELNET_RUNTIME` = auto (default) | eager | openvino | onnxrun
 When the asked runtime is missing or fails (import, conversion or compilation), prediction falls
 back to eager and says so once in the log (logger "correlnet.runtime"); results never depend on it
 beyond float rounding (tests: probabilities within 1e-3 of eager on real frames).
-Models without the branch API (Tri-Net, the one-branch baselines, SDI-p) always run eager.
+Models without the streaming API (`StreamingNet`: Tri-Net, the one-branch baselines, SDI-p) always run eager.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from correlnet.models.base import FrameModel, is_streaming, streaming_forward
 
 log = logging.getLogger("correlnet.runtime")
 
@@ -171,33 +173,28 @@ def accelerate(model: nn.Module, device: torch.device | str, runtime: str | None
 
     Returns an `AcceleratedNet` for Correl-Net models (the streaming API with a correlation) when the
     runtime is not eager, else `model` itself."""
-    from correlnet.streaming import is_branch_model
-
     chosen = resolve_runtime(device, runtime)
-    if chosen == "eager" or isinstance(model, AcceleratedNet) or not is_branch_model(model):
+    if chosen == "eager" or isinstance(model, AcceleratedNet) or not is_streaming(model):
         return model
     return AcceleratedNet(model, chosen)
 
 
-class AcceleratedNet(nn.Module):
+class AcceleratedNet(FrameModel):
     """A prepared Correl-Net whose head runs in `runtime`; stem and correlation stay in torch.
 
-    Same API and shapes as `TripletNet`: stem_features((B, 1, Hp, Wp)) -> (B, C, Hp/2, Wp/2);
-    pair_correlation(a, b) -> (B, D*D, h, w); head(feats, corr_prev, corr_next, frames) -> logits
+    A `StreamingNet` with the API and shapes of `CorrelNet`: stem_features((B, 1, Hp, Wp)) ->
+    (B, C, Hp/2, Wp/2); pair_correlation(a, b) -> (B, D*D, h, w); head(feats, corr_prev, corr_next, frames) -> logits
     (B, 1, 2h, 2w); forward((B, 3, H, W)) -> logits (B, 1, H, W). `runtime_used` says what ran the
     last head call ('eager' after a fallback).
     """
 
     def __init__(self, eager: nn.Module, runtime: str):
-        super().__init__()
         if runtime not in ("openvino", "onnxruntime", "half"):
             raise ValueError(f"AcceleratedNet runs openvino, onnxruntime or half; got {runtime!r}")
+        super().__init__(eager.config, eager.size_multiple)
         self.eager = eager
         self.runtime = runtime
         self.runtime_used = runtime
-        self.config = eager.config
-        self.size_multiple = eager.size_multiple
-        self.use_correlation = True
         self.stem_channels = eager.stem_channels
         self.corr = eager.corr
         self._backend: _Backend | None = None
@@ -229,11 +226,10 @@ class AcceleratedNet(nn.Module):
         self.runtime_used = "eager"
         return self.eager.head(feats_mid, corr_prev, corr_next, frames)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from correlnet.models.branch import TripletNet
-
-        # TripletNet's own steps (pad, shared stem, two correlations, head), through this head.
-        return TripletNet.forward(self, x)  # type: ignore[arg-type]
+    def forward_padded(self, xp: torch.Tensor) -> torch.Tensor:
+        # CorrelNet's own steps (shared stem, two correlations, head), through this head;
+        # FrameModel.forward checks and pads.
+        return streaming_forward(self, xp)
 
 
 class HeadModule(nn.Module):

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from correlnet import DEFECT_THRESHOLD
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.prediction import predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 
 __all__ = ["StaticScene", "static_scene", "probe"]
 

@@ -1,10 +1,8 @@
-"""Native-resolution inference by overlapping tiles with smooth blending.
+"""Tile geometry for native-resolution prediction: where the tiles sit and how they are blended.
 
-A film frame (2K, 4K) is never downscaled: defects are a few pixels wide. The frame is padded
-once to the model's `size_multiple` with the models' own `InputPadder` (the one place that pads
-and unpads, so the padded band is exactly what an untiled forward would see), cut
-into tiles whose corners sit on multiples of `size_multiple` (so every tile sees the same
-stride-32 sampling grid as the whole frame would), run in batches, and blended back.
+`correlnet.prediction` pads a frame once to the model's `size_multiple` and cuts it into the tiles of
+`make_grid`, whose corners sit on multiples of `size_multiple` (so every tile sees the same stride-32
+sampling grid as the whole frame would); this module only knows the layout and the weights.
 
 Why the blending window has a dead margin: a tile's border pixels see zero padding where the
 whole frame has real content, so their logits differ from the untiled ones (measured on the
@@ -19,20 +17,12 @@ Limit: EfficientNet's squeeze-excitation gates each channel by its mean over the
 an Efficient Correl-Net tile is never exactly the whole frame, whatever the overlap (the error
 is spread evenly, not at the seams). A tile that covers the frame avoids it.
 """
-
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
-import numpy as np
 import torch
-from torch import nn
-
-from correlnet.inference import prepare_for_inference
-from correlnet.models.padding import InputPadder
-from correlnet.temporal_gate import gate_config_of, gate_probs
 
 
 GPU_BATCH = 4  # tiles per forward call on CUDA (`TilingConfig.for_device`)
@@ -173,63 +163,3 @@ def make_grid(height: int, width: int, cfg: TilingConfig, size_multiple: int) ->
     th, oh, ys = _starts(height, tile, overlap, size_multiple)
     tw, ow, xs = _starts(width, tile, overlap, size_multiple)
     return TileGrid(height, width, th, tw, oh, ow, ys, xs)
-
-
-def size_multiple_of(model: nn.Module) -> int:
-    """The model's required input multiple (32 for the 5-stage encoders when not declared)."""
-    return int(getattr(model, "size_multiple", 32))
-
-
-def run_batched(fn: Callable[..., torch.Tensor], batch: int, *tensors: torch.Tensor) -> torch.Tensor:
-    """fn applied to consecutive slices of `batch` rows of each tensor; results concatenated."""
-    n = tensors[0].shape[0]
-    return torch.cat([fn(*(t[i : i + batch] for t in tensors)) for i in range(0, n, batch)])
-
-
-def check_eval(model: nn.Module) -> None:
-    """Refuse a model in training mode: its batch norm would use each batch's statistics, so a
-    frame's prediction would depend on the tiles batched with it."""
-    if model.training:
-        raise ValueError("the model is in training mode: call model.eval() before predicting")
-
-
-def as_frames(frames: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """(3, H, W) numpy or tensor in [0, 1] -> float32 tensor on device; clear error otherwise."""
-    t = torch.as_tensor(frames)
-    if t.dim() != 3 or t.shape[0] != 3:
-        raise ValueError(
-            f"frames must be (3, H, W) = (frame_prev, frame_mid, frame_next) grayscale in [0, 1]; got {tuple(t.shape)}"
-        )
-    return t.to(device=device, dtype=torch.float32)
-
-
-@torch.inference_mode()
-def predict_triplet_tiled(
-    model: nn.Module, frames: np.ndarray | torch.Tensor, cfg: TilingConfig, device: torch.device,
-    prepare: bool = True, gate: bool = True,
-) -> np.ndarray:
-    """Defect probabilities of the middle frame at full resolution.
-
-    model: any Correl-Net model (`forward((B, 3, H, W)) -> logits (B, 1, H, W)`), in eval mode.
-    frames: (3, H, W) float32 in [0, 1], (frame_prev, frame_mid, frame_next).
-    prepare: run a `prepare_for_inference` copy (batch norm folded, channels_last; same outputs up
-        to float rounding); False runs `model` as given (the benchmark's baseline).
-    gate: apply the model's temporal gate (`ModelConfig.temporal_gate`, correlnet.temporal_gate)
-        when it has one; False returns the network's own probabilities.
-    Returns probs (H, W) float32 numpy.
-    """
-    check_eval(model)
-    if prepare:
-        model = prepare_for_inference(model, device)
-    x = as_frames(frames, device)
-    m = size_multiple_of(model)
-    padder = InputPadder(x.shape[1], x.shape[2], m)
-    xp = padder.pad(x[None])[0]
-    grid = make_grid(xp.shape[1], xp.shape[2], cfg, m)
-    logits = run_batched(model, cfg.batch, grid.extract(xp))
-    probs = torch.sigmoid(padder.unpad(grid.blend(logits))[0]).float().cpu().numpy()
-    gate_cfg = gate_config_of(model)
-    if gate and gate_cfg.enabled:
-        prev, mid, nxt = x.float().cpu().numpy()
-        probs = gate_probs(probs, prev, mid, nxt, gate_cfg)
-    return probs

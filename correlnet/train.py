@@ -1,4 +1,4 @@
-"""Training loop: one function with a progress callback (minGPT's trainer, not a class of hooks).
+"""Training loop: one function reporting to a job context (minGPT's trainer, not a class of hooks).
 
 `train` is shared by `correlnet pretrain` (synthetic defects on clean clips) and the per-film
 fine-tuning worker (a restorer's corrected masks): it takes any DataLoader of
@@ -11,6 +11,9 @@ checkpoint (written atomically with `correlnet.checkpoint.save_checkpoint`) hold
 optimizer, the AMP scaler, the step and the RNG states; a killed run resumed from it re-seeds its
 segment, skips the batches that segment had already used and restores the RNG states, so on a
 deterministic device it ends with the same weights as an uninterrupted run.
+
+Progress and cancellation go through one `correlnet.job_context.JobContext`: a report after every
+step, and a cancelled context ends the run after the step in progress (checkpoint written).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from correlnet.job_context import JobContext, job_or_null
 from correlnet.losses import soft_dice_loss
 from correlnet.train_state import resume_training, rng_state, save_training, set_rng_state, train_state_path
 
@@ -53,6 +57,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     amp: bool = True  # used on CUDA only
     dry_run: bool = False  # stop after 2 steps: every code path, cheaply
+    validations: int | None = None  # val_fn passes, evenly spaced, the last at the end; None: at every checkpoint
 
     def __post_init__(self) -> None:
         if self.steps < 1 and self.epochs is None:
@@ -63,19 +68,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0 (got {self.lr}); the CPU default is 1e-3")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 (got {self.checkpoint_every})")
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """What `on_progress` receives after every optimizer step."""
-
-    step: int  # steps done so far (1-based after the first step)
-    total: int
-    loss: float  # this step's loss
-    loss_avg: float  # mean loss of the last (up to) 50 steps
-    lr: float
-    eta_seconds: float
-    val: dict[str, float] | None = None  # set on the steps where val_fn ran
+        if self.validations is not None and self.validations < 1:
+            raise ValueError(f"validations must be >= 1 or None (got {self.validations})")
 
 
 @dataclass
@@ -86,7 +80,7 @@ class TrainResult:
     loss_history: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss of the window)
     val_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     seconds: float = 0.0
-    stopped: bool = False  # should_stop() ended the run early
+    stopped: bool = False  # the job was cancelled before the last step
     resumed_from: int = 0
 
 
@@ -101,6 +95,11 @@ def total_steps(cfg: TrainConfig, loader: Any) -> int:
             raise ValueError("epochs needs a loader with a length; use steps for an endless loader") from exc
         return max(1, cfg.epochs * per_epoch)
     return cfg.steps
+
+
+def validation_steps(total: int, validations: int) -> set[int]:
+    """The steps (1-based) after which validation runs: `validations` evenly spaced, the last at `total`."""
+    return {max(1, round(total * (i + 1) / validations)) for i in range(validations)}
 
 
 def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
@@ -170,9 +169,8 @@ def train(
     loader: Any,
     cfg: TrainConfig,
     device: torch.device,
-    on_progress: Callable[[TrainProgress], None] | None = None,
+    job: JobContext | None = None,
     val_fn: Callable[[nn.Module], dict[str, float]] | None = None,
-    should_stop: Callable[[], bool] | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
     provenance: dict[str, Any] | None = None,
@@ -180,15 +178,19 @@ def train(
     """Train `model` (already on `device`) with Adam on the soft Dice loss (Sec. 3.2, + cfg.bce_weight * BCE).
 
     loader: batches {"frames": (B, 3, H, W) float in [0, 1], "mask": (B, 1, H, W) or (B, H, W) in {0, 1}}.
-    on_progress(TrainProgress) runs after every step; val_fn(model) -> metrics runs (in eval mode, no grad)
-    at every checkpoint and at the end; should_stop() is polled after every step and ends the run cleanly
-    (a checkpoint is written). With checkpoint_path, an atomic checkpoint is written every
-    cfg.checkpoint_every steps and at the end; resume=True continues from it when it exists.
+    job: gets report(done, total, unit="step", loss, lr, eta_seconds[, val_f1]) after every step; once it
+    is cancelled the run ends after the step in progress, writes its checkpoint and returns with
+    `stopped` set (a cancel seen at the last step changes nothing: the run is complete).
+    val_fn(model) -> metrics runs (in eval mode, no grad) after the steps `validation_steps(total,
+    cfg.validations)`, or at every checkpoint and at the end when cfg.validations is None; its "f1" is
+    reported as val_f1. With checkpoint_path, an atomic checkpoint is written every cfg.checkpoint_every
+    steps, at the end and when cancelled; resume=True continues from it when it exists.
     provenance: plain data recorded in every checkpoint's `extra["data"]` (sources, generator, crop:
     what the model was trained on, which TrainConfig does not describe).
     Raises TrainingDiverged when the loss is NaN/inf, ValueError for malformed batches, and
     FileNotFoundError on resume when the checkpoint exists without its training-state file.
     """
+    job = job_or_null(job)
     total = total_steps(cfg, loader)
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -199,6 +201,7 @@ def train(
         state = resume_training(path, model, opt, scaler)  # raises naming the file if the state is missing
         start, rng = int(state["step"]), state.get("rng")
     result = TrainResult(steps_done=start, total_steps=total, final_loss=float("nan"), resumed_from=start)
+    val_steps = None if cfg.validations is None else validation_steps(total, cfg.validations)
     losses: list[float] = []
     t0 = time.perf_counter()
     model.train()
@@ -214,11 +217,12 @@ def train(
         losses.append(value)
         done = result.steps_done = step + 1
         avg = sum(losses[-50:]) / len(losses[-50:])
-        stop = bool(should_stop and should_stop())
-        val = _end_of_step(model, opt, scaler, cfg, result, done, total, avg, stop, val_fn, path, provenance)
-        if on_progress is not None:
-            eta = (time.perf_counter() - t0) / (done - start) * (total - done)
-            on_progress(TrainProgress(done, total, value, avg, lr, eta, val))
+        val = _validate_if_due(model, val_fn, val_steps, cfg, done, total, result)
+        eta = (time.perf_counter() - t0) / (done - start) * (total - done)
+        job.report(done=done, total=total, unit="step", loss=avg, lr=lr, eta_seconds=eta,
+                   **({"val_f1": val["f1"]} if val and "f1" in val else {}))
+        stop = done < total and job.cancelled
+        _end_of_step(model, opt, scaler, cfg, result, done, total, avg, stop, val, path, provenance)
         if stop:
             result.stopped = True
             break
@@ -244,22 +248,27 @@ def _train_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, batch
     return value
 
 
+def _validate_if_due(model: nn.Module, val_fn: Any, val_steps: Collection[int] | None, cfg: TrainConfig,
+                     done: int, total: int, result: TrainResult) -> dict[str, float] | None:
+    """val_fn's metrics after step `done` when validation is due then (recorded in val_history), else None."""
+    due = done in val_steps if val_steps is not None else done % cfg.checkpoint_every == 0 or done == total
+    if val_fn is None or not due:
+        return None
+    val = _validate(model, val_fn)
+    result.val_history.append((done, val))
+    return val
+
+
 def _end_of_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, cfg: TrainConfig, result: TrainResult,
-                 done: int, total: int, avg: float, stop: bool, val_fn: Any, path: Path | None,
-                 provenance: dict[str, Any] | None = None) -> dict | None:
-    """Validation, loss history and checkpoint when due; returns the validation metrics if run."""
-    val = None
-    at_checkpoint = done % cfg.checkpoint_every == 0 or done == total or stop
-    if at_checkpoint and val_fn is not None:
-        val = _validate(model, val_fn)
-        result.val_history.append((done, val))
+                 done: int, total: int, avg: float, stop: bool, val: dict[str, float] | None, path: Path | None,
+                 provenance: dict[str, Any] | None = None) -> None:
+    """Loss history and the checkpoint (with this step's validation metrics, if any) when due."""
     if done % 50 == 0 or done == total or stop:
         result.loss_history.append((done, avg))
-    if at_checkpoint and path is not None:
+    if path is not None and (done % cfg.checkpoint_every == 0 or done == total or stop):
         state = {"step": done, "optimizer": opt.state_dict(), "rng": rng_state(),
                  "scaler": scaler.state_dict() if scaler is not None else None}
         save_training(path, model, asdict(cfg), state, {"loss": avg, "step": done, **(val or {})}, provenance)
-    return val
 
 
 def _optimizer_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, loss: torch.Tensor,

@@ -3,7 +3,7 @@
 A row must never point to a half-written file, so every write goes to a temporary file in the
 destination directory, is fsync'ed and then renamed over the final name with `os.replace`
 (atomic on POSIX and Windows). Callers write the file first and insert the row second.
-Images are PNG (lossless; 8- or 16-bit; 1 or 3 channels, RGB order in numpy).
+Images are PNG (lossless; 8- or 16-bit; 1 or 3 channels, RGB order in numpy), encoded by `correlnet.png`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import hashlib
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from correlnet.atomic import atomic_write
+from correlnet.png import decode_png, encode_png  # the one PNG codec
 
 _CHUNK = 1 << 20
 
@@ -56,36 +56,6 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of `image`: (H, W) or (H, W, 3) RGB or (H, W, 4) RGBA, dtype uint8 or uint16; bool is
-    written as 0/255 uint8. Lossless, so decode_png(encode_png(x)) == x bit for bit."""
-    image = np.asarray(image)
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * 255
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"PNG needs uint8 or uint16 pixels, got {image.dtype}: convert first (e.g. (x*255).round().astype(np.uint8))")
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        code = cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
-        image = cv2.cvtColor(image, code)
-    elif image.ndim != 2:
-        raise ValueError(f"PNG needs an (H, W), (H, W, 3) or (H, W, 4) array, got shape {image.shape}")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image))
-    if not ok:
-        raise ValueError(f"could not encode a {image.shape} {image.dtype} image as PNG")
-    return buf.tobytes()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """Inverse of encode_png: (H, W) or (H, W, 3) RGB array with the stored bit depth."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError("not a readable PNG")
-    if image.ndim == 3:
-        code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
-        image = cv2.cvtColor(image, code)
-    return image
 
 
 def write_png(path: Path, image: np.ndarray, *, create_dirs: bool = True) -> str:

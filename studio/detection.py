@@ -12,8 +12,8 @@ the functions that run a model, so the web app can import `load_prediction` chea
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import select
 
 from correlnet import DEFECT_THRESHOLD
+from correlnet.job_context import JobContext, job_or_null
 from db.files import read_png, sha256_file, write_png
 from db.models import Film, Frame, ModelVersion, Prediction
 from db.store import Store
@@ -31,7 +32,6 @@ from studio.films import film_frames, frame_gray
 if TYPE_CHECKING:
     from correlnet.tiling import TilingConfig
 
-Progress = Callable[[int, int], None]  # (frames done in this run, frames to do in this run)
 THRESHOLD = DEFECT_THRESHOLD  # probs >= 0.5 is a defect (the paper's binarisation, Sec. 4.2)
 
 
@@ -141,42 +141,68 @@ def _predicted_frame_ids(store: Store, film: Film, version_id: int) -> set[int]:
 
 
 def predict_film(store: Store, film: Film, version: ModelVersion | None = None, default_model: str | Path | None = None,
-                 device: str = "auto", on_progress: Progress | None = None, tiling: "TilingConfig | None" = None,
+                 device: str = "auto", job: JobContext | None = None, tiling: "TilingConfig | None" = None,
                  limit: int | None = None, frame_indices: Sequence[int] | None = None) -> DetectResult:
-    """The film-detection use case, one for the app's worker and `correlnet film detect`.
+    """The film-detection use case in one process: `correlnet film detect` and the re-predict after
+    fine-tuning (the worker's "predict" jobs run the same three steps split into chunks: studio.chunks).
 
-    version None: the film's active model (`active_model_version`); a film that has none is pinned to
-    it first, so a newer shipped default (a package upgrade) never silently becomes the parent of its
-    fine-tuning. Then `detect_film` (resumable; `frame_indices`, `limit` as there), and when `version`
-    is the film's active model the review order (Frame.uncertainty) is refreshed from its predictions.
+    `pin_model_version` (version None: the film's active model, pinned when it has none), then
+    `detect_film` (resumable; `frame_indices`, `limit` as there), then `refresh_review_order`.
+    job: progress and cancel, as in `detect_film`.
     """
-    from studio.active import refresh_frame_uncertainty
+    version = pin_model_version(store, film, version, default_model)
+    result = detect_film(store, film, version, device=device, job=job, tiling=tiling, limit=limit,
+                         frame_indices=frame_indices)
+    refresh_review_order(store, film.id, version.id)
+    return result
+
+
+def pin_model_version(store: Store, film: Film, version: ModelVersion | None = None,
+                      default_model: str | Path | None = None) -> ModelVersion:
+    """The version a film's detection predicts with: `version`, else the film's active model; a film
+    with none is pinned (activated) to it first, so a newer shipped default (a package upgrade) never
+    silently becomes the parent of its fine-tuning. A split detection pins it once for all its chunks."""
     from studio.versions import activate_model_version
 
     if version is None:
         version = active_model_version(store, film, default_model)
-        if film.active_model_version_id is None:
+        with store.session() as s:
+            unpinned = s.get(Film, film.id).active_model_version_id is None
+        if unpinned:
             activate_model_version(store, film.id, version.id)
-    result = detect_film(store, film, version, device=device, on_progress=on_progress, tiling=tiling, limit=limit,
-                         frame_indices=frame_indices)
+    return version
+
+
+def refresh_review_order(store: Store, film_id: int, version_id: int) -> bool:
+    """After a detection: when `version_id` is the film's active model, copy its predictions'
+    uncertainty into the review order (Frame.uncertainty). Returns whether it did."""
+    from studio.active import refresh_frame_uncertainty
+
     with store.session() as s:
-        active_id = s.get(Film, film.id).active_model_version_id
-    if active_id == version.id:
-        refresh_frame_uncertainty(store, film.id, version.id)
-    return result
+        active_id = s.get(Film, film_id).active_model_version_id
+    if active_id != version_id:
+        return False
+    refresh_frame_uncertainty(store, film_id, version_id)
+    return True
 
 
 def detect_film(store: Store, film: Film, model_version: ModelVersion | None = None, device: Any = "auto",
-                on_progress: Progress | None = None, tiling: "TilingConfig | None" = None,
-                limit: int | None = None, frame_indices: Sequence[int] | None = None) -> DetectResult:
+                job: JobContext | None = None, tiling: "TilingConfig | None" = None,
+                limit: int | None = None, frame_indices: Sequence[int] | None = None,
+                load: Callable[[Store, ModelVersion, Any], Any] | None = None) -> DetectResult:
     """Predict the film's frames not yet predicted by `model_version` (default: the active one).
 
     Each frame is seen with its stored neighbours (Frame.prev_index/next_index). `frame_indices` restricts
     the run to those frame indices (e.g. the frame a restorer opened); `limit` stops after that many
     new frames (previews, tests). Safe to interrupt: finished frames are kept and a new run resumes.
+    job: gets report(done=0, total=frames to do, unit="frame") first, then done + 1 after each stored
+    frame; once it is cancelled, JobCancelled is raised after the frame in progress is stored (unless
+    that was the last).
+    load: called as load(store, version, device) for the model when there is a frame to do (default
+    `load_version_model`; a worker running chunk after chunk passes its cache of the last model).
     """
     from correlnet.device import resolve_device
-    from correlnet.streaming import detect_frames
+    from correlnet.prediction import detect_frames
     from correlnet.tiling import TilingConfig
 
     version = model_version or active_model_version(store, film)
@@ -188,9 +214,12 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     wanted = set(range(len(frames)) if frame_indices is None else frame_indices)
     todo = [f.index for f in frames if f.id not in done and f.index in wanted][:limit]
     skipped = sum(1 for f in frames if f.id in done and f.index in wanted)
+    job = job_or_null(job)
+    job.report(done=0, total=len(todo), unit="frame")
     if not todo:
         return DetectResult(version.id, 0, skipped)
-    model = load_version_model(store, version, device)
+    job.raise_if_cancelled(f"detection cancelled before its first frame (0 of {len(todo)} frames predicted)")
+    model = (load or load_version_model)(store, version, device)
     neighbours = [(f.prev_index, f.next_index) for f in frames]
     count = 0
 
@@ -198,8 +227,9 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
         nonlocal count
         future.result()  # the save's own error (disk full, database refused) stops the run here
         count += 1
-        if on_progress:
-            on_progress(count, len(todo))
+        job.report(done=count, total=len(todo), unit="frame")
+        if count < len(todo):  # a cancel after the last frame changes nothing: the run is complete
+            job.raise_if_cancelled(f"detection cancelled after {count} of {len(todo)} frames; those frames are kept")
 
     # Frame i's prediction is written (PNG encoding, uncertainty, its row) on one thread while frame
     # i+1 is predicted; at most one write is in flight, and a frame counts as done once it is stored.

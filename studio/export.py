@@ -36,15 +36,19 @@ from typing import Any
 
 import cv2
 import numpy as np
+from sqlalchemy import and_, select
+from sqlalchemy.orm import aliased
 
 from correlnet.frames import FrameReadError, read_native
+from correlnet.png import decode_png, encode_png
 from correlnet.transfer import inverse_view_transform
-from db.files import atomic_write_bytes, decode_png, encode_png
-from db.models import Film, Frame
+from db.files import atomic_write_bytes
+from db.models import Correction, Film, Frame, Prediction
 from db.store import Store
-from studio.corrections import current_mask
-from studio.detection import THRESHOLD, latest_prediction, load_prediction
-from studio.films import FrameRange, film_frames, frame_image, select_frames
+from studio.corrections import load_correction
+from studio.detection import THRESHOLD, load_prediction
+from studio.films import FrameRange, frame_image
+from studio.frame_queries import frame_names, numbers_unique, shown_prediction
 
 SOURCES = ("corrected", "predicted", "best")
 FORMATS = {"png": ".png", "tiff": ".tif", "tiff16": ".tif", "exr": ".exr"}
@@ -125,16 +129,42 @@ def rle_counts_from_string(text: str) -> list[int]:
 
 # --- masks of a film ----------------------------------------------------------------------------
 
-def frame_mask(store: Store, frame: Frame, source: str = "best") -> np.ndarray | None:
+@dataclass(frozen=True)
+class ExportRow:
+    """One frame to export: its row, the number in its matte's name, its current correction (the latest
+    row) and the prediction a restorer sees (the active version's, else the newest: as
+    `studio.detection.latest_prediction`), each None when there is none."""
+
+    frame: Frame
+    number: int
+    correction: Correction | None
+    prediction: Prediction | None
+
+
+def export_rows(store: Store, film: Film, frames: FrameRange | None = None) -> list[ExportRow]:
+    """The frames numbered within `frames` (all when None), in film order, with the rows their masks come
+    from, in one query (not three per frame: a feature has 130 000 frames). A matte is named after the
+    frame's number, or its index when two frames of the film share a number."""
+    older = aliased(Correction)
+    latest = select(older.id).where(older.frame_id == Frame.id).order_by(older.id.desc()).limit(1).scalar_subquery()
+    query = (select(Frame, Correction, Prediction).select_from(Frame).where(Frame.film_id == film.id)
+             .outerjoin(Correction, and_(Correction.frame_id == Frame.id, Correction.id == latest))
+             .outerjoin(Prediction, and_(Prediction.frame_id == Frame.id, Prediction.id == shown_prediction(film)))
+             .order_by(Frame.index))
+    if frames is not None:
+        query = query.where(Frame.number >= frames[0], Frame.number <= frames[1])
+    unique = numbers_unique(store, film)
+    with store.session() as s:
+        return [ExportRow(f, f.number if unique else f.index, c, p) for f, c, p in s.execute(query)]
+
+
+def frame_mask(store: Store, row: ExportRow, source: str = "best") -> np.ndarray | None:
     """(H, W) bool mask of one frame from `source`, or None when that source has none."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    if source in ("corrected", "best"):
-        mask = current_mask(store, frame.id)
-        if mask is not None or source == "corrected":
-            return mask
-    prediction = latest_prediction(store, frame.id)
-    return None if prediction is None else load_prediction(store, prediction) >= THRESHOLD
+    if source in ("corrected", "best") and (row.correction is not None or source == "corrected"):
+        return None if row.correction is None else load_correction(store, row.correction)
+    return None if row.prediction is None else load_prediction(store, row.prediction) >= THRESHOLD
 
 
 def dilate_mask(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -156,19 +186,11 @@ class _FrameMask:
     missing: bool  # no mask from the source
 
 
-def _film_entries(store: Store, film: Film, frames: FrameRange | None) -> list[tuple[Frame, int]]:
-    """(frame, number in the matte's name) of the frames numbered within `frames` (all when None)."""
-    rows = film_frames(store, film)
-    unique = len({f.number for f in rows}) == len(rows)
-    return [(f, f.number if unique else f.index) for f in select_frames(rows, frames)]
-
-
-def _frame_mask(store: Store, film: Film, entry: tuple[Frame, int], source: str, dilate: int) -> _FrameMask:
-    frame, number = entry
-    mask = frame_mask(store, frame, source)
+def _frame_mask(store: Store, film: Film, entry: ExportRow, source: str, dilate: int) -> _FrameMask:
+    mask = frame_mask(store, entry, source)
     if mask is None:
-        return _FrameMask(frame, number, np.zeros((film.height, film.width), bool), True)
-    return _FrameMask(frame, number, dilate_mask(mask, dilate), False)
+        return _FrameMask(entry.frame, entry.number, np.zeros((film.height, film.width), bool), True)
+    return _FrameMask(entry.frame, entry.number, dilate_mask(mask, dilate), False)
 
 
 def source_padding(frames: list[Frame]) -> int:
@@ -217,7 +239,7 @@ def matte_pixels(mask: np.ndarray, fmt: str, scan: np.ndarray | None = None) -> 
 
 
 def encode_matte(pixels: np.ndarray, fmt: str) -> bytes:
-    """File bytes of `matte_pixels` output: PNG through db.files.encode_png; TIFF (LZW, alpha marked
+    """File bytes of `matte_pixels` output: PNG through correlnet.png.encode_png; TIFF (LZW, alpha marked
     unassociated) and EXR (ZIP; channel A, or R, G, B, A) through OpenImageIO."""
     if fmt == "png":
         return encode_png(pixels)
@@ -301,10 +323,10 @@ def coco_json(store: Store, film: Film, source: str = "best", compressed: bool =
     `fmt`), one "defect" annotation (iscrowd=1, RLE) per image whose mask is not empty.
     compressed=True writes COCO's compressed string counts. `dilate`, `frames`: as in `export_film`."""
     _check_options(fmt, source, dilate, frames)
-    stem, padding = _safe_name(film.name), source_padding(film_frames(store, film))
+    stem, padding = _safe_name(film.name), source_padding(frame_names(store, film))
     coco = _Coco(film, source, compressed)
-    for entry in _film_entries(store, film, frames):
-        coco.add(_frame_mask(store, film, entry, source, dilate), matte_name(stem, entry[1], padding, fmt))
+    for entry in export_rows(store, film, frames):
+        coco.add(_frame_mask(store, film, entry, source, dilate), matte_name(stem, entry.number, padding, fmt))
     return coco.to_dict()
 
 
@@ -351,8 +373,8 @@ def export_film(store: Store, film: Film, out_dir: str | Path, fmt: str = "png",
     _check_options(fmt, source, dilate, frames)
     out_dir = Path(out_dir).expanduser()
     _check_out_dir(film, out_dir)
-    stem, padding = _safe_name(film.name), source_padding(film_frames(store, film))
-    entries = _film_entries(store, film, frames)
+    stem, padding = _safe_name(film.name), source_padding(frame_names(store, film))
+    entries = export_rows(store, film, frames)
     span = "" if frames is None else f".{frames[0]:0{padding}d}-{frames[1]:0{padding}d}"
     coco_path = out_dir / f"{stem}{span}.coco.json" if coco else None
 
@@ -363,7 +385,7 @@ def export_film(store: Store, film: Film, out_dir: str | Path, fmt: str = "png",
     # stops the export here, before a file is written.
     unchanged = set()
     for entry in entries:
-        path = out_dir / matte_name(stem, entry[1], padding, fmt)
+        path = out_dir / matte_name(stem, entry.number, padding, fmt)
         if not path.exists():
             continue
         if _same_file(path, pixels_of(_frame_mask(store, film, entry, source, dilate))):
@@ -379,7 +401,7 @@ def export_film(store: Store, film: Film, out_dir: str | Path, fmt: str = "png",
     out_dir.mkdir(parents=True, exist_ok=True)
     written, missing, builder = [], [], _Coco(film, source, compressed=False)
     for entry in entries:
-        path = out_dir / matte_name(stem, entry[1], padding, fmt)
+        path = out_dir / matte_name(stem, entry.number, padding, fmt)
         item = _frame_mask(store, film, entry, source, dilate)
         if path not in unchanged:
             atomic_write_bytes(path, encode_matte(pixels_of(item), fmt))

@@ -1,17 +1,20 @@
-"""Films in the store: import (all or nothing), list, look up by name or id, read frames.
+"""Films in the store: import, list, look up by name or id, read frames.
 
-Import stages every frame as a lossless PNG in a hidden directory under data_dir (studio/staging.py),
-computes the temporal neighbours (correlnet.neighbours), moves the directory into place and only then
-inserts the Film (status "ready") and its Frame rows in one transaction. Any failure removes the staged
-files, so the store is left exactly as it was: never a half film that looks complete. A video that
-decodes fewer frames than its header announces is refused (correlnet.frames.check_video_complete).
+A folder of frames is imported in place by default (studio/resumable_import.py): each frame is
+referenced where it lies (path, size, sha256; verified on every read by `frame_image`), rows are
+committed in batches and a killed import resumes. A video (or a folder with `ImportConfig(in_place=
+False)`) is copied, all or nothing: every frame is staged as a lossless PNG in a hidden directory under
+data_dir (studio/staging.py), the temporal neighbours are computed (correlnet.neighbours), the
+directory is moved into place and only then the Film (status "ready") and its Frame rows are inserted
+in one transaction. Any failure removes the staged files, so the store is left exactly as it was: never
+a half film that looks complete. A video that decodes fewer frames than its header announces is
+refused (correlnet.frames.check_video_complete).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,35 +22,33 @@ import numpy as np
 from sqlalchemy import distinct, func, select
 
 from correlnet import frames as framelib
-from correlnet.neighbours import NeighbourConfig, analyse_sequence, thumbnail
-from db.files import read_png, sha256_bytes, sha256_file
+from correlnet.job_context import JobContext, job_or_null
+from correlnet.neighbours import analyse_sequence, thumbnail
+from db.files import read_png, sha256_file
 from db.models import Correction, Film, Frame, Prediction
 from db.store import Store
-from studio.staging import StagingDir, StagingError, sweep_stale
+from studio import frame_sources, resumable_import
+from studio.import_checks import (  # noqa: F401  (FilmImportError, ImportConfig, frame_number: public here)
+    FilmImportError,
+    FormatCheck,
+    ImportConfig,
+    check_header,
+    folder_digest,
+    frame_number,
+    frame_suffixes,
+    normalise,
+    pick_name,
+    read_frame_file,
+)
+from studio.staging import FILMS_DIR, StagingDir, StagingError, sweep_stale
 
-FILMS_DIR = "films"
 MAX_NAME = 120  # characters; leaves room for a "-2" suffix and export file names
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")  # control characters, path separators
-Progress = Callable[[int, int], None]  # (frames done, total frames)
 FrameRange = tuple[int, int]  # first and last frame number (Frame.number), inclusive
 
 
-class FilmImportError(ValueError):
-    """An import that cannot proceed; the message names the file and what to do. The store is unchanged."""
-
-
 class FilmNotFound(LookupError):
-    """No film with that name or id."""
-
-
-@dataclass(frozen=True)
-class ImportConfig:
-    """max_pixels / max_side: frames larger than this are refused from their header, before decoding
-    (defaults: correlnet.frames.MAX_PIXELS / MAX_SIDE, the limits `correlnet detect` applies too)."""
-
-    max_pixels: int = framelib.MAX_PIXELS
-    max_side: int = framelib.MAX_SIDE
-    neighbours: NeighbourConfig = NeighbourConfig()
+    """No film with that name or id (or, unless asked for, a film whose import has not finished)."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,10 @@ class FilmSummary:
         return self.film.name
 
 
-def frame_number(name: str, default: int) -> int:
-    """The frame number in a file name: the last run of digits in its stem ("shot_0012.tif" -> 12)."""
-    digits = re.findall(r"\d+", Path(name).stem)
-    return int(digits[-1]) if digits else default
-
-
 def _source_digest(path: Path, files: list[Path]) -> str:
     if path.is_file():
         return sha256_file(path)
-    parts = [f"{f.name}:{sha256_file(f)}" for f in files]
-    return sha256_bytes("\n".join(parts).encode())
+    return folder_digest((f.name, sha256_file(f)) for f in files)
 
 
 def _list_sources(path: Path) -> list[Path]:
@@ -89,35 +83,16 @@ def _list_sources(path: Path) -> list[Path]:
         if path.suffix.lower() not in framelib.VIDEO_SUFFIXES:
             raise FilmImportError(f"{path}: not a video ({', '.join(sorted(framelib.VIDEO_SUFFIXES))}) nor a folder; "
                                   "pass a video file or a folder of frames "
-                                  f"({_frame_suffixes()})")
+                                  f"({frame_suffixes()})")
         return []
     try:
         files = list(framelib.list_frame_files(path))
     except framelib.FrameReadError as exc:
         raise FilmImportError(str(exc)) from exc
     if not files:
-        raise FilmImportError(f"{path}: the folder holds no frames ({_frame_suffixes()}); "
+        raise FilmImportError(f"{path}: the folder holds no frames ({frame_suffixes()}); "
                               "point to the folder that contains the image sequence")
     return files
-
-
-def _frame_suffixes() -> str:
-    return ", ".join(sorted(s.lstrip(".") for s in framelib.IMAGE_SUFFIXES))
-
-
-def _check_header(file: Path, cfg: ImportConfig) -> None:
-    try:
-        width, height = framelib.image_header_size(file)
-    except framelib.FrameReadError as exc:
-        raise FilmImportError(f"{exc}; replace or remove this frame and import again") from exc
-    _check_size(file, width, height, cfg)
-
-
-def _check_size(file: Path, width: int, height: int, cfg: ImportConfig) -> None:
-    if framelib.frame_too_large(width, height, cfg.max_pixels, cfg.max_side):
-        raise FilmImportError(
-            f"{file}: frame is {width}x{height}, above the import limit ({cfg.max_pixels} pixels, "
-            f"{cfg.max_side} per side); downscale the scans or raise ImportConfig.max_pixels")
 
 
 def check_film_name(name: str) -> str:
@@ -140,19 +115,6 @@ def _default_name(path: Path) -> str:
     return name if name not in ("", ".", "..") else "film"
 
 
-def _normalise(image: np.ndarray, file: Path) -> np.ndarray:
-    """(H, W) or (H, W, 3) uint8/uint16; alpha dropped."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3):
-        raise FilmImportError(f"{file}: unsupported pixels {image.dtype} {image.shape}; "
-                              "export the frames as 8- or 16-bit gray or RGB")
-    return image
-
-
 class _Stager:
     """Writes frames into a staging directory and checks they all share one format."""
 
@@ -160,20 +122,13 @@ class _Stager:
         self.store, self.source, self.cfg = store, source, cfg
         self.key = uuid.uuid4().hex
         self.staging = StagingDir(store.data_dir / FILMS_DIR, self.key)
-        self.fmt: tuple[tuple[int, ...], np.dtype] | None = None
+        self.format = FormatCheck(cfg)
         self.rows: list[dict] = []
         self.thumbs: list[np.ndarray] = []
 
     def add(self, image: np.ndarray, file: Path, number: int) -> None:
-        image = _normalise(image, file)
-        fmt = (image.shape, image.dtype)
-        if self.fmt is None:
-            _check_size(file, image.shape[1], image.shape[0], self.cfg)
-            self.fmt = fmt
-        elif fmt != self.fmt:
-            raise FilmImportError(
-                f"{file}: frame is {_describe(*fmt)} but the film's first frame is {_describe(*self.fmt)}; "
-                "every frame of a film must share size, bit depth and channels: convert or remove it")
+        image = normalise(image, file)
+        self.format.check(image, file)
         index = len(self.rows)
         relative = f"{FILMS_DIR}/{self.key}/frames/{index:06d}.png"
         try:
@@ -193,29 +148,18 @@ class _Stager:
         self.staging.discard()
 
 
-def _describe(shape: tuple[int, ...], dtype: np.dtype) -> str:
-    channels = shape[2] if len(shape) == 3 else 1
-    return f"{shape[1]}x{shape[0]} {np.dtype(dtype).itemsize * 8}-bit {channels}-channel"
-
-
-def _read_all(stager: _Stager, path: Path, files: list[Path], on_progress: Progress | None) -> None:
+def _read_all(stager: _Stager, path: Path, files: list[Path], job: JobContext) -> None:
     if files:
         for i, file in enumerate(files):
-            _check_header(file, stager.cfg)
-            try:
-                image = framelib.read_image(file)
-            except framelib.FrameReadError as exc:
-                raise FilmImportError(f"{exc}; replace or remove this frame and import again") from exc
-            stager.add(image, file, frame_number(file.name, i))
-            if on_progress:
-                on_progress(i + 1, len(files))
+            check_header(file, stager.cfg)
+            stager.add(read_frame_file(file), file, frame_number(file.name, i))
+            job.report(done=i + 1, total=len(files), unit="frame")
         return
     try:
         total = framelib.video_frame_count(path)
         for i, image in enumerate(framelib.iter_video_frames(path)):
             stager.add(image, path, i + 1)  # video frames are numbered from 1, in decoding order
-            if on_progress:
-                on_progress(i + 1, max(total, i + 1))
+            job.report(done=i + 1, total=max(total, i + 1), unit="frame")
     except framelib.FrameReadError as exc:
         raise FilmImportError(f"{exc}; if the file plays to its end, re-encode it (e.g. ffmpeg -i in.mov -c:v ffv1 "
                               "out.mkv) and import again") from exc
@@ -231,18 +175,7 @@ def _existing(store: Store, source_sha: str) -> Film | None:
 
 def _free_name(store: Store, wanted: str, explicit: bool) -> str:
     with store.session() as s:
-        return _pick_name(set(s.execute(select(Film.name)).scalars()), wanted, explicit)
-
-
-def _pick_name(taken: set[str], wanted: str, explicit: bool) -> str:
-    if wanted not in taken:
-        return wanted
-    if explicit:
-        raise FilmImportError(f"a film named {wanted!r} already exists; choose another --name")
-    suffix = 2
-    while f"{wanted}-{suffix}" in taken:
-        suffix += 1
-    return f"{wanted}-{suffix}"
+        return pick_name(set(s.execute(select(Film.name)).scalars()), wanted, explicit)
 
 
 def _check_within(root: Path, path: Path, files: list[Path]) -> None:
@@ -255,16 +188,23 @@ def _check_within(root: Path, path: Path, files: list[Path]) -> None:
                                   "copy the frames there instead of linking them")
 
 
-def import_film(store: Store, path: str | Path, name: str | None = None, on_progress: Progress | None = None,
+def import_film(store: Store, path: str | Path, name: str | None = None, job: JobContext | None = None,
                 cfg: ImportConfig = ImportConfig(), root: str | Path | None = None) -> Film:
     """Import a video file or a folder of frames as a new film; returns the Film (status "ready").
+
+    A folder is referenced in place (`cfg.in_place`, the default; studio/resumable_import.py): nothing is
+    copied, rows are committed every `cfg.batch_frames` frames and the same call after a kill resumes.
+    A video, a folder with `in_place=False`, or a folder inside the store's data folder (an upload) is
+    decoded/copied into the store as PNG, all or nothing.
 
     name: checked by `check_film_name`; default: the file stem or folder name (made valid; "-2", "-3"...
     appended when taken). root: when given, the path and every frame file must resolve inside it
     (the web app's CORRELNET_IMPORT_ROOT).
     Re-importing the same content (same file bytes, or same frame names and bytes) returns the film
     already stored, with `film.already_imported = True`, and copies nothing.
-    Raises FilmImportError naming the bad file and what to do; the store is then unchanged.
+    job: gets report(done, total, unit="frame") after each frame read (`correlnet.job_context`).
+    Raises FilmImportError naming the bad file and what to do; the store is then unchanged, except for
+    the batches an in-place import committed before (`exc.kept_frames`), which a re-run resumes after.
     """
     explicit = name is not None
     wanted = check_film_name(name) if explicit else None
@@ -272,6 +212,10 @@ def import_film(store: Store, path: str | Path, name: str | None = None, on_prog
     files = _list_sources(path)
     if root is not None:
         _check_within(Path(root), path, files)
+    if files and cfg.in_place and not path.is_relative_to(store.data_dir.resolve()):
+        sweep_stale(store.data_dir / FILMS_DIR)
+        return resumable_import.import_in_place(store, path, files, wanted or _default_name(path), explicit, cfg,
+                                                job_or_null(job))
     source_sha = _source_digest(path, files)
     existing = _existing(store, source_sha)
     if existing is not None:
@@ -283,7 +227,7 @@ def import_film(store: Store, path: str | Path, name: str | None = None, on_prog
     sweep_stale(store.data_dir / FILMS_DIR)
     stager = _Stager(store, path, cfg)
     try:
-        _read_all(stager, path, files, on_progress)
+        _read_all(stager, path, files, job_or_null(job))
         film = _commit(store, stager, path, wanted, explicit, source_sha)
     except BaseException:
         stager.discard()
@@ -297,7 +241,6 @@ def import_film(store: Store, path: str | Path, name: str | None = None, on_prog
 
 def _commit(store: Store, stager: _Stager, path: Path, wanted: str, explicit: bool, source_sha: str) -> Film:
     analysis = analyse_sequence(np.stack(stager.thumbs), stager.cfg.neighbours)
-    shape, dtype = stager.fmt  # type: ignore[misc]
     stager.promote()  # atomic rename on one file system, after checking no staged frame went missing
     with store.write() as s:
         raced = s.execute(select(Film).where(Film.source_sha == source_sha, Film.status == "ready")).scalars().first()
@@ -307,9 +250,8 @@ def _commit(store: Store, stager: _Stager, path: Path, wanted: str, explicit: bo
         taken = set(s.execute(select(Film.name)).scalars())
         if explicit and wanted in taken:
             raise FilmImportError(f"a film named {wanted!r} was imported meanwhile; choose another --name")
-        film_name = _pick_name(taken, wanted, explicit)  # a default name taken meanwhile: the next free one
-        film = Film(name=film_name, source_path=str(path), source_sha=source_sha, width=shape[1], height=shape[0],
-                    bit_depth=np.dtype(dtype).itemsize * 8, channels=shape[2] if len(shape) == 3 else 1,
+        film_name = pick_name(taken, wanted, explicit)  # a default name taken meanwhile: the next free one
+        film = Film(name=film_name, source_path=str(path), source_sha=source_sha, **stager.format.film_fields(),
                     frame_count=len(stager.rows), status="ready", storage_dir=f"{FILMS_DIR}/{stager.key}")
         s.add(film)
         s.flush()
@@ -321,8 +263,9 @@ def _commit(store: Store, stager: _Stager, path: Path, wanted: str, explicit: bo
     return film
 
 
-def get_film(store: Store, name_or_id: str | int) -> Film:
-    """The film with this name, or this id (a number that is not some film's name). Raises FilmNotFound."""
+def get_film(store: Store, name_or_id: str | int, importing: bool = False) -> Film:
+    """The film with this name, or this id (a number that is not some film's name). Raises FilmNotFound,
+    also for a film whose import has not finished unless `importing` (its frames have no neighbours yet)."""
     with store.session() as s:
         film = s.execute(select(Film).where(Film.name == str(name_or_id))).scalar_one_or_none()
         if film is None and str(name_or_id).strip().isdigit():
@@ -330,13 +273,19 @@ def get_film(store: Store, name_or_id: str | int) -> Film:
         if film is None:
             names = ", ".join(s.execute(select(Film.name).order_by(Film.id)).scalars()) or "none yet"
             raise FilmNotFound(f"no film named or numbered {name_or_id!r} (films: {names}); see `correlnet film list`")
-        return film
+    if film.status == "importing" and not importing:
+        done = resumable_import.committed_frames(store, film)
+        raise FilmNotFound(f"film {film.name!r} is still being imported ({done} of {film.frame_count} frames); run "
+                           f"`correlnet film import {film.source_path}` again to finish it if that import stopped")
+    return film
 
 
-def list_films(store: Store) -> list[FilmSummary]:
-    """Every film, oldest first, with counts of frames that have a prediction / a correction."""
+def list_films(store: Store, importing: bool = False) -> list[FilmSummary]:
+    """Every ready film (and, with `importing`, those whose import has not finished), oldest first, with
+    counts of frames that have a prediction / a correction."""
     with store.session() as s:
-        films = s.execute(select(Film).order_by(Film.id)).scalars().all()
+        query = select(Film).order_by(Film.id)
+        films = s.execute(query if importing else query.where(Film.status == "ready")).scalars().all()
         predicted = dict(s.execute(select(Frame.film_id, func.count(distinct(Prediction.frame_id)))
                                    .join(Prediction, Prediction.frame_id == Frame.id).group_by(Frame.film_id)).all())
         corrected = dict(s.execute(select(Frame.film_id, func.count(distinct(Correction.frame_id)))
@@ -369,11 +318,21 @@ def select_frames(frames: list[Frame], frame_range: FrameRange | None) -> list[F
 
 
 def frame_image(store: Store, frame: Frame) -> np.ndarray:
-    """The stored frame as imported: (H, W) or (H, W, 3) RGB, uint8 or uint16. Raises ValueError naming the
-    file if it is missing or its checksum changed."""
+    """The frame as imported: (H, W) or (H, W, 3) RGB, uint8 or uint16. Raises ValueError naming the file
+    if it is missing or its checksum changed: for a frame referenced in place, SourceFrameError naming the
+    film, frame and source file and what to do (size and sha256 checked on every read: frame_sources.py)."""
+    if frame.in_place:
+        return normalise(frame_sources.read_source(store, frame), Path(frame.source_path))
     return read_png(store.path(frame.path), frame.sha256)
 
 
 def frame_gray(store: Store, frame: Frame) -> np.ndarray:
     """The stored frame as (H, W) float32 in [0, 1] (what the models take)."""
     return framelib.to_gray_float(frame_image(store, frame))
+
+
+def ready_films(store: Store) -> list[Film]:
+    """Every ready film, oldest first, without `list_films`' counts (they read every frame's predictions
+    and corrections: 0.1-0.2 s at 130 000 frames, bench/store_scale.py): the film pickers' list."""
+    with store.session() as s:
+        return list(s.execute(select(Film).where(Film.status == "ready").order_by(Film.id)).scalars())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +29,10 @@ from torch.utils.data import DataLoader
 from correlnet import DEFECT_THRESHOLD
 from correlnet.checkpoint import save_checkpoint
 from correlnet.inference import prepare_for_inference
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
-from correlnet.train import TrainConfig, TrainProgress, train
+from correlnet.job_context import JobCancelled, JobContext
+from correlnet.prediction import predict_triplet_tiled
+from correlnet.tiling import TilingConfig
+from correlnet.train import TrainConfig, total_steps, train
 from db.files import sha256_file
 from db.models import Film, Frame, ModelVersion, Prediction
 from studio.corrections import load_correction
@@ -38,7 +40,6 @@ from studio.crop_sampler import CorrectionCrops, TrainFrame
 from studio.detection import THRESHOLD, active_model_version, load_prediction, load_version_model
 from studio.evidence import EvidenceSplit, FrameEvidence, assign_validation
 from studio.films import frame_gray
-from studio.jobs import JobCancelled
 from studio.publish_gate import FrameScore, PublishGateConfig, PublishGateResult, decide, frame_score, pooled
 
 
@@ -104,7 +105,7 @@ class FinetuneConfig:
         return TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=min(self.warmup_steps, self.steps // 5),
                            batch_size=self.batch_size, seed=self.seed, checkpoint_every=self.steps,
                            bce_weight=self.bce_weight, grad_clip=self.grad_clip, amp=self.amp,
-                           dry_run=self.dry_run, min_lr_ratio=0.1)
+                           dry_run=self.dry_run, min_lr_ratio=0.1, validations=self.validations)
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,6 @@ class FinetuneOutcome:
     steps: int
     message: str
     gate: PublishGateResult | None = None  # None: the job did not train
-
-
-Progress = Callable[..., bool]  # progress(step=, total_steps=, loss=, val_f1=, eta_seconds=) -> cancel?
 
 
 class _FilmFrames:
@@ -261,19 +259,20 @@ def _too_few(film: Film, split: EvidenceSplit, cfg: FinetuneConfig) -> FinetuneO
     return FinetuneOutcome(None, float("nan"), float("nan"), n_train, len(split.validation), 0, message)
 
 
-def run_finetune(store: Any, job: Any, device: torch.device, cfg: FinetuneConfig, progress: Progress,
+def run_finetune(store: Any, job_row: Any, device: torch.device, cfg: FinetuneConfig, job: JobContext,
                  default_model: Any = None) -> FinetuneOutcome:
-    """Fine-tune job.film_id's active model on its corrections and publish when the gate says so.
+    """Fine-tune job_row.film_id's active model on its corrections and publish when the gate says so.
 
-    progress(**fields) writes the job row and returns True when cancellation was asked.
+    job: the job context (`correlnet.job_context`): training reports to it (done/total steps, loss,
+    val_f1, eta), and a cancel stops the job at the next step, or before publishing, with JobCancelled.
     default_model: checkpoint a film with no model of its own starts from (None: the shipped one).
     Raises JobCancelled, FinetuneDataError (no edited frame to train on, bad masks), correlnet's
     TrainingDiverged (NaN loss) or CheckpointError; the active model is unchanged in all those cases.
     """
     with store.session() as s:
-        film = s.get(Film, job.film_id)
+        film = s.get(Film, job_row.film_id)
     split = assign_validation(store, film.id, cfg.validation_fraction, cfg.gate.min_frames)
-    if len(split.validation) < cfg.gate.min_frames and not job.force_publish:
+    if len(split.validation) < cfg.gate.min_frames and not job_row.force_publish:
         return _too_few(film, split, cfg)
     if not split.train_edited:
         raise FinetuneDataError(f"film {film.name!r} has no edited frame left to train on ({_evidence_counts(split)}): "
@@ -281,74 +280,76 @@ def run_finetune(store: Any, job: Any, device: torch.device, cfg: FinetuneConfig
     start = active_model_version(store, film, default_model)
     data = load_training_data(store, film, split)
     model = keep_norm_statistics(load_version_model(store, start, device))
-    before, after, best_step, result = _train(model, data, cfg, device, progress)
+    before, after, best_step, result = _train(model, data, cfg, device, job)
     start_sure = getattr(getattr(model, "config", None), "sure_marks", None)
     sure = choose_sure_marks(model, data, device, cfg)
     if sure is not None and sure != start_sure:
         model.config = replace(model.config, sure_marks=sure)
         after = validation_scores(model, data.val_triplets, data.val_masks, device, cfg)
     gate = decide(before, after, cfg.gate)
-    progress(val_f1=gate.after[0])
+    job.report(val_f1=gate.after[0])
     n_train, n_val = len(data.train), len(data.val_masks)
     sure_note = "" if sure is None or sure == start_sure else (
         f"; sure one-frame marks {'off' if sure == 0 else f'at {sure:g}'} for this film (was "
         f"{'off' if not start_sure else f'{start_sure:g}'}), chosen on the edited training frames")
     summary = (f"{gate.summary()}; weights of step {best_step} of {result.steps_done} (best validation); trained on "
                f"{len(split.train_edited)} edited + {len(split.train_accepted)} accepted frame(s){sure_note}")
-    if not gate.publish and not job.force_publish:
+    if not gate.publish and not job_row.force_publish:
         return FinetuneOutcome(None, gate.before[0], gate.after[0], n_train, n_val, result.steps_done,
                                f"not published: {gate.reason}; {summary}; the film keeps model version {start.id} "
                                "(queue again with force to publish anyway)", gate)
     metrics = {**gate.metrics(), "train_frames": n_train, "train_edited_frames": len(split.train_edited),
                "train_accepted_frames": len(split.train_accepted), "steps": result.steps_done,
                "best_step": best_step, "final_loss": result.final_loss}
-    version = publish_version(store, film, start, model, metrics, asdict(cfg), job.id)
+    job.raise_if_cancelled(f"cancelled after training ({result.steps_done} steps); nothing was published")
+    version = publish_version(store, film, start, model, metrics, asdict(cfg), job_row.id)
     forced = "" if gate.publish else f" (forced: {gate.reason})"
     return FinetuneOutcome(version, gate.before[0], gate.after[0], n_train, n_val, result.steps_done,
                            f"published model version {version.id}{forced}: {summary}", gate)
 
 
-def validation_steps(total: int, validations: int) -> set[int]:
-    """The steps (1-based) after which validation runs: `validations` evenly spaced, the last at `total`."""
-    return {max(1, round(total * (i + 1) / validations)) for i in range(validations)}
+class _KeepBest:
+    """train()'s val_fn: scores the model on the validation frames and keeps the weights of the best
+    pass (of the last one when there are no validation frames)."""
+
+    def __init__(self, scores: Any, before: list[FrameScore]):
+        self._scores, self.scores = scores, before
+        self.best, self.weights, self.passes, self.best_pass = -math.inf, None, 0, None
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        current = self._scores(model)
+        pixel_f1, _, score = pooled(current) if current else (None, None, 0.0)
+        if score > self.best or not current:
+            self.best, self.scores, self.best_pass = score, current, self.passes
+            self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.passes += 1
+        return {} if pixel_f1 is None else {"f1": pixel_f1}
 
 
 def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: torch.device,
-           progress: Progress) -> tuple[list[FrameScore], list[FrameScore], int, Any]:
-    """Validate, train with progress, cancellation and validation passes, and leave `model` holding
-    the best pass's weights: (scores before, scores of the kept weights, their step, TrainResult)."""
+           job: JobContext) -> tuple[list[FrameScore], list[FrameScore], int, Any]:
+    """Validate, train with progress, cancellation and `cfg.validations` validation passes, and leave
+    `model` holding the best pass's weights: (scores before, scores of the kept weights, their step,
+    TrainResult). Raises JobCancelled when `job` is cancelled before or during training."""
     tcfg = cfg.train_config()
 
     def scores(m: nn.Module) -> list[FrameScore]:
         return validation_scores(m, data.val_triplets, data.val_masks, device, cfg)
 
     before = scores(model)
-    state: dict[str, Any] = {"cancel": progress(step=0, total_steps=2 if cfg.dry_run else cfg.steps,
-                                                val_f1=pooled(before)[0] if before else None),
-                             "best": -math.inf, "weights": None, "step": 0, "scores": before}
-    if state["cancel"]:
-        raise JobCancelled("cancelled before training started; nothing was published")
-
-    def on_progress(p: TrainProgress) -> None:
-        val_f1 = None
-        if p.step in validation_steps(p.total, cfg.validations):
-            current = scores(model)
-            pixel_f1, _, score = pooled(current) if current else (None, None, 0.0)
-            if score > state["best"] or not current:  # without validation frames: the last weights
-                state.update(best=score, step=p.step, scores=current,
-                             weights={k: v.detach().clone() for k, v in model.state_dict().items()})
-            val_f1 = pixel_f1
-        state["cancel"] = progress(step=p.step, total_steps=p.total, loss=p.loss_avg, eta_seconds=p.eta_seconds,
-                                   val_f1=val_f1)
-
+    job.report(done=0, total=total_steps(tcfg, None), unit="step", **({"val_f1": pooled(before)[0]} if before else {}))
+    job.raise_if_cancelled("cancelled before training started; nothing was published")
+    keep = _KeepBest(scores, before)
     crops = CorrectionCrops(data.frames, data.train, tcfg.steps * cfg.batch_size, cfg)
     loader = DataLoader(crops, batch_size=cfg.batch_size, shuffle=False, num_workers=0)
-    result = train(model, loader, tcfg, device, on_progress=on_progress, should_stop=lambda: bool(state["cancel"]))
+    result = train(model, loader, tcfg, device, job=job, val_fn=keep)
     if result.stopped:
         raise JobCancelled(f"cancelled at step {result.steps_done} of {result.total_steps}; nothing was published")
-    if state["weights"] is not None:
-        model.load_state_dict(state["weights"])
-    return before, state["scores"], state["step"], result
+    if keep.weights is not None:
+        model.load_state_dict(keep.weights)
+    # train() records one val_history entry per val_fn pass, in order: the best pass's step
+    best_step = 0 if keep.best_pass is None else result.val_history[keep.best_pass][0]
+    return before, keep.scores, best_step, result
 
 
 def publish_version(store: Any, film: Film, parent: ModelVersion, model: nn.Module, metrics: dict[str, Any],

@@ -1,11 +1,14 @@
-"""Staging folders: where an import writes its frames before the film exists.
+"""Staging folders and the live lock of a running import.
 
-An import writes every frame into `films/.staging-<key>/frames/`, renames the folder to `films/<key>/`
-(atomic on one file system) and only then inserts the rows. A folder left by an import that was
-killed is removed by a later import's sweep; a live one must never be. Liveness is judged from
-`.import-alive` inside the folder, which the live import holds locked (flock, released by the kernel
-when the process dies) and touches at every frame: the folder's own mtime does not change while files
-are written below it, so an import that runs for more than a day (a 4K feature) would look dead.
+A copying import (a video decoded into the store, or `--copy`) writes every frame into
+`films/.staging-<key>/frames/`, renames the folder to `films/<key>/` (atomic on one file system) and
+only then inserts the rows. A folder left by an import that was killed is removed by a later import's
+sweep; a live one must never be. Liveness is judged from `.import-alive` inside the folder, which the
+live import holds locked (`LiveLock`: flock, released by the kernel when the process dies) and touches
+at every frame: the folder's own mtime does not change while files are written below it, so an import
+that runs for more than a day (a 4K feature) would look dead. An in-place import
+(studio/resumable_import.py) holds the same lock in its film folder `films/<key>/`, so a second
+process never resumes an import that is still running.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ try:
 except ImportError:  # Windows: liveness from the touched file's age only
     fcntl = None  # type: ignore[assignment]
 
+FILMS_DIR = "films"  # under data_dir: one folder per film (`Film.storage_dir`), and the staging folders
 PREFIX = ".staging-"
 LIVE_FILE = ".import-alive"
 MAX_AGE_S = 86_400.0  # a folder untouched for a day and not locked belongs to a dead import
@@ -34,6 +38,44 @@ class StagingError(ValueError):
     """The staging folder or a staged frame vanished under a running import; the message says what to do."""
 
 
+class LockHeld(RuntimeError):
+    """Another live process holds the folder's import lock."""
+
+
+class LiveLock:
+    """`<folder>/.import-alive`, locked (flock) while its import runs and touched at every frame.
+
+    `LiveLock(folder)` takes the lock (the folder must exist) or raises LockHeld when a live process
+    holds it; on a file system without locks liveness falls back to the touched file's age."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LIVE_FILE
+        self._handle: BinaryIO | None = open(self.path, "ab")  # "ab": never truncates a live import's file
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                self.close()
+                raise LockHeld(f"{self.path} is locked by a running import") from exc
+            except OSError:  # a file system without locks: liveness from the touched file's age only
+                pass
+        self.touch()
+
+    def touch(self) -> None:
+        """The heartbeat: raises FileNotFoundError when the folder vanished."""
+        os.utime(self.path)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # releases the flock
+            self._handle = None
+
+    def release(self) -> None:
+        """Drop the lock and remove its file (the import finished)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
 class StagingDir:
     """The staging folder of one import: `films/.staging-<key>/`, promoted to `films/<key>/`."""
 
@@ -41,12 +83,7 @@ class StagingDir:
         self.path = films_dir / f"{PREFIX}{key}"
         self.final = films_dir / key
         (self.path / "frames").mkdir(parents=True)
-        self._live: BinaryIO | None = open(self.path / LIVE_FILE, "wb")
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._live.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # a file system without locks: liveness from the touched file's age only
-                pass
+        self._live: LiveLock | None = LiveLock(self.path)
 
     def write_frame(self, name: str, image: np.ndarray) -> str:
         """Write one frame as `frames/<name>` (never recreating a vanished folder); returns its sha256."""

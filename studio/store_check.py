@@ -10,8 +10,12 @@ finds them, together with what a kill leaves elsewhere:
   (`.<name>.*.tmp`: a kill during the write);
 - upload folders of a crashed web app (`uploads/upload-*`).
 It also reports rows whose file is missing and, with checksums=True, files whose sha256 changed: those
-need a backup, `repair_store` cannot fix them. Anything that may belong to a live process (younger than
-`min_age_s`, or a staging folder whose import holds its lock) is listed as busy and kept.
+need a backup, `repair_store` cannot fix them. Frames imported in place are checked where they lie: a
+source file missing or of another size (and, with checksums=True, of other content) is reported with
+what to do (put it back, `correlnet film relink`); the user's files are never touched. An in-place
+import that was interrupted is reported with how to resume it; its folder is kept. Anything that may
+belong to a live process (younger than `min_age_s`, or a folder whose import holds its lock) is listed
+as busy and kept.
 """
 
 from __future__ import annotations
@@ -21,31 +25,35 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from db.files import sha256_file
 from db.models import Correction, Film, Frame, ModelVersion, Prediction
 from db.store import Store
 from studio import staging
+from studio.frame_sources import SourceRef, problem_message, source_problem
 
 MIN_AGE_S = 3_600.0  # a write and its row take seconds; an unreferenced file older than this is junk
 UPLOAD_MIN_AGE_S = staging.MAX_AGE_S  # an upload folder lives as long as its import, which can take a day
-FILE_TABLES = ((Frame, "frame"), (Prediction, "prediction"), (Correction, "correction"), (ModelVersion, "model version"))
+FILE_TABLES = ((Prediction, "prediction"), (Correction, "correction"), (ModelVersion, "model version"))
 
 
 @dataclass
 class StoreReport:
-    """missing / damaged: one line per row whose file is absent / changed (restore from a backup).
-    junk: unreferenced files and folders `repair_store` removes; busy: unreferenced but maybe in use."""
+    """missing / damaged: one line per row whose file is absent / changed (restore from a backup; for a
+    source frame referenced in place, put it back or relink). interrupted: one line per in-place import
+    that stopped before the end (run it again to resume). junk: unreferenced files and folders
+    `repair_store` removes; busy: unreferenced but maybe in use."""
 
     missing: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     junk: list[Path] = field(default_factory=list)
     busy: list[Path] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.damaged or self.junk)
+        return not (self.missing or self.damaged or self.junk or self.interrupted)
 
 
 def check_store(store: Store, checksums: bool = False, min_age_s: float = MIN_AGE_S,
@@ -54,11 +62,15 @@ def check_store(store: Store, checksums: bool = False, min_age_s: float = MIN_AG
     report = StoreReport()
     referenced = _check_rows(store, report, checksums)
     with store.session() as s:
-        film_dirs = {store.path(d) for d in s.execute(select(Film.storage_dir)).scalars()}
+        films = s.execute(select(Film)).scalars().all()
+    film_dirs = {store.path(f.storage_dir) for f in films}
+    importing = {store.path(f.storage_dir): f for f in films if f.status == "importing"}
     now = time.time()
-    films_dir = store.data_dir / "films"
+    films_dir = store.data_dir / staging.FILMS_DIR
     for child in sorted(films_dir.iterdir()) if films_dir.is_dir() else []:
-        if child in film_dirs:
+        if child in importing:
+            _interrupted_import(store, importing[child], child, report)
+        elif child in film_dirs:
             _unreferenced_files(child, referenced, report, now, min_age_s)
         elif child.is_dir():  # a dead import's staging folder, or one promoted but never committed
             (report.busy if staging.is_alive(child, min_age_s) else report.junk).append(child)
@@ -76,7 +88,10 @@ def repair_store(store: Store, report: StoreReport) -> list[Path]:
     """Remove `report.junk` (files and folders no row references); returns what was removed. Rows, and
     the files they reference, are never touched."""
     removed = []
+    data_dir = store.data_dir.resolve()
     for path in report.junk:
+        if not path.resolve().is_relative_to(data_dir):
+            continue  # never outside the store (a user's source frames lie there)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -89,16 +104,41 @@ def repair_store(store: Store, report: StoreReport) -> list[Path]:
 def _check_rows(store: Store, report: StoreReport, checksums: bool) -> set[Path]:
     referenced: set[Path] = set()
     with store.session() as s:
+        names = dict(s.execute(select(Film.id, Film.name)).all())
+        for row in s.execute(select(Frame.id, Frame.film_id, Frame.number, Frame.path, Frame.sha256,
+                                    Frame.source_path, Frame.source_size)):
+            if row.source_path is None:
+                _check_file(store.path(row.path), row.sha256, f"frame {row.id}", report, checksums, referenced)
+                continue
+            problem = source_problem(SourceRef(Path(row.source_path), row.source_size, row.sha256), checksums)
+            if problem is not None:
+                (report.missing if problem == "missing" else report.damaged).append(
+                    problem_message(names.get(row.film_id, f"#{row.film_id}"), row.number, Path(row.source_path),
+                                    problem))
         for table, what in FILE_TABLES:
             for row_id, relative, sha in s.execute(select(table.id, table.path, table.sha256)):
-                path = store.path(relative)
-                referenced.add(path)
-                if not path.is_file():
-                    report.missing.append(f"{path}: missing (the file of {what} {row_id}); restore it from a backup")
-                elif checksums and sha256_file(path) != sha:
-                    report.damaged.append(f"{path}: checksum mismatch (the file of {what} {row_id} changed); "
-                                          "restore it from a backup")
+                _check_file(store.path(relative), sha, f"{what} {row_id}", report, checksums, referenced)
     return referenced
+
+
+def _check_file(path: Path, sha: str, what: str, report: StoreReport, checksums: bool, referenced: set[Path]) -> None:
+    referenced.add(path)
+    if not path.is_file():
+        report.missing.append(f"{path}: missing (the file of {what}); restore it from a backup")
+    elif checksums and sha256_file(path) != sha:
+        report.damaged.append(f"{path}: checksum mismatch (the file of {what} changed); restore it from a backup")
+
+
+def _interrupted_import(store: Store, film: Film, folder: Path, report: StoreReport) -> None:
+    """An importing film's folder is kept: busy while its import holds the lock, else reported."""
+    if staging.is_alive(folder, max_age_s=0.0):  # locked by the live import (age alone proves nothing here)
+        report.busy.append(folder)
+        return
+    with store.session() as s:
+        done = s.execute(select(func.count()).select_from(Frame).where(Frame.film_id == film.id)).scalar_one()
+    report.interrupted.append(
+        f"film {film.name!r}: its import from {film.source_path} stopped after {done} of {film.frame_count} frames; "
+        f"run `correlnet film import {film.source_path}` again to resume it (or add --restart to start over)")
 
 
 def _unreferenced_files(folder: Path, referenced: set[Path], report: StoreReport, now: float, min_age_s: float) -> None:

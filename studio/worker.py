@@ -4,12 +4,18 @@
     run_worker(store, settings, once=True)  # until the queue is empty
 
 The device is resolved once here and passed down (GPU with mixed precision when present, the CPU
-otherwise; the same code path). While a job runs, a heartbeat thread stamps its row, so a worker
+otherwise; the same code path). A job's code reports progress and learns of a cancel through one
+job context, `WorkerJob`: it writes the job row, and while the job runs its heartbeat thread stamps
+the row (and notices a cancel requested meanwhile), so a worker
 that dies (killed, machine lost) leaves a stale heartbeat. Every running worker recovers stale jobs:
 at start, between jobs (at most once per heartbeat period) and from its heartbeat thread while busy,
 so a dead worker's job never blocks its film for long while another worker is up.
 Every failure ends the job as `failed` with a readable message; the film's active model only
 changes in the last write of a successful fine-tuning job.
+
+A "predict" job is split into shot-aligned chunks (`studio.chunks`) by the worker that claims it; then
+every worker, this one included, claims chunks until none is left, and the last to finish ends the
+job. The re-predict that ends a fine-tuning job stays in that job, on its one worker.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from typing import Any
 import torch
 
 from correlnet.device import resolve_device
-from studio import jobs
+from correlnet.job_context import JobCancelled, JobContext
+from studio import chunks, jobs
+from studio.detection_jobs import ModelCache, repredict, run_chunk, run_predict
 
 log = logging.getLogger("correlnet.worker")
 STALE_MIN_HEARTBEATS = 2  # a job is declared dead only after it missed at least one whole heartbeat
+SPLIT = "split"  # what became of a "predict" job handed to its chunks (the last of them finishes it)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class WorkerConfig:
     finetune: the FinetuneConfig; None = FinetuneConfig.for_device(device).
     default_model: checkpoint for films with no model of their own (None: the shipped default);
         run_worker fills it from settings.default_model.
+    chunks: how a film's detection is cut into chunks for several workers.
     """
 
     poll_seconds: float = 2.0
@@ -53,6 +63,7 @@ class WorkerConfig:
     progress_every_seconds: float = 1.0
     finetune: Any = None
     default_model: Any = None
+    chunks: chunks.ChunkConfig = chunks.ChunkConfig()
 
     def __post_init__(self) -> None:
         if not self.heartbeat_seconds > 0:
@@ -68,18 +79,29 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class _Heartbeat:
-    """Stamps the job's heartbeat_at every `every` seconds from a daemon thread, and recovers other
-    workers' stale jobs meanwhile (a busy worker must not leave a dead one's job blocking its film)."""
+# The job row's column for each report field the row keeps (`unit` is not stored).
+_ROW_COLUMNS = {"done": "step", "total": "total_steps", "loss": "loss", "val_f1": "val_f1",
+                "eta_seconds": "eta_seconds", "message": "message"}
 
-    def __init__(self, store: Any, job_id: int, worker_id: str, every: float, stale_after: float | None = None):
-        self._store, self._job_id, self._worker_id, self._every = store, job_id, worker_id, every
-        self._stale_after = stale_after
-        self._stop = threading.Event()
-        self.cancel_requested = False
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-job{job_id}", daemon=True)
 
-    def __enter__(self) -> "_Heartbeat":
+class WorkerJob(JobContext):
+    """The job context of one claimed job (`correlnet.job_context`), used as `with WorkerJob(...) as job:`.
+
+    report(**fields) writes the job row, at most once per `cfg.progress_every_seconds` (a report without
+    `done`, with done 0 and with done == total always), so a fast CPU loop does not hammer the database.
+    Inside `with`, a daemon thread stamps heartbeat_at every `cfg.heartbeat_seconds` and recovers other
+    workers' stale jobs meanwhile (a busy worker must not leave a dead one's job blocking its film).
+    `cancelled` turns True once a write (report or heartbeat) finds the row's cancel_requested set.
+    A report raises jobs.JobError when the job is no longer this worker's; the heartbeat only logs.
+    """
+
+    def __init__(self, store: Any, job_id: int, worker_id: str, cfg: WorkerConfig):
+        self._store, self._job_id, self._worker_id, self._cfg = store, job_id, worker_id, cfg
+        self._cancel, self._stop = threading.Event(), threading.Event()
+        self._last = -math.inf
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-job{job_id}", daemon=True)
+
+    def __enter__(self) -> "WorkerJob":
         self._thread.start()
         return self
 
@@ -87,34 +109,31 @@ class _Heartbeat:
         self._stop.set()
         self._thread.join()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def _record(self, fields: dict[str, Any]) -> None:
+        done, total = fields.get("done"), fields.get("total")
+        now = time.monotonic()
+        if now - self._last >= self._cfg.progress_every_seconds or done in (0, None) or done == total:
+            self._last = now
+            self._write(**{_ROW_COLUMNS[k]: v for k, v in fields.items() if k in _ROW_COLUMNS})
+
+    def _write(self, **columns: Any) -> None:
+        if jobs.report_progress(self._store, self._job_id, self._worker_id, **columns):
+            self._cancel.set()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._cfg.heartbeat_seconds):
             try:
-                self.cancel_requested |= jobs.report_progress(self._store, self._job_id, self._worker_id)
+                self._write()
             except Exception as exc:  # a lost heartbeat is logged; the job's own writes will fail loudly
                 log.warning("heartbeat of job %s failed: %s", self._job_id, exc)
-            if self._stale_after is not None:
-                try:
-                    _recover(self._store, self._stale_after)
-                except Exception as exc:
-                    log.warning("looking for stale jobs failed: %s", exc)
-
-
-class _Reporter:
-    """progress(**fields) -> cancel requested?; writes at most every `every` seconds (step 0 and the
-    last step always), so a fast CPU loop does not hammer the database."""
-
-    def __init__(self, store: Any, job_id: int, worker_id: str, every: float, heartbeat: _Heartbeat):
-        self._store, self._job_id, self._worker_id, self._every = store, job_id, worker_id, every
-        self._heartbeat, self._last, self._cancel = heartbeat, -math.inf, False
-
-    def __call__(self, **fields: Any) -> bool:
-        step, total = fields.get("step"), fields.get("total_steps")
-        now = time.monotonic()
-        if now - self._last >= self._every or step in (0, None) or (total is not None and step == total):
-            self._last = now
-            self._cancel = jobs.report_progress(self._store, self._job_id, self._worker_id, **fields)
-        return self._cancel or self._heartbeat.cancel_requested
+            try:
+                _recover(self._store, self._cfg.stale_after_seconds)
+            except Exception as exc:
+                log.warning("looking for stale jobs failed: %s", exc)
 
 
 def failure_message(exc: BaseException) -> str:
@@ -133,98 +152,62 @@ def failure_message(exc: BaseException) -> str:
     return f"unexpected error ({type(exc).__name__}: {exc}); see the worker's log for the traceback"
 
 
-def run_predict(store: Any, job: Any, device: torch.device, progress: Any, default_model: Any = None) -> str:
-    """Predict the film with its active model (resumable: already predicted frames are skipped)."""
-    film = _film(store, job.film_id)
-    summary, version_id = _detect(store, film, None, device, progress, cancellable=True, default_model=default_model)
-    return f"{summary} with model version {version_id}"
-
-
-def repredict(store: Any, job: Any, version: Any, device: torch.device, progress: Any) -> str:
-    """After publishing: predict the film with the new version (not cancellable: the version is
-    already active, and its proposals should follow)."""
-    return _detect(store, _film(store, job.film_id), version, device, progress, cancellable=False)[0]
-
-
-def _film(store: Any, film_id: int) -> Any:
-    from db.models import Film
-
-    with store.session() as s:
-        return s.get(Film, film_id)
-
-
-def _detect(store: Any, film: Any, version: Any, device: torch.device, progress: Any, cancellable: bool,
-            default_model: Any = None) -> tuple[str, int]:
-    """(summary, model version id) of `studio.detection.predict_film` as a job: progress, cancel."""
-    from studio.detection import predict_film
-    from studio.jobs import JobCancelled
-
-    def on_progress(done: int, total: int) -> None:
-        if progress(step=done, total_steps=total) and cancellable:
-            raise JobCancelled(f"detection cancelled after {done} of {total} frames; those frames are kept")
-
-    # After fine-tuning only frames without a correction get new proposals (the restorer's mask is final
-    # there); a plain detection job predicts every frame.
-    indices = None if cancellable else _uncorrected_indices(store, film.id)
-    progress(step=0, total_steps=film.frame_count if indices is None else len(indices))
-    result = predict_film(store, film, version, default_model, device=device, on_progress=on_progress,
-                          frame_indices=indices)
-    return f"predicted {result.predicted} frame(s) of {film.name!r} ({result.skipped} already done)", result.model_version_id
-
-
-def _uncorrected_indices(store: Any, film_id: int) -> list[int]:
-    from sqlalchemy import select
-
-    from db.models import Correction, Frame
-
-    corrected = select(Correction.frame_id)
-    with store.session() as s:
-        return list(s.execute(select(Frame.index).where(Frame.film_id == film_id, Frame.id.not_in(corrected))
-                              .order_by(Frame.index)).scalars())
-
-
-def _execute(store: Any, job: Any, device: torch.device, cfg: WorkerConfig, progress: Any) -> tuple[str, str, int | None]:
-    """(status, message, published model version id) of one job; never raises for job failures."""
+def _execute(store: Any, job_row: Any, device: torch.device, cfg: WorkerConfig,
+             job: JobContext, models: ModelCache) -> tuple[str, str, int | None]:
+    """(status, message, published model version id) of one job, status SPLIT for a "predict" job
+    handed to its chunks; never raises for job failures."""
     from studio.finetune import FinetuneConfig, run_finetune
-    from studio.jobs import JobCancelled
 
     try:
-        if job.kind == "finetune":
-            outcome = run_finetune(store, job, device, cfg.finetune or FinetuneConfig.for_device(device), progress,
+        if job_row.kind == "finetune":
+            outcome = run_finetune(store, job_row, device, cfg.finetune or FinetuneConfig.for_device(device), job,
                                    cfg.default_model)
             if outcome.published is None:
                 return "succeeded", outcome.message, None
             try:
-                after = repredict(store, job, outcome.published, device, progress)
+                after = repredict(store, job_row, outcome.published, device, job)
             except jobs.JobError:
                 raise
             except Exception as exc:  # the version is published and active: the job did its main work
-                log.error("job %s: re-predicting failed:\n%s", job.id, traceback.format_exc())
+                log.error("job %s: re-predicting failed:\n%s", job_row.id, traceback.format_exc())
                 after = f"re-predicting failed ({failure_message(exc)}); queue detection to retry"
             return "succeeded", f"{outcome.message}; {after}", outcome.published.id
-        if job.kind == "predict":
-            return "succeeded", run_predict(store, job, device, progress, cfg.default_model), None
-        return "failed", f"unknown job kind {job.kind!r}: this worker runs finetune and predict jobs", None
+        if job_row.kind == "predict":
+            message = run_predict(store, job_row, cfg.chunks, cfg.default_model)
+            return ("succeeded", message, None) if message is not None else (SPLIT, "", None)
+        if job_row.kind == chunks.CHUNK_KIND:
+            return "succeeded", run_chunk(store, job_row, device, job, models), None
+        return "failed", f"unknown job kind {job_row.kind!r}: this worker runs finetune and predict jobs", None
     except JobCancelled as exc:
         return "cancelled", str(exc), None
     except jobs.JobError:
         raise  # the job was taken from us (recovered as stale): not ours to finish
     except Exception as exc:
-        log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+        log.error("job %s failed:\n%s", job_row.id, traceback.format_exc())
         return "failed", failure_message(exc), None
 
 
-def run_job(store: Any, job: Any, device: torch.device, worker_id: str, cfg: WorkerConfig) -> str:
-    """Run one claimed job to its end; returns its final status (succeeded/failed/cancelled, or "lost"
-    when another worker took it over meanwhile)."""
+def run_job(store: Any, job: Any, device: torch.device, worker_id: str, cfg: WorkerConfig,
+            models: ModelCache | None = None) -> str:
+    """Run one claimed job to its end; returns its final status (succeeded/failed/cancelled, SPLIT for a
+    detection handed to its chunks, or "lost" when another worker took it over meanwhile). A chunk's
+    end may end its detection (`chunks.finish_chunk`), whose worker then refreshes the review order."""
+    from studio.detection import refresh_review_order
+
     try:
-        with _Heartbeat(store, job.id, worker_id, cfg.heartbeat_seconds, cfg.stale_after_seconds) as heartbeat:
-            progress = _Reporter(store, job.id, worker_id, cfg.progress_every_seconds, heartbeat)
-            status, message, version_id = _execute(store, job, device, cfg, progress)
+        with WorkerJob(store, job.id, worker_id, cfg) as context:
+            status, message, version_id = _execute(store, job, device, cfg, context, models or ModelCache())
     except jobs.JobError as exc:
         log.warning("job %s: %s", job.id, exc)
         return "lost"
-    jobs.finish_job(store, job.id, status, message, version_id)
+    if job.kind == chunks.CHUNK_KIND:
+        parent = chunks.finish_chunk(store, job.id, worker_id, status, message)
+        if parent is not None:
+            log.info("detection job %s %s: %s", parent.id, parent.status, parent.message)
+            if parent.status == "succeeded":
+                refresh_review_order(store, parent.film_id, parent.model_version_id)
+    elif status != SPLIT:
+        jobs.finish_job(store, job.id, status, message, version_id)
     return status
 
 
@@ -248,6 +231,7 @@ def run_worker(store: Any, settings: Any, once: bool = False, poll_seconds: floa
     wid = worker_id or default_worker_id()
     recovered_at = -math.inf
     done = 0
+    models = ModelCache()
     while not (stop is not None and stop.is_set()) and (max_jobs is None or done < max_jobs):
         if time.monotonic() - recovered_at >= cfg.heartbeat_seconds:
             _recover(store, cfg.stale_after_seconds)
@@ -260,7 +244,7 @@ def run_worker(store: Any, settings: Any, once: bool = False, poll_seconds: floa
             continue
         log.info("worker %s runs job %s (%s, film %s) on %s", wid, job.id, job.kind, job.film_id, dev)
         try:
-            status = run_job(store, job, dev, wid, cfg)
+            status = run_job(store, job, dev, wid, cfg, models)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: hand the job back instead of leaving it stale
             jobs.release_job(store, job.id, wid, f"worker {wid} was stopped")
             raise

@@ -110,11 +110,17 @@ def test_refresh_uncertainty_from_predictions(store: Store) -> None:
         assert sorted(f.uncertainty for f in s.query(Frame).filter_by(film_id=film)) == [0.25, 1.25]
 
 
-def test_a_long_shot_is_spread_over_segments() -> None:
-    from types import SimpleNamespace as F
-
+def test_a_long_shot_is_spread_over_segments(store: Store) -> None:
     # one shot of 30 frames; the 3 most uncertain sit together at 10..12
-    frames = [F(index=i, shot=0, uncertainty=0.9 if 10 <= i <= 12 else 0.1 + i / 1000, last_served_at=None)
-              for i in range(30)]
-    got = [f.index for f in active.order_for_review(frames, segment=10)][:4]
+    film = make_film(store, frames=30)
+    set_uncertainty(store, film, [0.9 if 10 <= i <= 12 else 0.1 + i / 1000 for i in range(30)])
+    got = [f.index for f in active.next_frames_to_review(store, film, n=4)]
     assert got == [10, 29, 9, 11]  # segment 1's best, segment 2's best, segment 0's best, then segment 1 again
+
+
+def test_frames_without_uncertainty_come_last_and_ties_go_by_index(store: Store) -> None:
+    film = make_film(store, frames=4, shots=(0, 1, 2, 3))
+    with store.write() as s:
+        for f in s.query(Frame).filter_by(film_id=film):
+            f.uncertainty = [None, 0.5, None, 0.5][f.index]
+    assert [f.index for f in active.next_frames_to_review(store, film, n=4)] == [1, 3, 0, 2]

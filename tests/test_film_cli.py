@@ -10,6 +10,7 @@ import torch
 from sqlalchemy import select
 
 from correlnet.checkpoint import save_checkpoint
+from correlnet.job_context import CallbackJob
 from correlnet.models import build_model
 from db.models import Frame, ModelVersion, Prediction
 from db.store import Store
@@ -133,8 +134,9 @@ def test_detect_use_case_resumes_and_registers_the_default_once(env, tiny_checkp
     assert active_model_version(store, film, tiny_checkpoint).id == first.id
     assert first.film_id is None and first.arch == "efficient-correlnet" and first.encoder == "test_efficientnet"
     calls = []
-    result = detect_film(store, film, first, device="cpu", on_progress=lambda d, t: calls.append((d, t)), limit=2)
-    assert (result.predicted, result.skipped) == (2, 0) and calls == [(1, 2), (2, 2)]
+    job = CallbackJob(lambda done, total, **_: calls.append((done, total)))
+    result = detect_film(store, film, first, device="cpu", job=job, limit=2)
+    assert (result.predicted, result.skipped) == (2, 0) and calls == [(0, 2), (1, 2), (2, 2)]
     result = detect_film(store, film, first, device="cpu")
     assert (result.predicted, result.skipped) == (5, 2)
     assert detect_film(store, film, first, device="cpu").predicted == 0

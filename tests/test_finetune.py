@@ -13,8 +13,10 @@ from sqlalchemy import select
 from torch.utils.data import DataLoader
 
 from correlnet.checkpoint import load_model, save_checkpoint
+from correlnet.job_context import CallbackJob, JobCancelled, JobContext, NullJob
 from correlnet.metrics import PixelCounts
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.prediction import predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 from correlnet.train import TrainConfig, train
 from db.models import Film, Frame, ModelVersion
 from db.store import Store
@@ -77,7 +79,7 @@ def test_accepted_frames_never_validate(tmp_path: Path) -> None:
     assert len(split.train_accepted) == len(tf.frames)
     job = jobs.queue_training(tf.store, tf.film.id)
     outcome = run_finetune(tf.store, job, torch.device("cpu"), FinetuneConfig.cpu(steps=2, crop=32),
-                           lambda **kw: pytest.fail("must not train"), tf.model_path)
+                           CallbackJob(lambda **kw: pytest.fail("must not train")), tf.model_path)
     assert outcome.published is None and outcome.gate is None
     assert "not trained" in outcome.message and "needs 3 edited validation frames" in outcome.message
     assert "has 0" in outcome.message and f"{len(tf.frames)} accepted-as-is frame(s)" in outcome.message
@@ -213,7 +215,7 @@ def test_too_few_edited_validation_frames_does_not_train_and_says_so(tmp_path: P
     tf = make_tiny_film(tmp_path, corrected=(3, 5))
     job = jobs.queue_training(tf.store, tf.film.id)
     outcome = run_finetune(tf.store, job, torch.device("cpu"), FinetuneConfig.cpu(steps=2, crop=32),
-                           lambda **kw: pytest.fail("must not train"), tf.model_path)
+                           CallbackJob(lambda **kw: pytest.fail("must not train")), tf.model_path)
     assert outcome.published is None and outcome.steps == 0
     assert "not trained" in outcome.message and "needs 3 edited validation frames" in outcome.message
     assert "has 1 (2 edited frame(s)" in outcome.message and "2 more frame(s)" in outcome.message
@@ -227,10 +229,10 @@ def test_tie_and_drop_are_not_published_unless_forced(tmp_path: Path, monkeypatc
     job = jobs.queue_training(tf.store, tf.film.id, force=force)
     calls = []
     outcome = run_finetune(tf.store, job, torch.device("cpu"), FinetuneConfig.cpu(steps=2, batch_size=2, crop=32),
-                           lambda **kw: calls.append(kw) or False, tf.model_path)
+                           CallbackJob(lambda **kw: calls.append(kw)), tf.model_path)
     assert outcome.f1_before == outcome.f1_after and not outcome.gate.publish and "tie" in outcome.gate.reason
-    assert calls[0]["step"] == 0 and calls[0]["val_f1"] == outcome.f1_before
-    assert max(c.get("step") or 0 for c in calls) == 2
+    assert calls[0]["done"] == 0 and calls[0]["val_f1"] == outcome.f1_before
+    assert [c["done"] for c in calls if "done" in c] == [0, 1, 2] and calls[-1] == {"val_f1": outcome.f1_after}
     with tf.store.session() as s:
         film_versions = s.execute(select(ModelVersion).where(ModelVersion.film_id == tf.film.id)).scalars().all()
         active = s.get(Film, tf.film.id).active_model_version_id
@@ -322,7 +324,7 @@ def test_an_erased_false_positive_is_unlearnt_on_a_held_out_frame(tmp_path: Path
         accept_prediction(store, frames[i].id, author="restorer")
     job = jobs.queue_training(store, film.id)
     cfg = FinetuneConfig.cpu(steps=10, batch_size=4, crop=32, lr=3e-3, warmup_steps=0, validations=1)
-    outcome = run_finetune(store, job, torch.device("cpu"), cfg, lambda **kw: False, start)
+    outcome = run_finetune(store, job, torch.device("cpu"), cfg, NullJob(), start)
     assert outcome.published is not None, outcome.message
     assert "trained on 3 edited + 2 accepted frame(s)" in outcome.message
     bar_after, defect_after = probs_at(load_version_model(store, outcome.published))
@@ -363,3 +365,37 @@ def test_the_film_version_chooses_its_sure_marks_from_the_edited_frames(keep_spe
     assert finetune.choose_sure_marks(model, data, torch.device("cpu"), cfg) == expected
     assert finetune.choose_sure_marks(model, finetune._TrainingData(data.frames, [], [], []),
                                       torch.device("cpu"), cfg) is None  # no edited frame: keep the model's
+
+
+class CancelWhen(JobContext):
+    """Keeps every report; cancelled from the first report for which `when(fields)` holds."""
+
+    def __init__(self, when):
+        self.when, self.reports, self._cancelled = when, [], False
+
+    def _record(self, fields) -> None:
+        self.reports.append(fields)
+        self._cancelled = self._cancelled or self.when(fields)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+@pytest.mark.parametrize("cancel_at,message,dones", [
+    (0, "cancelled before training started", [0]),
+    (1, "cancelled at step 1 of 2", [0, 1]),
+    (2, r"cancelled after training \(2 steps\)", [0, 1, 2]),  # training is complete: the gate's turn
+])
+def test_a_cancel_publishes_nothing_at_any_stage(tmp_path: Path, cancel_at: int, message: str, dones: list) -> None:
+    tf = make_tiny_film(tmp_path)
+    job = jobs.queue_training(tf.store, tf.film.id, force=True)  # would publish whatever the gate says
+    context = CancelWhen(lambda f: f.get("done") == cancel_at)
+    with pytest.raises(JobCancelled, match=message + ".*nothing was published"):
+        run_finetune(tf.store, job, torch.device("cpu"), FinetuneConfig.cpu(steps=2, batch_size=2, crop=32),
+                     context, tf.model_path)
+    assert [r["done"] for r in context.reports if "done" in r] == dones
+    with tf.store.session() as s:
+        assert s.execute(select(ModelVersion).where(ModelVersion.film_id == tf.film.id)).scalars().all() == []
+        assert s.get(Film, tf.film.id).active_model_version_id is None
+    assert not (tf.store.data_dir / "models").exists()

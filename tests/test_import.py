@@ -1,4 +1,5 @@
-"""Importing films: formats kept bit-exact, natural order, neighbours, all-or-nothing on bad input."""
+"""Importing films: formats kept bit-exact (copied or in place), natural order, neighbours, the store
+unchanged on bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 import studio.films as films_mod
+import studio.resumable_import as resumable_mod
 from correlnet import frames as framelib
+from correlnet.job_context import CallbackJob
 from db.models import Film, Frame
 from db.testing import temporary_store
 from studio.films import FilmImportError, ImportConfig, film_frames, frame_image, get_film, import_film, list_films
@@ -21,6 +24,14 @@ from studio.films import FilmImportError, ImportConfig, film_frames, frame_image
 def store(tmp_path):
     with temporary_store(tmp_path / "data") as s:
         yield s
+
+
+COPY = ImportConfig(in_place=False)  # frames copied into the store as PNG (the only way for videos)
+
+
+def progress(callback) -> CallbackJob:
+    """A job context calling callback(done, total) on every progress report."""
+    return CallbackJob(lambda done=0, total=0, **_: callback(done, total))
 
 
 def moving_frames(n: int, shape=(40, 56), dtype=np.uint8, channels=1, seed=0) -> list[np.ndarray]:
@@ -57,21 +68,26 @@ def assert_store_empty(store) -> None:
     assert not films_dir.exists() or list(films_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("in_place", [True, False])
 @pytest.mark.parametrize("dtype,channels,pattern", [
     (np.uint8, 1, "f_{}.png"), (np.uint16, 1, "scan.{}.tif"), (np.uint16, 3, "shot_{}.png"), (np.uint8, 3, "x{}.tiff"),
 ])
-def test_frames_are_kept_bit_exact(store, tmp_path, dtype, channels, pattern):
+def test_frames_are_kept_bit_exact(store, tmp_path, dtype, channels, pattern, in_place):
     images = moving_frames(5, dtype=dtype, channels=channels)
-    write_folder(tmp_path / "src", images, pattern)
+    paths = write_folder(tmp_path / "src", images, pattern)
     calls = []
-    film = import_film(store, tmp_path / "src", on_progress=lambda d, t: calls.append((d, t)))
+    film = import_film(store, tmp_path / "src", job=progress(lambda d, t: calls.append((d, t))),
+                       cfg=ImportConfig(in_place=in_place))
     assert (film.bit_depth, film.channels, film.width, film.height) == (np.dtype(dtype).itemsize * 8, channels, 56, 40)
     assert film.status == "ready" and film.frame_count == 5 and calls[-1] == (5, 5)
     frames = film_frames(store, film)
-    for frame, img in zip(frames, images):
+    for frame, img, path in zip(frames, images, paths):
         stored = frame_image(store, frame)
         assert stored.dtype == img.dtype and np.array_equal(stored, img)
-        assert (store.data_dir / frame.path).suffix == ".png"
+        if in_place:
+            assert (frame.path, frame.source_path, frame.source_size) == ("", str(path.resolve()), path.stat().st_size)
+        else:
+            assert (store.data_dir / frame.path).suffix == ".png" and frame.source_path is None
 
 
 def test_jpeg_frames_import_as_decoded(store, tmp_path):
@@ -209,11 +225,11 @@ def test_oversized_frame_is_refused_from_its_header(store, tmp_path, monkeypatch
 
 def test_failure_while_committing_removes_the_copied_frames(store, tmp_path, monkeypatch):
     write_folder(tmp_path / "one", moving_frames(3))
-    import_film(store, tmp_path / "one")
+    import_film(store, tmp_path / "one", cfg=COPY)
     write_folder(tmp_path / "two", moving_frames(3, seed=4))
     monkeypatch.setattr(films_mod, "_free_name", lambda store, wanted, explicit: wanted)  # a race on the name
     with pytest.raises(FilmImportError, match="meanwhile"):
-        import_film(store, tmp_path / "two", name="one")
+        import_film(store, tmp_path / "two", name="one", cfg=COPY)
     with store.session() as s:
         assert s.execute(select(func.count()).select_from(Film)).scalar() == 1
         assert s.execute(select(func.count()).select_from(Frame)).scalar() == 3
@@ -233,13 +249,17 @@ def test_killed_import_leftovers_are_swept(store, tmp_path):
     assert not old.exists() and young.exists()
 
 
-def test_same_source_imported_meanwhile_returns_that_film(store, tmp_path, monkeypatch):
+@pytest.mark.parametrize("in_place", [True, False])
+def test_same_source_imported_meanwhile_returns_that_film(store, tmp_path, monkeypatch, in_place):
     write_folder(tmp_path / "one", moving_frames(3))
-    first = import_film(store, tmp_path / "one")
-    monkeypatch.setattr(films_mod, "_existing", lambda store, sha: None)  # as if it landed after our check
-    again = import_film(store, tmp_path / "one")
+    cfg = ImportConfig(in_place=in_place)
+    first = import_film(store, tmp_path / "one", cfg=cfg)
+    # As if it landed after our check (in place: the check before reading, by folder).
+    monkeypatch.setattr(films_mod, "_existing", lambda store, sha: None)
+    monkeypatch.setattr(resumable_mod, "_same_folder_imported", lambda store, path, files: None)
+    again = import_film(store, tmp_path / "one", cfg=cfg)
     assert again.id == first.id and again.already_imported
-    assert len(list((store.data_dir / "films").iterdir())) == 1
+    assert len(list((store.data_dir / "films").iterdir())) == 1 and len(list_films(store, importing=True)) == 1
 
 
 def test_real_footage_import(store, real_film_dir):

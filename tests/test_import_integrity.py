@@ -1,6 +1,6 @@
 """Imports are all or nothing under damage and races (issue 15): a truncated video, a staging folder
-swept or removed under a live import, symlinks out of the import root, bad film names, two imports
-racing for one default name."""
+swept or removed under a live (copying) import, symlinks out of the import root, bad film names, two
+imports racing for one default name."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import correlnet.frames as framelib
 from db.testing import temporary_store
 from studio import staging
 from studio.films import FilmImportError, film_frames, frame_image, import_film, list_films
-from tests.test_import import assert_store_empty, moving_frames, write_folder
+from tests.test_import import COPY, assert_store_empty, moving_frames, progress, write_folder
 
 
 @pytest.fixture
@@ -82,9 +82,9 @@ def test_sweep_spares_a_live_import_even_when_its_folder_looks_a_day_old(store, 
             for item in (live, live / "frames", live / staging.LIVE_FILE):  # a day without a visible sign
                 if item.exists():
                     os.utime(item, (0, 0))
-            import_film(store, tmp_path / "other")  # its sweep must leave the running import alone
+            import_film(store, tmp_path / "other", cfg=COPY)  # its sweep must leave the running import alone
 
-    film = import_film(store, tmp_path / "long", on_progress=second_import_meanwhile)
+    film = import_film(store, tmp_path / "long", job=progress(second_import_meanwhile), cfg=COPY)
     frames = film_frames(store, film)
     assert film.frame_count == len(frames) == 5
     for frame, img in zip(frames, moving_frames(5)):
@@ -118,7 +118,7 @@ def test_import_fails_when_its_staging_vanishes(store, tmp_path, damage):
             (live / "frames" / "000001.png").unlink()
 
     with pytest.raises(FilmImportError, match="vanished") as info:
-        import_film(store, tmp_path / "src", on_progress=clean_up_meanwhile)
+        import_film(store, tmp_path / "src", job=progress(clean_up_meanwhile), cfg=COPY)
     assert "import again" in str(info.value)
     assert_store_empty(store)
 
@@ -160,6 +160,6 @@ def test_two_imports_racing_for_one_default_name_both_succeed(store, tmp_path):
         if done == 1:
             import_film(store, tmp_path / "b" / "reel")
 
-    film = import_film(store, tmp_path / "a" / "reel", on_progress=other_import_lands_first)
+    film = import_film(store, tmp_path / "a" / "reel", job=progress(other_import_lands_first))
     assert film.name == "reel-2"
     assert sorted(f.name for f in list_films(store)) == ["reel", "reel-2"]

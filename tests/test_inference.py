@@ -105,6 +105,18 @@ def test_streaming_api_of_the_prepared_model_matches(arch, overrides):
     torch.testing.assert_close(outs[1][1], outs[0][1], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("arch", STREAMING_ARCHS)
+def test_the_fusion_conv_takes_its_batchnorm_by_the_plain_rule(arch):
+    """Correl-Net's head applies the fusion conv part by part and adds its bias, so the BN after it
+    folds like any conv -> BN pair: scale into the weight, shift into the bias (no special case)."""
+    model = trained_looking(arch)
+    prepared = prepare_for_inference(model, CPU)
+    scale, shift = bn_scale_shift(model.fuse[1])
+    assert isinstance(prepared.fuse[1], nn.Identity) and model.fuse[0].bias is None
+    torch.testing.assert_close(prepared.fuse[0].bias, shift.float())
+    torch.testing.assert_close(prepared.fuse[0].weight, model.fuse[0].weight * scale.float().reshape(-1, 1, 1, 1))
+
+
 def test_training_mode_caller_keeps_training_and_prepared_is_returned_once():
     model = trained_looking("efficient-correlnet").train()
     prepared = prepare_for_inference(model, CPU)

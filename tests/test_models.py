@@ -1,4 +1,5 @@
-"""Every arch: shapes at odd sizes, finite gradients, shared branch weights, streaming API, errors."""
+"""Every arch: shapes at odd sizes, padding once in the base, finite gradients, shared branch weights,
+streaming API, errors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from correlnet.correlation import flip_correlation, local_correlation
 from correlnet.models import ARCHS, ModelConfig, build_model
+from correlnet.models.base import FrameModel, is_streaming
 from correlnet.models.decoder import ResidualRefine
 from correlnet.models.padding import InputPadder
 from model_fixtures import BRANCH_ARCHS, STREAMING_ARCHS, TINY, tiny_model
@@ -32,6 +34,26 @@ def test_forward_backward_at_odd_size(arch):
     for name, p in model.named_parameters():
         assert p.grad is not None, f"{name} got no gradient"
         assert torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_base_pads_once_by_edge_replication_and_crops_back(arch):
+    """FrameModel.forward pads (B, 3, 37, 53) once to (B, 3, 64, 64) by repeating the last row and
+    column (built here by indexing, not by the padder), runs forward_padded once, and crops: the
+    same logits as the model on the padded input, cropped."""
+    torch.manual_seed(6)
+    model = tiny_model(arch).eval()
+    assert isinstance(model, FrameModel) and model.size_multiple == 32
+    x = torch.rand(2, 3, 37, 53)
+    padded = x[:, :, torch.arange(64).clamp(max=36)][:, :, :, torch.arange(64).clamp(max=52)]
+    seen = []
+    inner = model.forward_padded
+    model.forward_padded = lambda xp: seen.append(xp.clone()) or inner(xp)
+    with torch.no_grad():
+        got, ref = model(x), model(padded)
+    assert len(seen) == 2 and all(torch.equal(xp, padded) for xp in seen)  # one padded call per forward
+    assert got.shape == (2, 1, 37, 53)
+    assert torch.equal(got, ref[..., :37, :53])
 
 
 @pytest.mark.parametrize("arch", BRANCH_ARCHS)
@@ -121,8 +143,10 @@ def test_streaming_api_rejects_unpadded_frames():
     feats = model.stem_features(torch.rand(1, 1, 32, 32))
     with pytest.raises(ValueError, match="corr_prev"):
         model.head(feats, feats, feats)
-    with pytest.raises(AttributeError, match="no correlation"):
-        tiny_model("efficient-trinet").pair_correlation(feats, feats)
+    trinet = tiny_model("efficient-trinet")
+    assert not is_streaming(trinet)  # Tri-Net has no correlation, so no streaming API at all
+    with pytest.raises(AttributeError, match="pair_correlation"):
+        trinet.pair_correlation(feats, feats)
 
 
 def test_paper_correlation_settings_are_the_default():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from correlnet.noise import fractal_perlin, perlin
+from correlnet.synth.noise import fractal_perlin, perlin
 
 
 def naive_perlin(shape, res, rng):

@@ -23,8 +23,8 @@ from correlnet.default_model import default_model_path
 from correlnet.frames import read_image, to_gray_float
 from correlnet.inference import prepare_for_inference
 from correlnet.model_export import export_model, shifted_correlation
-from correlnet.streaming import default_neighbours, detect_frames
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.prediction import default_neighbours, detect_frames, predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 from tests.model_fixtures import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]

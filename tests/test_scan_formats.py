@@ -241,7 +241,7 @@ def test_broken_scanner_files_name_the_file(tmp_path):
 def _triplet() -> tuple[np.ndarray, np.ndarray]:
     """Display-referred (3, 96, 96) triplet on a textured background, a dark blotch and a bright speck on
     the middle frame; and the true mask."""
-    from correlnet.noise import fractal_perlin
+    from correlnet.synth.noise import fractal_perlin
 
     rng = np.random.default_rng(0)
     base = (0.45 + 0.25 * fractal_perlin((96, 96), res=(4, 4), octaves=3, rng=rng)).astype(np.float32)
@@ -353,3 +353,28 @@ def test_prores_film_imports_at_16_bit(tmp_path):
         frames = film_frames(store, film)
         assert [f.number for f in frames] == [1, 2, 3]
         np.testing.assert_array_equal(frame_image(store, frames[1]), list(iter_video_frames(path))[1])
+
+
+@pytest.mark.parametrize("bits,transfer_name", [(10, "Printing density"), (16, "User defined")])
+def test_dpx_sequence_is_referenced_in_place_at_full_depth(tmp_path, bits, transfer_name):
+    from db.testing import temporary_store
+    from studio.films import film_frames, frame_image, import_film
+
+    rng = np.random.default_rng(bits)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    paths = []
+    for t in range(3):
+        codes = rng.integers(100, 1000 if bits == 10 else 65000, (H, W, 3), dtype=np.uint16)
+        samples = (codes << 6) | (codes >> 4) if bits == 10 else codes
+        paths.append(write_oiio(folder / f"reel.{1001 + t:07d}.dpx", samples, oiio.UINT16,
+                                oiio__BitsPerSample=bits, dpx__Transfer=transfer_name))
+    with temporary_store(tmp_path / "data") as store:
+        film = import_film(store, folder)
+        assert (film.bit_depth, film.channels, film.frame_count) == (16, 3, 3)
+        frames = film_frames(store, film)
+        assert [f.number for f in frames] == [1001, 1002, 1003] and all(f.in_place for f in frames)
+        assert not any(p.suffix == ".png" for p in store.data_dir.rglob("*"))  # nothing copied
+        for frame, path in zip(frames, paths):
+            image = frame_image(store, frame)  # mapped by correlnet.transfer on every read, as at import
+            assert image.dtype == np.uint16 and np.array_equal(image, read_image(path))

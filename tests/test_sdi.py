@@ -10,6 +10,7 @@ import torch
 import correlnet.synth
 from correlnet.checkpoint import load_detector
 from correlnet.inference import prepare_for_inference
+from correlnet.prediction import check_eval, predict_triplet_tiled, size_multiple_of
 from correlnet.sdi import (
     SdiConfig,
     SdiDetector,
@@ -21,7 +22,7 @@ from correlnet.sdi import (
     score_to_logits,
     triplet_score,
 )
-from correlnet.tiling import TilingConfig, check_eval, predict_triplet_tiled, size_multiple_of
+from correlnet.tiling import TilingConfig
 
 H, W = 96, 128
 MARGIN = 20

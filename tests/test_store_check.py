@@ -1,6 +1,8 @@
 """`correlnet db check [--repair]` after a real SIGKILL at each step of import, detection and publishing
 (issue 15): every leftover is reported, --repair removes exactly what no row references, and the store
-still reads. A row whose file is missing is reported and never "repaired" away."""
+still reads. A row whose file is missing is reported and never "repaired" away. Frames imported in place
+(issue 16): a missing or changed source is reported, the user's files are never touched, and an
+interrupted import is reported, kept and resumable."""
 
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ from correlnet.checkpoint import save_checkpoint
 from db.store import Store
 from studio.cli import main
 from studio.detection import _save_prediction, latest_prediction, load_prediction, register_model_version
-from studio.films import film_frames, frame_image, import_film
+from studio.films import ImportConfig, film_frames, frame_image, get_film, import_film
 from studio.settings import Settings
 from studio.store_check import check_store, repair_store
 from tests.model_fixtures import tiny_model
-from tests.test_import import moving_frames, write_folder
+from tests.test_import import COPY, moving_frames, progress, write_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,12 +49,21 @@ if step == "import-writing-frames":
             die()
         return real(*args, **kwargs)
     staging.write_png = write_then_die
-    from studio.films import import_film
-    import_film(store, src, name="killed")
+    from studio.films import ImportConfig, import_film
+    import_film(store, src, name="killed", cfg=ImportConfig(in_place=False))
 elif step == "import-before-commit":
     store.write = die  # after the staging folder was renamed into place
-    from studio.films import import_film
-    import_film(store, src, name="killed")
+    from studio.films import ImportConfig, import_film
+    import_film(store, src, name="killed", cfg=ImportConfig(in_place=False))
+elif step == "import-in-place-after-batch":
+    import studio.resumable_import as resumable
+    real = resumable.commit_batch
+    def commit_then_die(run):
+        real(run)
+        die()
+    resumable.commit_batch = commit_then_die
+    from studio.films import ImportConfig, import_film
+    import_film(store, src, name="killed", cfg=ImportConfig(batch_frames=2))
 elif step == "detect-before-row":
     store.write = die  # the prediction file is on disk, its row is not
     from studio.detection import _save_prediction
@@ -88,7 +99,7 @@ def film_store(tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
     store = Store.open(settings)
     write_folder(tmp_path / "reel", moving_frames(4))
-    film = import_film(store, tmp_path / "reel")
+    film = import_film(store, tmp_path / "reel", cfg=COPY)  # frames stored as files of the store
     torch.manual_seed(0)
     version = register_model_version(store, save_checkpoint(tmp_path / "tiny.pt", tiny_model("efficient-correlnet")))
     frame = film_frames(store, film)[0]
@@ -167,6 +178,66 @@ def test_a_live_import_is_never_repaired_away(film_store):
             seen["busy"], seen["junk"] = report.busy, report.junk
             repair_store(store, report)
 
-    film = import_film(store, tmp_path / "other", on_progress=check_meanwhile)
+    film = import_film(store, tmp_path / "other", job=progress(check_meanwhile), cfg=COPY)
     assert seen["junk"] == [] and [p.name.startswith(".staging-") for p in seen["busy"]] == [True]
     assert all(frame_image(store, f) is not None for f in film_frames(store, film))
+
+
+def test_a_live_in_place_import_is_busy_not_interrupted(film_store):
+    store, _, _, tmp_path = film_store
+    seen = {}
+
+    def check_meanwhile(done: int, total: int) -> None:
+        if done == 3:  # two batches committed, the film row says "importing"
+            report = check_store(store, min_age_s=0)
+            seen["busy"], seen["junk"], seen["interrupted"] = report.busy, report.junk, report.interrupted
+            repair_store(store, report)
+
+    film = import_film(store, tmp_path / "other", job=progress(check_meanwhile), cfg=ImportConfig(batch_frames=1))
+    assert seen["junk"] == [] and seen["interrupted"] == [] and seen["busy"] == [store.path(film.storage_dir)]
+    assert film.status == "ready" and all(frame_image(store, f) is not None for f in film_frames(store, film))
+    assert check_store(store, checksums=True, min_age_s=0).clean
+
+
+def test_a_killed_in_place_import_is_reported_kept_and_resumes(film_store, monkeypatch, capsys):
+    store, film, version, tmp_path = film_store
+    kill_at("import-in-place-after-batch", store, tmp_path, version.id)
+    killed = get_film(store, "killed", importing=True)
+    assert killed.status == "importing" and len(film_frames(store, killed)) == 2
+    report = check_store(store, min_age_s=0)
+    assert report.junk == [] and report.missing == [] and len(report.interrupted) == 1, report
+    assert "'killed'" in report.interrupted[0] and "after 2 of 4 frames" in report.interrupted[0]
+    assert repair_store(store, report) == [] and store.path(killed.storage_dir).is_dir()
+    monkeypatch.setenv("CORRELNET_DATA_DIR", str(store.data_dir))
+    monkeypatch.delenv("CORRELNET_DB_URL", raising=False)
+    assert main(["db", "check", "--repair", "--min-age", "0"]) == 1  # left to do: resume the import
+    assert "run `correlnet film import" in capsys.readouterr().out
+    resumed = import_film(store, tmp_path / "other", name="killed")
+    assert resumed.id == killed.id and resumed.status == "ready" and len(film_frames(store, resumed)) == 4
+    assert check_store(store, checksums=True, min_age_s=0).clean
+    assert_store_reads(store, film)
+
+
+def test_missing_and_changed_source_frames_are_reported_and_never_touched(film_store, tmp_path, monkeypatch, capsys):
+    store, _, _, _ = film_store
+    paths = write_folder(tmp_path / "scans", moving_frames(4, seed=8))
+    film = import_film(store, tmp_path / "scans", name="scans")
+    moved = paths[1].with_name("elsewhere.png")
+    paths[1].rename(moved)
+    data = bytearray(paths[2].read_bytes())
+    data[-20] ^= 1  # one byte: same size, other content
+    paths[2].write_bytes(bytes(data))
+    report = check_store(store, min_age_s=0)
+    assert len(report.missing) == 1 and report.damaged == [] and report.junk == []  # size only without --checksums
+    assert f"film 'scans', frame 2: source file {paths[1].resolve()} is missing" in report.missing[0]
+    assert "correlnet film relink scans NEW_FOLDER" in report.missing[0]
+    report = check_store(store, checksums=True, min_age_s=0)
+    assert len(report.damaged) == 1 and "frame 3" in report.damaged[0] and "checksum mismatch" in report.damaged[0]
+    before = {p: p.read_bytes() for p in (tmp_path / "scans").iterdir()}
+    monkeypatch.setenv("CORRELNET_DATA_DIR", str(store.data_dir))
+    monkeypatch.delenv("CORRELNET_DB_URL", raising=False)
+    assert main(["db", "check", "--repair", "--checksums", "--min-age", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "1 missing, 1 damaged" in out and str(paths[1].resolve()) in out
+    assert {p: p.read_bytes() for p in (tmp_path / "scans").iterdir()} == before  # the user's files untouched
+    assert len(film_frames(store, film)) == 4

@@ -1,17 +1,23 @@
-"""Streaming detection: same probabilities as independent triplets, with less work."""
+"""Predicting a sequence: same probabilities as independent triplets, with less work; the streaming
+protocol decides which path a model takes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import correlnet.correlation as correlation_module
-import correlnet.streaming as streaming
-from correlnet.models import build_model
+from correlnet import runtime as rt
+from correlnet.inference import prepare_for_inference
+from correlnet.models import ARCHS, build_model
+from correlnet.models.base import is_streaming
 from correlnet.neighbours import Neighbours
-from correlnet.streaming import default_neighbours, detect_frames
-from correlnet.tiling import TilingConfig, make_grid, predict_triplet_tiled
+from correlnet.prediction import default_neighbours, detect_frames, predict_triplet_tiled
+from correlnet.sdi import SdiDetector
+from correlnet.tiling import TilingConfig, make_grid
+from model_fixtures import STREAMING_ARCHS, tiny_model
 
 CPU = torch.device("cpu")
 CFG = TilingConfig(tile=96, overlap=32, batch=3)
@@ -127,3 +133,49 @@ def test_bad_input_is_refused(model, frames):
     sizes = [frames[0], frames[1][:, :200]]
     with pytest.raises(ValueError, match="same size"):
         list(detect_frames(model, lambda i: sizes[i], default_neighbours(2), CFG, CPU))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_only_correlnet_models_have_the_streaming_api(arch):
+    assert is_streaming(tiny_model(arch).eval()) == (arch in STREAMING_ARCHS)
+    assert not is_streaming(SdiDetector())
+
+
+class StackedOnly(nn.Module):
+    """A Correl-Net behind a plain forward: the network without the streaming API."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net, self.size_multiple, self.config = net, net.size_multiple, net.config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def stem_tiles_per_frame(model, inner, frames, monkeypatch) -> tuple[float, dict]:
+    stem = Counter(inner.stem_features)
+    monkeypatch.setattr(inner, "stem_features", stem)
+    got = dict(detect_frames(model, lambda i: frames[i], default_neighbours(len(frames)), CFG, CPU, prepare=False))
+    return stem.tiles / len(frames) / len(make_grid(160, 224, CFG, 32)), got
+
+
+def test_a_model_without_the_streaming_api_takes_the_stacked_path(model, frames, monkeypatch):
+    wrapped = StackedOnly(model).eval()
+    assert not is_streaming(wrapped) and is_streaming(model)
+    stacked, got = stem_tiles_per_frame(wrapped, model, frames[:4], monkeypatch)
+    assert stacked == 3  # each triplet's three frames through the stem: the stacked path
+    ref = naive(model, frames[:4], default_neighbours(4), range(4))
+    for i in range(4):
+        np.testing.assert_allclose(got[i], ref[i], atol=1e-5)
+
+
+def test_an_accelerated_net_is_streamed(model, frames, monkeypatch):
+    eager = prepare_for_inference(model, CPU, "eager")
+    monkeypatch.setattr(rt, "_make_backend", lambda *a: eager.head)  # the head "converted" to itself
+    fast = rt.AcceleratedNet(eager, "onnxruntime")
+    assert is_streaming(fast)
+    streamed, got = stem_tiles_per_frame(fast, eager, frames[:4], monkeypatch)
+    assert streamed == 1 and fast.runtime_used == "onnxruntime"  # one stem per frame: the streaming path
+    ref = dict(detect_frames(eager, lambda i: frames[i], default_neighbours(4), CFG, CPU, prepare=False))
+    for i in range(4):
+        np.testing.assert_array_equal(got[i], ref[i])

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from correlnet.noise import fractal_perlin
+from correlnet.synth.noise import fractal_perlin
 from correlnet.synth import (
     SynthConfig,
     degrade_triplet,
@@ -225,6 +225,10 @@ def test_blotch_period_sets_blotch_size():
     assert median_blob_area(64.0) > 2 * median_blob_area(16.0)
 
 
+def no_scene(cfg: SynthConfig) -> SynthConfig:
+    return replace(cfg, scene_lines=False, scene_blotches=False, sprites=None)
+
+
 def test_mixed_generator_draws_the_paper_part_for_its_share_of_triplets():
     """SynthConfig.mixed(p): one coin per triplet, then exactly the paper's generator or the full one."""
     clean = np.random.default_rng(0).random((3, 48, 48)).astype(np.float32)
@@ -232,16 +236,47 @@ def test_mixed_generator_draws_the_paper_part_for_its_share_of_triplets():
     rng = np.random.default_rng(1)
     rng.random()
     ref = degrade_triplet(clean, SynthConfig.paper(), rng)
-    got = degrade_triplet(clean, SynthConfig.mixed(1.0), np.random.default_rng(1))
+    got = degrade_triplet(clean, no_scene(SynthConfig.mixed(1.0)), np.random.default_rng(1))
     assert all(np.array_equal(g, r) for g, r in zip(got, ref))
     # p = 0 draws no coin: the full generator (with mixed()'s scratch rate), bit for bit
     ref = degrade_triplet(clean, SynthConfig(scratch_prob=0.15), np.random.default_rng(2))
-    got = degrade_triplet(clean, SynthConfig.mixed(0.0), np.random.default_rng(2))
+    got = degrade_triplet(clean, no_scene(SynthConfig.mixed(0.0)), np.random.default_rng(2))
     assert all(np.array_equal(g, r) for g, r in zip(got, ref))
     # p = 0.3: paper-only triplets have no grain, so their unmasked pixels equal the clean frames
     paper_like = 0
     for seed in range(200):
-        degraded, masks = degrade_triplet(clean, SynthConfig.mixed(0.3), np.random.default_rng(seed))
+        degraded, masks = degrade_triplet(clean, no_scene(SynthConfig.mixed(0.3)), np.random.default_rng(seed))
         paper_like += np.array_equal(degraded[~masks], clean[~masks])
     assert 40 <= paper_like <= 80  # binomial(200, 0.3): mean 60, sd 6.5
     assert SynthConfig.paper().paper_only_prob == 0 and SynthConfig.mixed().paper_only_prob == 0.3
+
+
+def test_degrade_triplet_draws_the_scene_counter_examples_and_never_masks_them():
+    """SynthConfig.scene_lines / scene_blotches are honoured by degrade_triplet itself (before, only the
+    dataset drew them): without a view they are drawn alike into the three frames, never masked."""
+    from correlnet.synth.scene import draw_scene
+
+    only_scene = replace(SynthConfig().only(), scene_lines=True, scene_lines_prob=1.0, scene_blotches=True,
+                         scene_blotches_prob=1.0)
+    clean = grey(64)
+    degraded, masks = degrade_triplet(clean, only_scene, np.random.default_rng(0))
+    assert not masks.any() and np.abs(degraded - 0.5).max() > 0.03
+    assert np.array_equal(degraded[0], degraded[1]) and np.array_equal(degraded[2], degraded[1])
+    assert np.array_equal(clean, grey(64))  # the caller's triplet is never drawn on
+    # With defects too: the scene first (same random numbers as draw_scene), then the defect pipeline as
+    # on a clean triplet holding that scene; so the mask is the defects' alone.
+    mixed = SynthConfig.mixed()
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        with_scene = draw_scene(scene(seed), mixed, rng)
+        ref = degrade_triplet_with_base(with_scene, no_scene(mixed), rng)
+        got = degrade_triplet_with_base(scene(seed), mixed, np.random.default_rng(seed))
+        assert all(np.array_equal(g, r) for g, r in zip(got, ref))
+    # The share of mixed() triplets with scene lines is scene_lines_prob (0.5), paper-only ones included.
+    lines = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        lines += rng.random() < mixed.scene_lines_prob  # draw_scene_lines' coin comes first
+    drawn = sum(not np.array_equal(draw_scene(grey(32), replace(mixed, scene_blotches=False), np.random.default_rng(s)),
+                                   grey(32)) for s in range(200))
+    assert drawn == lines and 80 <= drawn <= 120

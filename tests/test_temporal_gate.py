@@ -8,9 +8,9 @@ import torch
 
 from correlnet.checkpoint import load_model, save_checkpoint
 from correlnet.models import ModelConfig
-from correlnet.streaming import default_neighbours, detect_frames
+from correlnet.prediction import default_neighbours, detect_frames, predict_triplet_tiled
 from correlnet.temporal_gate import GateConfig, gate_config_of, gate_probs, sure_config, temporal_evidence
-from correlnet.tiling import TilingConfig, predict_triplet_tiled
+from correlnet.tiling import TilingConfig
 from tests.model_fixtures import tiny_model
 
 H, W = 96, 128

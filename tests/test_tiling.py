@@ -1,4 +1,4 @@
-"""Tiled inference: layout, blending weights, and agreement with the untiled network."""
+"""Tiled inference: layout, blending weights, batching, and agreement with the untiled network."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from correlnet.models import build_model
-from correlnet.tiling import TilingConfig, make_grid, predict_triplet_tiled
+from correlnet.prediction import in_batches, predict_triplet_tiled
+from correlnet.tiling import TilingConfig, make_grid
 
 CPU = torch.device("cpu")
 
@@ -68,6 +69,23 @@ def test_weights_are_positive_everywhere_and_blending_reconstructs_the_input():
         wsum[y : y + g.tile_h, x : x + g.tile_w] += w[0]
     assert wsum.min() > 0.99  # raised-cosine ramps are complementary: no pixel loses its weight
     torch.testing.assert_close(g.blend(g.extract(img)), img)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 7, 10])
+def test_in_batches_equals_the_loop_over_rows(batch):
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(7, 2, 5, 4, generator=g), torch.rand(7, 3, 5, 4, generator=g)
+    sizes = []
+
+    def fn(x, y):
+        sizes.append(x.shape[0])
+        return torch.cat([x * y[:, :1], y.sum(1, keepdim=True)], 1)
+
+    got = in_batches(fn, batch, a, b)
+    expected = torch.cat([torch.cat([a[i : i + 1] * b[i : i + 1, :1], b[i : i + 1].sum(1, keepdim=True)], 1)
+                          for i in range(7)])
+    assert torch.equal(got, expected)
+    assert sizes == [min(batch, 7 - i) for i in range(0, 7, batch)]
 
 
 def test_bad_config_and_bad_frames_are_refused():

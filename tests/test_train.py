@@ -1,14 +1,15 @@
-"""correlnet.train: learns a fixed batch, resumes exactly, fails readably on NaN."""
+"""correlnet.train: learns a fixed batch, resumes exactly, stops when its job is cancelled, fails readably on NaN."""
 
 from __future__ import annotations
 
-import itertools
+from typing import Any
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from correlnet.checkpoint import load_model
+from correlnet.checkpoint import load_checkpoint_meta, load_model
+from correlnet.job_context import JobContext
 from correlnet.models import build_model
 from correlnet.train import TrainConfig, TrainingDiverged, learning_rate, train
 from correlnet.train_state import train_state_path
@@ -41,15 +42,48 @@ class BlobTriplets(Dataset):
         return {"frames": self.frames[i], "mask": self.mask[i]}
 
 
+class Recorder(JobContext):
+    """Keeps every report; cancelled from the report whose `done` reaches `cancel_at` on (never when None)."""
+
+    def __init__(self, cancel_at: int | None = None):
+        self.reports: list[dict[str, Any]] = []
+        self.cancel_at = cancel_at
+
+    def _record(self, fields: dict[str, Any]) -> None:
+        self.reports.append(fields)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_at is not None and any(r.get("done", 0) >= self.cancel_at for r in self.reports)
+
+
 def test_loss_falls_on_a_fixed_batch():
     loader = DataLoader(BlobTriplets(n=2, size=24), batch_size=2)
     cfg = TrainConfig(steps=15, lr=2e-2, warmup_steps=0, checkpoint_every=15)
-    seen = []
-    result = train(tiny_model(), loader, cfg, DEVICE, on_progress=lambda p: seen.append(p))
-    assert [p.step for p in seen] == list(range(1, 16)) and seen[-1].eta_seconds == 0
-    # Dice term goes towards -1 and BCE towards 0 as the model fits the square.
-    assert seen[-1].loss < seen[0].loss - 0.2, (seen[0].loss, seen[-1].loss)
-    assert result.final_loss < seen[0].loss and result.loss_history[-1][0] == 15
+    job = Recorder()
+    result = train(tiny_model(), loader, cfg, DEVICE, job=job)
+    seen = job.reports
+    assert [r["done"] for r in seen] == list(range(1, 16)) and {(r["total"], r["unit"]) for r in seen} == {(15, "step")}
+    assert seen[-1]["eta_seconds"] == 0 and all(r["lr"] == pytest.approx(learning_rate(cfg, i, 15)) for i, r in enumerate(seen))
+    # Dice term goes towards -1 and BCE towards 0 as the model fits the square (loss: mean of the last 50 steps).
+    assert seen[-1]["loss"] < seen[0]["loss"] - 0.2, (seen[0]["loss"], seen[-1]["loss"])
+    assert result.final_loss == seen[-1]["loss"] and result.loss_history[-1][0] == 15 and not result.stopped
+
+
+@pytest.mark.parametrize("cancel_at,steps_run", [(4, 4), (1, 1), (7, 7), (9, 7)])  # 7 steps in all
+def test_a_cancelled_job_stops_training_after_the_current_step(tmp_path, cancel_at, steps_run):
+    loader = DataLoader(BlobTriplets(n=4, size=24), batch_size=2)
+    cfg = TrainConfig(steps=7, lr=1e-3, warmup_steps=0, checkpoint_every=5)
+    model = tiny_model()
+    forwards = []  # training forwards = optimizer steps actually taken
+    model.register_forward_hook(lambda m, i, o: forwards.append(m.training))
+    job = Recorder(cancel_at)
+    result = train(model, loader, cfg, DEVICE, job=job, checkpoint_path=tmp_path / "run.pt")
+    assert forwards.count(True) == steps_run and result.steps_done == steps_run
+    assert [r["done"] for r in job.reports] == list(range(1, steps_run + 1))
+    # a cancel seen at the last step changes nothing: the run is complete
+    assert result.stopped == (steps_run < 7)
+    assert load_checkpoint_meta(tmp_path / "run.pt")["metrics"]["step"] == steps_run  # checkpoint of the last step
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -65,8 +99,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, stop_at
     train(ref, loader, cfg, DEVICE, checkpoint_path=tmp_path / "ref.pt")
 
     ckpt = tmp_path / "run.pt"
-    polls = itertools.count(1)  # should_stop() is polled once after each step
-    first = train(tiny_model(), loader, cfg, DEVICE, checkpoint_path=ckpt, should_stop=lambda: next(polls) >= stop_at)
+    first = train(tiny_model(), loader, cfg, DEVICE, checkpoint_path=ckpt, job=Recorder(cancel_at=stop_at))
     assert first.stopped and first.steps_done == stop_at and train_state_path(ckpt).is_file()
     resumed = tiny_model(seed=99)  # different init: everything must come from the checkpoint
     second = train(resumed, loader, cfg, DEVICE, checkpoint_path=ckpt, resume=True)
@@ -96,10 +129,23 @@ def test_malformed_batches_and_configs_are_refused():
 
 def test_dry_run_stops_after_two_steps_and_val_fn_is_called():
     calls = []
+    job = Recorder()
     result = train(tiny_model(), DataLoader(BlobTriplets(n=4, size=24), batch_size=2), TrainConfig(steps=50, dry_run=True,
-                   checkpoint_every=1), DEVICE, val_fn=lambda m: calls.append(m.training) or {"f1": 0.5})
+                   checkpoint_every=1), DEVICE, job=job, val_fn=lambda m: calls.append(m.training) or {"f1": 0.5})
     assert result.steps_done == 2 and result.total_steps == 2
     assert calls == [False, False] and result.val_history == [(1, {"f1": 0.5}), (2, {"f1": 0.5})]
+    assert [r["val_f1"] for r in job.reports] == [0.5, 0.5]
+
+
+def test_validations_run_after_evenly_spaced_steps():
+    calls = []
+    job = Recorder()
+    cfg = TrainConfig(steps=8, lr=1e-3, warmup_steps=0, checkpoint_every=8, validations=3)
+    result = train(tiny_model(), DataLoader(BlobTriplets(n=4, size=24), batch_size=2), cfg, DEVICE, job=job,
+                   val_fn=lambda m: calls.append(1) or {"f1": 0.25, "recall": 0.5})
+    # round(8/3) = 3, round(16/3) = 5, 8: three passes, the last at the end
+    assert [step for step, _ in result.val_history] == [3, 5, 8] and len(calls) == 3
+    assert [r["done"] for r in job.reports if "val_f1" in r] == [3, 5, 8]
 
 
 def test_learning_rate_schedule_warms_up_then_decays():

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from db.models import Frame, ModelVersion
-from studio import active, corrections, films
+from studio import corrections, films
 from studio.detection import _save_prediction
+from tests.test_active_order import reference_order
 from tests.webapp_fixtures import FRAMES, H, W, make_plain_store
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
@@ -131,7 +132,7 @@ def test_a_press_that_comes_before_the_page_redrew_still_counts(review):
 
 def test_next_suggested_moves_even_from_the_frame_it_would_suggest(review):
     store, film, frames = review
-    top = active.order_for_review(films.film_frames(store, film))[0]
+    top = frames[reference_order(store, film.id)[0]]  # the frame "s" would suggest
     at = _click(_page(film, top.index), "Next suggested")
     first = _index(at, film)
     assert first != top.index, "pressing s on the most uncertain frame stayed on it"

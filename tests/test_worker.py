@@ -16,7 +16,7 @@ from sqlalchemy import select
 from correlnet.checkpoint import load_model, save_checkpoint
 from db.files import sha256_file
 from db.models import Correction, Film, Frame, ModelVersion, Prediction, TrainingJob
-from studio import jobs
+from studio import chunks, jobs
 from studio.worker import run_job, run_worker
 from tests.worker_fixtures import fast_config, make_tiny_film
 
@@ -122,6 +122,35 @@ def test_cancel_stops_a_running_job(tmp_path: Path) -> None:
     assert film_row(tf).active_model_version_id is None
 
 
+def test_cancel_stops_a_running_predict_job_and_keeps_its_frames(tmp_path: Path, monkeypatch) -> None:
+    import studio.detection as detection
+
+    tf = make_tiny_film(tmp_path, corrected=())
+    job = jobs.queue_prediction(tf.store, tf.film.id)
+    claimed = jobs.claim_next_job(tf.store, "w")
+    saving, saved = detection._save_prediction, []
+
+    def save_then_cancel_at_the_third(*args, **kwargs):  # the restorer presses cancel while frame 3 is stored
+        saving(*args, **kwargs)
+        saved.append(1)
+        if len(saved) == 3:
+            jobs.request_cancel(tf.store, job.id)
+
+    monkeypatch.setattr(detection, "_save_prediction", save_then_cancel_at_the_third)
+    cfg = fast_config(default_model=tf.model_path)
+    assert run_job(tf.store, claimed, torch.device("cpu"), "w", cfg) == "split"  # 2 chunks of 4 frames
+    assert jobs.get_job(tf.store, job.id).status == "running"
+    run_worker(tf.store, tf.settings, once=True, device="cpu", worker_id="w", config=cfg)
+    row = jobs.get_job(tf.store, job.id)
+    assert row.status == "cancelled" and "3 of 8 frame(s) predicted and kept" in row.message
+    assert (row.step, row.total_steps) == (3, 8)
+    first, second = chunks.list_chunks(tf.store, job.id)
+    assert first.status == "cancelled" and "after 3 of 4 frames; those frames are kept" in first.message
+    assert second.status == "cancelled" and second.message == "cancelled before it started"
+    with tf.store.session() as s:
+        assert len(s.execute(select(Prediction)).scalars().all()) == 3 == len(saved)
+
+
 def test_job_of_a_dead_worker_is_recovered_at_start(tmp_path: Path) -> None:
     tf = make_tiny_film(tmp_path)
     job = jobs.queue_training(tf.store, tf.film.id, force=True)
@@ -138,7 +167,7 @@ def test_killed_worker_process_is_recovered(tmp_path: Path) -> None:
     """A real worker process killed mid-job: the next worker re-queues and finishes the job."""
     tf = make_tiny_film(tmp_path)
     job = jobs.queue_training(tf.store, tf.film.id, force=True)
-    script = (  # a worker that heartbeats like studio.worker._Heartbeat; no torch import, so it starts fast
+    script = (  # a worker that heartbeats like studio.worker.WorkerJob; no torch import, so it starts fast
         "import sys, time\n"
         "from pathlib import Path\n"
         "from db.store import Store\nfrom studio.settings import Settings\nfrom studio import jobs\n"
@@ -220,7 +249,7 @@ def test_a_polling_worker_recovers_a_job_whose_worker_died_after_it_started(tmp_
 
 
 def test_a_busy_worker_recovers_other_workers_stale_jobs(tmp_path: Path) -> None:
-    from studio.worker import _Heartbeat
+    from studio.worker import WorkerConfig, WorkerJob
     from tests.test_jobs import make_film
 
     tf = make_tiny_film(tmp_path)
@@ -229,7 +258,8 @@ def test_a_busy_worker_recovers_other_workers_stale_jobs(tmp_path: Path) -> None
     jobs.claim_next_job(tf.store, "dead-worker")
     mine = jobs.queue_prediction(tf.store, tf.film.id)
     jobs.claim_next_job(tf.store, "busy")
-    with _Heartbeat(tf.store, mine.id, "busy", every=0.05, stale_after=0.3):  # a long job is running
+    cfg = WorkerConfig(heartbeat_seconds=0.05, stale_after_seconds=0.3)
+    with WorkerJob(tf.store, mine.id, "busy", cfg):  # a long job is running
         assert _wait_until(lambda: jobs.get_job(tf.store, dead.id).status == "queued", timeout=5)
         assert jobs.get_job(tf.store, mine.id).status == "running"  # its own job keeps beating
 
@@ -244,3 +274,64 @@ def test_stale_after_shorter_than_two_heartbeats_is_refused(tmp_path: Path, monk
     assert main(["worker", "--once", "--stale-after", "5"]) == 2
     err = capsys.readouterr().err
     assert "--stale-after" in err and "at least 20" in err and "Traceback" not in err
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path: Path):
+    """None (SQLite in the data folder) or the URL of a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield None
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    base = request.getfixturevalue("postgres_url")
+    schema = f"test_worker_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("seen_by", ["heartbeat", "report"])
+def test_the_worker_job_context_sees_a_cancel_from_another_session(tmp_path: Path, db_url, seen_by: str) -> None:
+    """The app cancels through its own store (another engine, as another process would); the running
+    job's context turns cancelled from its next heartbeat, or its next report, and writes progress."""
+    from db.store import Store
+    from studio.settings import Settings
+    from studio.worker import WorkerConfig, WorkerJob
+    from tests.test_jobs import make_film
+
+    settings = Settings(data_dir=tmp_path / "data", db_url=db_url)
+    worker_store, app_store = Store.open(settings), Store.open(settings)
+    job = jobs.queue_prediction(worker_store, make_film(worker_store))
+    jobs.claim_next_job(worker_store, "w")
+    beat = 0.05 if seen_by == "heartbeat" else 3600.0  # "report": the heartbeat never runs in the test
+    cfg = WorkerConfig(heartbeat_seconds=beat, stale_after_seconds=max(60.0, 2 * beat), progress_every_seconds=3600.0)
+    try:
+        with WorkerJob(worker_store, job.id, "w", cfg) as context:
+            context.report(done=0, total=4, unit="frame")
+            assert not context.cancelled
+            jobs.request_cancel(app_store, job.id)
+            if seen_by == "heartbeat":
+                assert _wait_until(lambda: context.cancelled, timeout=10)
+            else:
+                assert not context.cancelled  # nothing has looked at the row yet
+                context.report(done=1, total=4, unit="frame")  # throttled: not written, so not seen
+                assert not context.cancelled
+                context.report(done=4, total=4, unit="frame", loss=0.25)  # the last one is always written
+                assert context.cancelled
+        row = jobs.get_job(app_store, job.id)
+        assert row.status == "running" and row.cancel_requested
+        assert (row.step, row.total_steps) == ((0, 4) if seen_by == "heartbeat" else (4, 4))
+        with pytest.raises(ValueError, match="unknown progress field.*step"):
+            context.report(step=3)
+    finally:
+        worker_store.close()
+        app_store.close()

@@ -39,15 +39,15 @@ def choose_film(ctx: AppContext):
     """Sidebar film picker shared by Review, Training and Export; None (with a hint) when the store is empty.
     The widget's key is "film_id" (st.session_state["film_id"] is the film shown); the choice survives
     page switches, the Films page (no picker) included (webapp/widget_state.py)."""
-    from studio.films import list_films  # lazy: keeps this module cheap for tests of other pages
+    from studio.films import ready_films  # lazy: keeps this module cheap for tests of other pages
 
-    summaries = list_films(ctx.store)
-    if not summaries:
+    films = ready_films(ctx.store)  # every page run: no per-film counts here
+    if not films:
         st.info("No film in the store yet: import one on the Films page.")
         return None
-    ids = [s.film.id for s in summaries]
-    names = {s.film.id: s.film.name for s in summaries}
+    ids = [f.id for f in films]
+    names = {f.id: f.name for f in films}
     chosen = st.sidebar.selectbox("Film", ids, format_func=lambda i: f"{names[i]} (id {i})",
                                   **keep("film_id", ids[0], allowed=ids))
     remember("film_id", chosen)  # stays on this film when films imported later sort before it
-    return next(s.film for s in summaries if s.film.id == chosen)
+    return next(f for f in films if f.id == chosen)

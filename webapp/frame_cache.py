@@ -45,7 +45,9 @@ class FrameCache:
 
     def image(self, store, frame) -> np.ndarray:
         """The stored frame as imported (studio.films.frame_image), read-only."""
-        return self._get(("frame", frame.path, frame.sha256), lambda: films.frame_image(store, frame))
+        # An in-place frame has no store path: its source file names it (a relinked film gets new keys).
+        where = frame.path or getattr(frame, "source_path", None)
+        return self._get(("frame", where, frame.sha256), lambda: films.frame_image(store, frame))
 
     def probs(self, store, frame) -> np.ndarray | None:
         """probs (H, W) float32 of the frame's current prediction, or None; read-only."""

@@ -6,14 +6,20 @@ Every callback reads the frame shown when it runs, never the frame its button wa
 pressed again before the page has redrawn (a restorer pressing "k" every 80 ms) runs the callback the
 previous run registered, and a bound frame index made that press a no-op (or, for accept and undo,
 acted on the previous frame again).
+
+A feature has 130 000 frames, so nothing here holds the film's frame list: each callback asks the
+store for the one frame or target it needs (`studio.frame_queries`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
-from studio import active, detection
+from studio import active, frame_queries
 
 NOTICE = "review_notice"
 GOTO = "goto_frame"
@@ -24,68 +30,71 @@ def index_key(film_id: int) -> str:
     return f"frame_index:{film_id}"
 
 
-def current(frames):
-    """The Frame shown (frames: the film's frames in order, never empty)."""
-    index = st.session_state.get(index_key(frames[0].film_id), 0)
-    return frames[int(np.clip(index, 0, len(frames) - 1))]
+@dataclass(frozen=True)
+class ShownFilm:
+    """The film on the Review page: its store, its Film row and its number of frames (count >= 1)."""
+
+    store: Any
+    film: Any
+    count: int
+
+    def index(self) -> int:
+        """The 0-based index of the frame shown (kept within the film)."""
+        return int(np.clip(st.session_state.get(index_key(self.film.id), 0), 0, self.count - 1))
+
+    def current(self):
+        """The Frame shown."""
+        return frame_queries.frame_at(self.store, self.film, self.index())
 
 
 def go(film_id: int, index: int) -> None:
     st.session_state[index_key(film_id)] = index
 
 
-def step(frames, delta: int) -> None:
-    go(frames[0].film_id, int(np.clip(current(frames).index + delta, 0, len(frames) - 1)))
+def step(shown: ShownFilm, delta: int) -> None:
+    go(shown.film.id, int(np.clip(shown.index() + delta, 0, shown.count - 1)))
 
 
 def notice(text: str) -> None:
     st.session_state[NOTICE] = text
 
 
-def next_with_detections(store, frames) -> None:
-    index = current(frames).index
-    for f in frames[index + 1:] + frames[:index]:
-        prediction = detection.latest_prediction(store, f.id)
-        if prediction is not None and prediction.defect_pixels > 0:
-            go(f.film_id, f.index)
-            return
-    notice("No other frame has detections.")
+def next_with_detections(shown: ShownFilm) -> None:
+    target = frame_queries.next_detected_index(shown.store, shown.film, shown.index())
+    if target is None:
+        notice("No other frame has detections.")
+    else:
+        go(shown.film.id, target)
 
 
-def next_suggested(store, film, frames) -> None:
+def next_suggested(shown: ShownFilm) -> None:
     """The most uncertain unreviewed frame other than the one shown (pressing "s" twice moves twice)."""
-    shown = current(frames).index
-    chosen = [f for f in active.next_frames_to_review(store, film, 2) if f.index != shown]
+    index = shown.index()
+    chosen = [f for f in active.next_frames_to_review(shown.store, shown.film, 2) if f.index != index]
     if chosen:
-        go(film.id, chosen[0].index)
+        go(shown.film.id, chosen[0].index)
     else:
         notice("Every other frame is reviewed.")
 
 
-def shot_starts(frames) -> list[int]:
-    """Indices of the frames that start a shot (frame.shot changes; the first frame starts one)."""
-    return [f.index for i, f in enumerate(frames) if i == 0 or f.shot != frames[i - 1].shot]
-
-
-def shot(frames, direction: int) -> None:
+def shot(shown: ShownFilm, direction: int) -> None:
     """To the start of the next shot (+1), or of this shot / the previous one (-1), as editing tools jump
-    between cuts."""
-    index, starts = current(frames).index, shot_starts(frames)
-    target = (next((s for s in starts if s > index), None) if direction > 0
-              else next((s for s in reversed(starts) if s < index), None))
+    between cuts (`studio.frame_queries.shot_start`)."""
+    target = frame_queries.shot_start(shown.store, shown.film, shown.index(), direction)
     if target is None:
         notice("This is the last shot." if direction > 0 else "This is the first shot.")
     else:
-        go(frames[0].film_id, target)
+        go(shown.film.id, target)
 
 
-def go_to_number(frames) -> None:
+def go_to_number(shown: ShownFilm) -> None:
     number = st.session_state.get(GOTO)
     if number is None:
         return
-    match = next((f for f in frames if f.number == number), None)
+    match = frame_queries.frame_numbered(shown.store, shown.film, number)
     if match is None:
-        notice(f"No frame numbered {number} in this film (frames {frames[0].number}-{frames[-1].number}).")
+        ends = frame_queries.frames_at(shown.store, shown.film, (0, shown.count - 1))
+        notice(f"No frame numbered {number} in this film (frames {ends[0].number}-{ends[shown.count - 1].number}).")
     else:
         go(match.film_id, match.index)
     st.session_state[GOTO] = None  # empty again, ready for the next number

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import segmentation_models_pytorch as smp
 import torch
-from torch import nn
 
+from .base import FrameModel
 from .config import ModelConfig
-from .padding import InputPadder, check_frames
 
 
 def smp_encoder_name(name: str) -> str:
@@ -21,17 +20,15 @@ def smp_encoder_name(name: str) -> str:
     return f"tu-{name}"
 
 
-class SmpNet(nn.Module):
-    """forward(x: (B, 3, H, W) in [0, 1]) -> logits (B, 1, H, W); pads to `size_multiple`.
+class SmpNet(FrameModel):
+    """forward(x: (B, 3, H, W) in [0, 1]) -> logits (B, 1, H, W) (padding: `FrameModel`).
 
     deeplabv3plus keeps smp's own decoder width (256) and output stride 16; its ASPP pooling
     branch has a BatchNorm over a 1x1 map, so training needs a batch of at least 2.
     """
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
-        self.size_multiple = 2 ** config.encoder_depth
+        super().__init__(config, 2 ** config.encoder_depth)
         common = dict(encoder_name=smp_encoder_name(config.encoder), encoder_weights=None, in_channels=3,
                       classes=1, encoder_depth=config.encoder_depth)
         if config.arch == "unet":
@@ -41,7 +38,6 @@ class SmpNet(nn.Module):
         else:
             raise ValueError(f"SmpNet builds 'unet' or 'deeplabv3plus', not {config.arch!r}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_frames(x)
-        padder = InputPadder(x.shape[-2], x.shape[-1], self.size_multiple)
-        return padder.unpad(self.net(padder.pad(x)))
+    def forward_padded(self, xp: torch.Tensor) -> torch.Tensor:
+        """xp: (B, 3, Hp, Wp), Hp, Wp multiples of `size_multiple` -> logits (B, 1, Hp, Wp)."""
+        return self.net(xp)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .blocks import ConvBNReLU
-from .branch import TripletNet
+from .branch import CorrelNet, triplet_net
 from .config import ModelConfig
 
 
@@ -33,7 +33,7 @@ class PlainStages(nn.Module):
         return feats
 
 
-def build_plain_correlnet(config: ModelConfig) -> TripletNet:
+def build_plain_correlnet(config: ModelConfig) -> CorrelNet:
     """Branch = full-resolution conv then a stride-2 conv (the correlation runs at stride 2, as
     after the EfficientNet stem, so a displacement of 10 covers 20 input pixels)."""
     if config.encoder != "plain":
@@ -42,4 +42,4 @@ def build_plain_correlnet(config: ModelConfig) -> TripletNet:
     c = config.base_channels
     stem = nn.Sequential(ConvBNReLU(1, max(c // 2, 1)), ConvBNReLU(max(c // 2, 1), c, stride=2))
     body = PlainStages(c, config.encoder_depth)
-    return TripletNet(config, stem, c, body, body.widths, act=nn.ReLU)
+    return triplet_net(config, stem, c, body, body.widths, act=nn.ReLU)

@@ -13,10 +13,10 @@ import timm
 import torch
 from torch import nn
 
-from .branch import TripletNet
+from .base import FrameModel
+from .branch import TriNet, triplet_net
 from .config import ModelConfig
 from .decoder import UNetDecoder
-from .padding import InputPadder, check_frames
 
 
 class EfficientStages(nn.Module):
@@ -58,27 +58,23 @@ def efficientnet_parts(name: str, in_chans: int, depth: int) -> tuple[nn.Module,
     return stem, int(net.conv_stem.out_channels), EfficientStages(net.blocks, info, depth)
 
 
-def build_efficient_triplet(config: ModelConfig) -> TripletNet:
+def build_efficient_triplet(config: ModelConfig) -> TriNet:
     """`efficient-correlnet` or `efficient-trinet` (chosen by config.arch)."""
     stem, stem_ch, stages = efficientnet_parts(config.encoder, 1, config.encoder_depth)
-    return TripletNet(config, stem, stem_ch, stages, stages.channels, act=nn.SiLU)
+    return triplet_net(config, stem, stem_ch, stages, stages.channels, act=nn.SiLU)
 
 
-class EfficientUNet(nn.Module):
+class EfficientUNet(FrameModel):
     """`efficient-unet`: the EfficientNet encoder on the 3 stacked frames, same decoder.
 
-    forward(x: (B, 3, H, W) in [0, 1]) -> logits (B, 1, H, W).
+    forward(x: (B, 3, H, W) in [0, 1]) -> logits (B, 1, H, W) (padding: `FrameModel`).
     """
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
-        self.size_multiple = 2 ** config.encoder_depth
+        super().__init__(config, 2 ** config.encoder_depth)
         self.stem, _, self.body = efficientnet_parts(config.encoder, 3, config.encoder_depth)
         self.decoder = UNetDecoder.for_config(self.body.channels, config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_frames(x)
-        padder = InputPadder(x.shape[-2], x.shape[-1], self.size_multiple)
-        xp = padder.pad(x)
-        return padder.unpad(self.decoder(self.body(self.stem(xp)), xp if self.config.input_skip else None))
+    def forward_padded(self, xp: torch.Tensor) -> torch.Tensor:
+        """xp: (B, 3, Hp, Wp), Hp, Wp multiples of `size_multiple` -> logits (B, 1, Hp, Wp)."""
+        return self.decoder(self.body(self.stem(xp)), xp if self.config.input_skip else None)

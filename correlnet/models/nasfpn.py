@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import FrameModel
 from .blocks import ConvBNReLU
 from .config import ModelConfig
 from .efficient import efficientnet_parts
-from .padding import InputPadder, check_frames
 
 
 def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -74,20 +74,18 @@ class NASFPNBlock(nn.Module):
         return [p3_out, p4_out, p5_out, p6_out, p7_out]
 
 
-class NASFPNNet(nn.Module):
-    """forward(x: (B, 3, H, W) in [0, 1]) -> logits (B, 1, H, W).
+class NASFPNNet(FrameModel):
+    """forward(x: (B, 3, H, W) in [0, 1]) -> logits (B, 1, H, W) (padding: `FrameModel`).
 
     Head: all five levels upsampled (bilinear) to P3 and summed, conv-BN-ReLU, 1x1 conv to one
     logit, bilinear upsampling x8 to the input resolution.
     """
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
         if config.encoder_depth != 5:
             raise ValueError(f"nasfpn needs encoder_depth=5 (features at strides 8, 16, 32); "
                              f"got {config.encoder_depth}")
-        self.config = config
-        self.size_multiple = 32
+        super().__init__(config, 32)
         ch = config.fpn_channels
         self.stem, _, self.body = efficientnet_parts(config.encoder, 3, 5)
         self.laterals = nn.ModuleList(
@@ -97,10 +95,8 @@ class NASFPNNet(nn.Module):
         self.fuse = ConvBNReLU(ch, ch)
         self.logits = nn.Conv2d(ch, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_frames(x)
-        padder = InputPadder(x.shape[-2], x.shape[-1], self.size_multiple)
-        xp = padder.pad(x)
+    def forward_padded(self, xp: torch.Tensor) -> torch.Tensor:
+        """xp: (B, 3, Hp, Wp), Hp, Wp multiples of 32 -> logits (B, 1, Hp, Wp)."""
         c3, c4, c5 = self.body(self.stem(xp))[2:]
         p = [lat(c) for lat, c in zip(self.laterals, (c3, c4, c5))]
         p.append(F.max_pool2d(p[-1], 2, ceil_mode=True))
@@ -109,6 +105,5 @@ class NASFPNNet(nn.Module):
             p = block(p)
         size = p[0].shape[-2:]
         merged = sum(F.interpolate(q, size=size, mode="bilinear", align_corners=False) for q in p)
-        logits = F.interpolate(self.logits(self.fuse(merged)), size=xp.shape[-2:], mode="bilinear",
-                               align_corners=False)
-        return padder.unpad(logits)
+        return F.interpolate(self.logits(self.fuse(merged)), size=xp.shape[-2:], mode="bilinear",
+                             align_corners=False)

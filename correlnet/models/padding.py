@@ -1,4 +1,5 @@
-"""Pad inputs to a network's size multiple and crop outputs back: the one place that does it.
+"""Pad inputs to a network's size multiple and crop outputs back: the one padding, used by
+`base.FrameModel.forward` and by `correlnet.prediction` (which pads a whole frame before tiling it).
 
 RAFT's InputPadder idea: networks with k stride-2 stages need H, W divisible by 2^k; we pad
 bottom/right by edge replication (no fake dark border that could look like a defect) and crop

@@ -2,6 +2,9 @@
 
 Order of operations (the random draws follow it, so a seed fixes everything):
 
+0. Scene, not defects: the counter-examples `SynthConfig.scene_lines`, `scene_blotches` and `sprites`
+   are drawn into the scene region and the triplet is cut from it (`correlnet.synth.scene.draw_scene`;
+   with `view=None` the region is the triplet itself). Never in the mask.
 1. Texture, not defects: grain then flicker on each clean frame -> the *base* frames
    (`texture_triplet`).
 2. Defects on a copy of the base, each family optional (`SynthConfig`): per frame,
@@ -41,21 +44,26 @@ from correlnet.synth.dust import draw_dust
 from correlnet.synth.grain import add_flicker, add_grain, apply_grain, grain_field
 from correlnet.synth.hairs import draw_hairs
 from correlnet.synth.paper import draw_blotches
+from correlnet.synth.scene import SceneView, draw_scene
 from correlnet.synth.scratches import draw_scratches
 
 __all__ = ["degrade_triplet", "degrade_triplet_with_base", "texture_triplet", "draw_defects"]
 
 
 def degrade_triplet(
-    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator, bank: DefectBank | None = None
+    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator, bank: DefectBank | None = None, *,
+    view: SceneView | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply grain/flicker and synthetic defects to a clean triplet.
+    """Draw the scene's counter-examples, grain/flicker and synthetic defects on a clean triplet.
 
     Args:
-        clean: (3, H, W) float32 in [0, 1]: frame_prev, frame_mid, frame_next, grayscale.
-        cfg: which defect families to draw and their parameters.
+        clean: (3, H, W) float32 in [0, 1]: frame_prev, frame_mid, frame_next, grayscale; with `view`,
+            the scene region the view cuts the triplet from (float32 in [0, 1] or uint8).
+        cfg: which scene content and defect families to draw and their parameters.
         rng: seeded ``numpy.random.Generator``; the same seed gives the same output.
         bank: real defects to paste as marks (`correlnet.synth.bank`, at ``cfg.bank_per_256``); None: none.
+        view: how the triplet is cut from the region (`correlnet.synth.scene.SceneView`, the
+            dataset's crops); None: `clean` is the triplet.
 
     Returns:
         degraded: (3, H, W) float32 in [0, 1].
@@ -65,27 +73,30 @@ def degrade_triplet(
     Raises:
         ValueError: if `clean` is not (3, H, W) with values in [0, 1].
     """
-    degraded, masks, _ = degrade_triplet_with_base(clean, cfg, rng, bank)
+    degraded, masks, _ = degrade_triplet_with_base(clean, cfg, rng, bank, view=view)
     return degraded, masks
 
 
 def degrade_triplet_with_base(
-    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator, bank: DefectBank | None = None
+    clean: np.ndarray, cfg: SynthConfig, rng: np.random.Generator, bank: DefectBank | None = None, *,
+    view: SceneView | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`degrade_triplet` plus the base: the clean triplet with grain, flicker and blur but no
-    defect, (3, H, W) float32; ``degraded == base`` wherever ``masks`` is False.
+    """`degrade_triplet` plus the base: the clean triplet (scene content drawn) with grain, flicker
+    and blur but no defect, (3, H, W) float32; ``degraded == base`` wherever ``masks`` is False.
 
-    With ``cfg.paper_only_prob > 0`` one coin decides first whether this triplet uses
-    ``cfg.paper_part()`` (no coin is drawn otherwise, so other configurations keep their streams);
+    The scene comes first, with `cfg` as given (a paper-only triplet of `mixed()` keeps its scene
+    lines). Then, with ``cfg.paper_only_prob > 0``, one coin decides whether this triplet's defects
+    use ``cfg.paper_part()`` (no coin is drawn otherwise, so other configurations keep their streams);
     with ``cfg.clean_prob > 0`` a second coin makes it defect-free (textures and optics only).
     """
+    clean = _checked(draw_scene(clean if view is not None else _checked(clean), cfg, rng, view))
     if cfg.paper_only_prob > 0 and rng.random() < cfg.paper_only_prob:
         cfg = cfg.paper_part()
     if cfg.clean_prob > 0 and rng.random() < cfg.clean_prob:
         cfg = replace(cfg, blotches=False, dust=False, hairs=False, scratches=False, bank_per_256=0.0)
     if cfg.physical_order:
-        return _degrade_physical(_checked(clean), cfg, rng, bank)
-    base = texture_triplet(_checked(clean), cfg, rng)
+        return _degrade_physical(clean, cfg, rng, bank)
+    base = texture_triplet(clean, cfg, rng)
     degraded = draw_defects(base, cfg, rng, bank)
     masks = _blur_and_label(base, degraded, cfg, rng)
     return degraded, masks, base

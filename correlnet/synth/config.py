@@ -85,8 +85,8 @@ class SynthConfig:
     scratch_dark_prob: float = 0.4
     scratch_full_height_prob: float = 0.7
 
-    # --- Not defects: thin near-vertical scene lines (correlnet.synth.scene_lines), drawn into the
-    # scene before the crops are cut so they weave with it; counter-examples to the scratches.
+    # --- Not defects: thin near-vertical scene lines (correlnet.synth.scene), drawn by degrade_triplet
+    # into the scene region before the triplet is cut so they weave with it; counter-examples to the scratches.
     # Off in both presets, on in `mixed()` (the shipped model's recipe).
     scene_lines: bool = False
     scene_lines_prob: float = 0.5  # probability that a triplet gets scene lines at all

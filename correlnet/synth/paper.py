@@ -17,7 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from correlnet.noise import fractal_perlin
+from correlnet.synth.noise import fractal_perlin
 from correlnet.synth.config import SynthConfig
 
 __all__ = ["blotch_field", "band_masks", "draw_blotches"]

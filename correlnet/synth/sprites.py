@@ -9,8 +9,9 @@ present in all three frames and move consistently, so they are scene; the princi
 learn is "what can be tracked across frames belongs to the scene, what appears in one frame only is a
 defect".
 
-They are drawn into the source region before the triplet's crops are cut (`TripletDataset.clean_triplet`),
-like `scene_lines`, so the gate weave and jitter of the crops apply to them too.
+They are drawn into the scene region before the triplet is cut from it (`correlnet.synth.scene.draw_scene`,
+the first stage of `degrade_triplet`), like the scene lines, so the gate weave and jitter of the crops apply
+to them too.
 
 Geometry. A sprite has a local square canvas (texture and alpha, side S); frame t places it with the
 affine map "rotate by angle_t, scale by scale_t about the canvas centre, then move the centre to
@@ -26,9 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from correlnet.scene_trap import blob_shape
-
-__all__ = ["SpriteConfig", "Sprite", "draw_sprite", "draw_moving_sprites", "random_sprite"]
+__all__ = ["SpriteConfig", "Sprite", "blob_shape", "draw_sprite", "draw_moving_sprites", "random_sprite"]
 
 Range = tuple[float, float]
 
@@ -101,6 +100,22 @@ def draw_sprite(frame: np.ndarray, sprite: Sprite, t: float, taps: int = 5) -> n
     frame *= 1.0 - cover
     frame += colour
     return cover
+
+
+def blob_shape(radius: float, rng: np.random.Generator) -> np.ndarray:
+    """(S, S) bool irregular blob: an ellipse whose radius wobbles with the angle. The outline of the
+    sprites' specks and patches, the scene trap's blobs (`correlnet.synth.scene`) and the moving trap's."""
+    size = int(np.ceil(radius * 1.6)) * 2 + 1
+    c = size // 2
+    yy, xx = np.mgrid[:size, :size].astype(np.float32) - c
+    theta = rng.uniform(0, np.pi)
+    u = xx * np.cos(theta) + yy * np.sin(theta)
+    v = -xx * np.sin(theta) + yy * np.cos(theta)
+    aspect = rng.uniform(0.5, 1.0)
+    r = np.hypot(u, v / aspect)
+    ang = np.arctan2(v, u)
+    wobble = 1 + sum(rng.uniform(-0.15, 0.15) * np.cos(k * ang + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
+    return r <= radius * wobble
 
 
 def _log_uniform(rng: np.random.Generator, lo_hi: Range) -> float:

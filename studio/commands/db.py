@@ -69,15 +69,16 @@ def run_check(args: argparse.Namespace) -> int:
         report = check_store(store, checksums=args.checksums, **ages)
     except (SQLAlchemyError, OSError) as exc:
         raise CliError(f"cannot check the store at {settings.resolved_db_url} ({settings.data_dir}): {exc}") from exc
-    for line in report.missing + report.damaged:
+    for line in report.missing + report.damaged + report.interrupted:
         print(line)
     removed = repair_store(store, report) if args.repair else []
     for path in report.junk:
         print(f"{path}: {'removed' if path in removed else 'no row references it (--repair removes it)'}")
     for path in report.busy:
         print(f"{path}: no row references it yet, but it may be in use (younger than --min-age, or locked): kept")
-    left = len(report.missing) + len(report.damaged) + len(report.junk) - len(removed)
+    left = len(report.missing) + len(report.damaged) + len(report.interrupted) + len(report.junk) - len(removed)
     print(f"store {settings.data_dir}: {len(report.missing)} missing, {len(report.damaged)} damaged, "
-          f"{len(report.junk)} unreferenced ({len(removed)} removed), {len(report.busy)} in use")
+          f"{len(report.junk)} unreferenced ({len(removed)} removed), {len(report.busy)} in use"
+          + (f", {len(report.interrupted)} interrupted import(s)" if report.interrupted else ""))
     store.close()
     return 1 if left else 0

@@ -1,7 +1,7 @@
 """`correlnet detect`: defect masks for a video file or a folder of frames, at full resolution.
 
 The parser is built without importing torch; the work happens in `run`, which streams the frames
-through `correlnet.streaming.detect_frames` (tiled, each frame's features and each pair's
+through `correlnet.prediction.detect_frames` (tiled, each frame's features and each pair's
 correlation computed once).
 """
 
@@ -59,79 +59,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-class FolderFrames:
-    """Frames of a folder, read on demand; `names` are the output names (input stem + .png)."""
+class InputFrames:
+    """INPUT's frames, read by `correlnet.frames.FrameSequence` (sizes checked from the headers, frame i as
+    (H, W) float32 by `frames(i)`, `len(frames)`, `.files`), and `names`: the output name of each frame,
+    the input stem + .png for a folder, the 6-digit 0-based index + .png for a video."""
 
-    def __init__(self, folder: Path):
-        from correlnet.frames import FrameReadError, frame_too_large, image_header_size, list_frame_files
+    def __init__(self, path: Path):
+        from correlnet.frames import FrameSequence  # not at import: the parser is built without numpy/OpenCV
 
-        self.files = list_frame_files(folder)
-        if not self.files:
-            raise ValueError(f"{folder}: no PNG/TIFF/JPEG frames (nor DPX, Cineon or EXR) in this folder; pass a "
-                             "folder of frames or a video")
-        self.names = [f.stem + ".png" for f in self.files]
-        if len(set(self.names)) != len(self.names):
-            raise ValueError(f"{folder}: two frames share a name apart from the extension; keep one format per folder")
-        for file in self.files:  # from the headers, before any decoding: a huge scan would run for minutes
-            width, height = image_header_size(file)
-            if frame_too_large(width, height):
-                raise FrameReadError(f"{file}: frame is {width}x{height}, above the limit of `correlnet detect` "
-                                     "(40 megapixels, 16384 pixels a side); downscale the scans first")
+        self.sequence = FrameSequence(path)
+        self.files = self.sequence.files
+        if self.sequence.video:
+            self.names = [f"{i:06d}.png" for i in range(len(self.sequence))]
+        else:
+            self.names = [f.stem + ".png" for f in self.files]
+            if len(set(self.names)) != len(self.names):
+                raise ValueError(f"{path}: two frames share a name apart from the extension; keep one format per folder")
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.sequence)
 
     def __call__(self, i: int):
-        from correlnet.frames import read_image, to_gray_float
-
-        return to_gray_float(read_image(self.files[i]))
+        return self.sequence(i)
 
 
-class VideoFrames:
-    """Frames of a video by index, decoded in order with a few recent frames kept: the streaming
-    order only ever looks back one or two frames, so a rewind (reopening the file) is rare."""
-
-    def __init__(self, path: Path, keep: int = 4):
-        from correlnet.frames import video_frame_count
-
-        self.path, self.keep = path, keep
-        self.count = video_frame_count(path)
-        if self.count < 1:
-            raise ValueError(f"{path}: the video has no frames")
-        self.names = [f"{i:06d}.png" for i in range(self.count)]
-        self._iter, self._next, self._recent = None, 0, {}
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __call__(self, i: int):
-        from correlnet.frames import FrameReadError, frame_too_large, iter_video_frames, to_gray_float
-
-        if i in self._recent:
-            return self._recent[i]
-        if self._iter is None or i < self._next:
-            self._iter, self._next = iter_video_frames(self.path), 0
-        while self._next <= i:
-            frame = next(self._iter, None)
-            if frame is None:
-                raise FrameReadError(f"{self.path}: the video ended at frame {self._next} but its header says "
-                                     f"{self.count} frames; re-encode it (e.g. to MP4/H.264) or export PNG frames")
-            if frame_too_large(frame.shape[1], frame.shape[0]):
-                raise FrameReadError(f"{self.path}: frames are {frame.shape[1]}x{frame.shape[0]}, above the limit of "
-                                     "`correlnet detect` (40 megapixels, 16384 pixels a side); downscale the video first")
-            self._recent[self._next] = to_gray_float(frame)
-            self._recent.pop(self._next - self.keep, None)
-            self._next += 1
-        return self._recent[i]
-
-
-def _open_input(path: Path) -> FolderFrames | VideoFrames:
-    if not path.exists():
-        raise ValueError(f"{path}: no such file or folder")
-    return FolderFrames(path) if path.is_dir() else VideoFrames(path)
-
-
-def check_output_folder(frames: FolderFrames | VideoFrames, source: Path, out: Path, probabilities: bool,
+def check_output_folder(frames: InputFrames, source: Path, out: Path, probabilities: bool,
                         overwrite: bool) -> None:
     """Raise ValueError unless writing the masks to `out` is safe: `out` is not INPUT's folder nor inside
     it, no output would replace an input file, and no output name is taken unless `overwrite`."""
@@ -146,7 +98,7 @@ def check_output_folder(frames: FolderFrames | VideoFrames, source: Path, out: P
                 if p.exists()]
     if not existing:
         return
-    inputs = {_inode(f) for f in getattr(frames, "files", [source])}  # a hard link to a scan is the scan
+    inputs = {_inode(f) for f in frames.files}  # a hard link to a scan is the scan
     for path in existing:
         if _inode(path) in inputs:
             raise ValueError(f"{path} is one of the input frames; choose another --out "
@@ -159,15 +111,6 @@ def check_output_folder(frames: FolderFrames | VideoFrames, source: Path, out: P
 def _inode(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_dev, st.st_ino
-
-
-def _write_png(path: Path, img) -> None:
-    import cv2
-
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    if not cv2.imwrite(str(tmp), img):
-        raise OSError(f"could not write {path}: check that the output folder is writable and not full")
-    os.replace(tmp, path)  # a crash never leaves a half-written mask under the final name
 
 
 def _model_path(arg: str | None) -> Path:
@@ -187,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     from correlnet.device import resolve_device
     from correlnet.frames import FrameReadError
     from correlnet.neighbours import sequence_neighbours
-    from correlnet.streaming import detect_frames
+    from correlnet.png import write_png  # atomic: a crash never leaves a half-written mask under the final name
+    from correlnet.prediction import detect_frames
     from correlnet.tiling import TilingConfig
     from studio.cli import CliError
 
@@ -202,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         tiling = TilingConfig.for_device(device, tile=tiling.tile, overlap=tiling.overlap)
-        frames = _open_input(Path(args.input))
+        frames = InputFrames(Path(args.input))
         check_output_folder(frames, Path(args.input), out, args.probabilities, args.overwrite)
         model = load_detector(_model_path(args.model), device)  # a checkpoint or sdi-p[:THRESHOLD]
     except (ValueError, FileNotFoundError) as exc:  # FrameReadError, CheckpointError, a missing default model
@@ -218,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tqdm(total=len(frames), unit="frame", desc="detect") as bar:
             for i, probs in detect_frames(model, frames, neighbours, tiling, device, runtime=args.runtime):
-                _write_png(out / frames.names[i], np.where(probs >= args.threshold, 255, 0).astype(np.uint8))
+                write_png(out / frames.names[i], np.where(probs >= args.threshold, 255, 0).astype(np.uint8))
                 if args.probabilities:
-                    _write_png(out / "probabilities" / frames.names[i], np.round(probs * 255).astype(np.uint8))
+                    write_png(out / "probabilities" / frames.names[i], np.round(probs * 255).astype(np.uint8))
                 bar.update(1)
     except (FrameReadError, CheckpointError, OSError) as exc:
         raise CliError(str(exc)) from exc

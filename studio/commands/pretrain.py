@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from correlnet.models import build_model
     from correlnet.train import TrainConfig, train
     from studio.cli import CliError
+    from studio.commands.progress_bar import bar_job
     from studio.commands.sources import defect_bank, synth_config, training_loader
 
     if args.threads:
@@ -118,17 +119,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from exc
     bar = tqdm(desc="pretrain", unit="step", dynamic_ncols=True)
-
-    def progress(p) -> None:  # TrainProgress
-        bar.total = p.total
-        bar.n = p.step
-        bar.set_postfix(loss=f"{p.loss_avg:.4f}", lr=f"{p.lr:.2g}", eta=f"{p.eta_seconds / 60:.0f}min", **({"val_f1": f"{p.val['f1']:.3f}"} if p.val and "f1" in p.val else {}))
-        bar.refresh()
-
     provenance = {"sources": list(args.source), "synth": args.synth, "synth_config": _plain(synth_config(args.synth)),
                   "crop": args.crop, "init": args.init, "overrides": list(args.override),
                   "defect_bank": bank.describe() if bank is not None else None}
-    result = train(model, loader, cfg, device, on_progress=progress, checkpoint_path=args.out, resume=args.resume,
+    result = train(model, loader, cfg, device, job=bar_job(bar), checkpoint_path=args.out, resume=args.resume,
                    provenance=provenance)
     bar.close()
     for step, loss in result.loss_history:

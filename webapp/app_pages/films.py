@@ -10,19 +10,27 @@ import shutil
 
 import streamlit as st
 
+from correlnet.job_context import CallbackJob
 from studio import jobs
 from studio.films import FilmImportError, import_film, list_films
 from webapp.context import AppContext, app_context
 from webapp.uploads import ACCEPTED, UploadError, UploadLimits, resolve_under_root, stage_upload
 
 
-def _import(ctx: AppContext, run) -> None:  # run: () -> Film, may raise
+def _import(ctx: AppContext, run) -> None:  # run: (job context) -> Film, may raise
     bar = st.progress(0.0, text="importing...")
+
+    def show(done: int, total: int, **_) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"frame {done}/{total}")
+
     try:
-        film = run(lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"frame {done}/{total}"))
+        film = run(CallbackJob(show))
     except (FilmImportError, UploadError, ValueError, OSError) as exc:
         bar.empty()
-        st.error(f"Import failed, nothing was changed: {exc}")
+        kept = getattr(exc, "kept_frames", 0)
+        outcome = (f"the first {kept} frames are kept: fix this and import the same folder again to resume"
+                   if kept else "nothing was imported")
+        st.error(f"Import failed, {outcome}: {exc}")
         return
     bar.empty()
     if getattr(film, "already_imported", False):
@@ -41,10 +49,10 @@ def _upload_section(ctx: AppContext) -> None:
         return
     staging_root = ctx.store.data_dir / "uploads"
 
-    def run(progress):
+    def run(job):
         path, staging = stage_upload([(f.name, f.getvalue()) for f in files or []], staging_root, UploadLimits())
         try:
-            return import_film(ctx.store, path, name=name.strip() or None, on_progress=progress)
+            return import_film(ctx.store, path, name=name.strip() or None, job=job)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -61,8 +69,8 @@ def _path_section(ctx: AppContext) -> None:
     if submitted:
         # root= makes the use case check every frame too: a symlinked frame inside the folder may
         # point anywhere the app can read.
-        _import(ctx, lambda progress: import_film(ctx.store, resolve_under_root(path_text, root),
-                                                  name=name.strip() or None, on_progress=progress, root=root))
+        _import(ctx, lambda job: import_film(ctx.store, resolve_under_root(path_text, root),
+                                             name=name.strip() or None, job=job, root=root))
 
 
 # The table and the detection status are polled from the store: the worker runs detection in the

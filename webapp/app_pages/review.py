@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from studio import corrections, detection, evidence, films, jobs
+from studio import corrections, detection, evidence, frame_queries, jobs
 from webapp import frame_navigation as nav
 from webapp import keyboard
 from webapp.autosave import CanvasSession, autosave
@@ -64,65 +64,66 @@ def _filters() -> tuple[MaskFilter, float]:
     return MaskFilter(threshold, polarity, min_size, dilation), opacity
 
 
-def _after_save(frame) -> None:
+def _after_save(film_id: int) -> None:
     """Each saved correction may trigger fine-tuning (every settings.retrain_after corrections)."""
     ctx = app_context()
-    job = jobs.maybe_queue_after_correction(ctx.store, frame.film_id, ctx.settings)
+    job = jobs.maybe_queue_after_correction(ctx.store, film_id, ctx.settings)
     if job is not None:
         nav.notice(f"{ctx.settings.retrain_after} new corrections: fine-tuning queued (job {job.id})")
 
 
-def _accept(store, frames) -> None:
+def _accept(shown: nav.ShownFilm) -> None:
     """Store the shown frame's current correction, else the model's proposal, as accepted
     (FrameView.saved_mask): never the filtered overlay; then move on."""
-    frame = nav.current(frames)
+    frame = shown.current()
     try:
-        corrections.accept_frame(store, frame.id, author())
+        corrections.accept_frame(shown.store, frame.id, author())
     except LookupError as exc:  # no prediction yet: nothing to accept
         nav.notice(str(exc))
         return
-    _after_save(frame)
+    _after_save(frame.film_id)
     _bump_canvas(frame.id)
-    nav.step(frames, +1)
+    nav.step(shown, +1)
 
 
-def _undo(store, frames) -> None:
-    frame = nav.current(frames)
+def _undo(shown: nav.ShownFilm) -> None:
+    frame = shown.current()
     try:
-        corrections.undo(store, frame.id, author())
+        corrections.undo(shown.store, frame.id, author())
     except corrections.NothingToUndo as exc:
         nav.notice(str(exc))
     _bump_canvas(frame.id)
 
 
-def _range(frames) -> list:
+def _range() -> tuple[int, int] | None:
+    """The frame numbers typed in "Accept a range of frames" (either order), or None."""
     low, high = st.session_state.get("bulk_from"), st.session_state.get("bulk_to")
-    if low is None or high is None:
-        return []
-    return [f for f in frames if min(low, high) <= f.number <= max(low, high)]
+    return None if low is None or high is None else (int(low), int(high))
 
 
-def _accept_range(store, frames) -> None:
-    chosen = _range(frames)
-    accepted, reviewed, unpredicted = corrections.accept_unreviewed(store, [f.id for f in chosen], author())
+def _accept_range(shown: nav.ShownFilm) -> None:
+    numbers = _range()
+    ids = [] if numbers is None else frame_queries.frame_ids_numbered(shown.store, shown.film, numbers)
+    accepted, reviewed, unpredicted = corrections.accept_unreviewed(shown.store, ids, author())
     st.session_state["bulk_confirm"] = False  # each range is confirmed on its own
     nav.notice(f"Accepted the model's proposal on {len(accepted)} frames; {len(reviewed)} already reviewed kept "
                f"their mask" + (f", {len(unpredicted)} not predicted yet" if unpredicted else "") + ".")
     if accepted:
-        _after_save(chosen[0])
-        _bump_canvas(nav.current(frames).id)
+        _after_save(shown.film.id)
+        _bump_canvas(shown.current().id)
 
 
-def _bulk_accept(ctx: AppContext, frames) -> None:
+def _bulk_accept(shown: nav.ShownFilm) -> None:
     """Accept a range of frames as the model proposed them, after an explicit confirmation."""
     with st.sidebar.expander("Accept a range of frames"):
         left, right = st.columns(2)
         left.number_input("From frame number", min_value=0, value=None, step=1, key="bulk_from")
         right.number_input("To frame number", min_value=0, value=None, step=1, key="bulk_to")
-        chosen = _range(frames)
-        st.checkbox(f"Accept the model's proposal on the {len(chosen)} frames of this range that nobody has "
+        numbers = _range()
+        chosen = 0 if numbers is None else frame_queries.count_numbered(shown.store, shown.film, numbers)
+        st.checkbox(f"Accept the model's proposal on the {chosen} frames of this range that nobody has "
                     "reviewed (reviewed frames keep their mask)", key="bulk_confirm", disabled=not chosen)
-        st.button("Accept range", on_click=_accept_range, args=(ctx.store, frames),
+        st.button("Accept range", on_click=_accept_range, args=(shown,),
                   disabled=not (chosen and st.session_state.get("bulk_confirm")))
 
 
@@ -136,28 +137,27 @@ def _bump_canvas(frame_id: int) -> None:
     st.session_state[f"canvas_gen:{frame_id}"] = st.session_state.get(f"canvas_gen:{frame_id}", 0) + 1
 
 
-def _navigation(ctx: AppContext, film, frames) -> None:
+def _navigation(shown: nav.ShownFilm, window: frame_queries.FrameWindow) -> None:
     """One row of buttons above the canvas; shots and go-to in the sidebar (the canvas stays high)."""
     cols = st.columns(7)
-    cols[0].button(keyboard.PREVIOUS, on_click=nav.step, args=(frames, -1), width="stretch")
-    cols[1].button(keyboard.NEXT, on_click=nav.step, args=(frames, +1), width="stretch")
-    cols[2].button("Next with detections", on_click=nav.next_with_detections, args=(ctx.store, frames),
-                   width="stretch")
-    cols[3].button("Next suggested", on_click=nav.next_suggested, args=(ctx.store, film, frames), width="stretch")
-    cols[4].button("Accept frame as is", on_click=_accept, args=(ctx.store, frames), type="primary",
+    cols[0].button(keyboard.PREVIOUS, on_click=nav.step, args=(shown, -1), width="stretch")
+    cols[1].button(keyboard.NEXT, on_click=nav.step, args=(shown, +1), width="stretch")
+    cols[2].button("Next with detections", on_click=nav.next_with_detections, args=(shown,), width="stretch")
+    cols[3].button("Next suggested", on_click=nav.next_suggested, args=(shown,), width="stretch")
+    cols[4].button("Accept frame as is", on_click=_accept, args=(shown,), type="primary",
                    width="stretch", help="Stores the frame's correction, or the model's full proposal if it has "
                                          "none; the overlay filters do not apply.")
-    cols[5].button("Undo", on_click=_undo, args=(ctx.store, frames), width="stretch")
+    cols[5].button("Undo", on_click=_undo, args=(shown,), width="stretch")
     cols[6].button(keyboard.OVERLAY, on_click=_toggle_overlay, width="stretch",
                    help="Show the frame without the overlay, and back (key o)")
     sb = st.sidebar
     sb.subheader("Navigate")
     left, right = sb.columns(2)
-    left.button(keyboard.PREVIOUS_SHOT, on_click=nav.shot, args=(frames, -1), width="stretch")
-    right.button(keyboard.NEXT_SHOT, on_click=nav.shot, args=(frames, +1), width="stretch")
-    sb.number_input("Go to frame number", min_value=0, value=None, step=1, key=nav.GOTO,
-                    on_change=nav.go_to_number, args=(frames,), placeholder=f"{frames[0].number}-{frames[-1].number}")
-    _bulk_accept(ctx, frames)
+    left.button(keyboard.PREVIOUS_SHOT, on_click=nav.shot, args=(shown, -1), width="stretch")
+    right.button(keyboard.NEXT_SHOT, on_click=nav.shot, args=(shown, +1), width="stretch")
+    sb.number_input("Go to frame number", min_value=0, value=None, step=1, key=nav.GOTO, on_change=nav.go_to_number,
+                    args=(shown,), placeholder=f"{window.first.number}-{window.last.number}")
+    _bulk_accept(shown)
 
 
 def _counters(ctx: AppContext, film, frame) -> None:
@@ -225,13 +225,14 @@ def _save(ctx: AppContext, frame, drawing: dict | None, geometry: CanvasGeometry
         return
     saved = autosave(ctx.store, frame.id, drawing, geometry, session, author(), predicted=view.candidates)
     if saved is not None:
-        _after_save(frame)
+        _after_save(frame.film_id)
         st.session_state["review_saved"] = f"Saved correction {saved.id}"
         st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
         st.rerun()
 
 
-def _magnifier(ctx: AppContext, frames, frame, view, picture: np.ndarray) -> None:
+def _magnifier(ctx: AppContext, shown: frame_queries.FrameWindow, view, picture: np.ndarray) -> None:
+    frame = shown.frame
     h, w = view.frame_rgb.shape[:2]
     count, labels, areas = component_labels(view.shown_mask)
     order = [int(i) for i in np.argsort(-areas[1:]) + 1][:50] if count > 1 else []
@@ -249,7 +250,7 @@ def _magnifier(ctx: AppContext, frames, frame, view, picture: np.ndarray) -> Non
     left, right = st.columns(2)
     left.image(magnify(picture, centre, window, factor),
                caption=f"{factor}x around ({centre[0]:.0f}, {centre[1]:.0f})")
-    images = [_image(ctx.store, frames[frame.prev_index]), view.image, _image(ctx.store, frames[frame.next_index])]
+    images = [_image(ctx.store, shown.prev), view.image, _image(ctx.store, shown.next)]
     crops = flick_crops(images, centre, window, factor)
     right.image(flick_gif(crops), caption="flick: previous / current / next (same window)")
 
@@ -276,15 +277,15 @@ def render(ctx: AppContext) -> None:
     film = choose_film(ctx)
     if film is None:
         return
-    frames = films.film_frames(ctx.store, film)
-    if not frames:
+    # Only the frames shown (a feature has 130 000: loading them all took 3 s per run).
+    window = frame_queries.frame_window(ctx.store, film, st.session_state.get(nav.index_key(film.id), 0))
+    if window is None:
         st.warning("This film has no frames.")
         return
-    idx_key = nav.index_key(film.id)
-    st.session_state[idx_key] = int(np.clip(st.session_state.get(idx_key, 0), 0, len(frames) - 1))
-    frame = frames[st.session_state[idx_key]]
+    frame = window.frame
+    st.session_state[nav.index_key(film.id)] = frame.index
     _counters(ctx, film, frame)
-    _navigation(ctx, film, frames)
+    _navigation(nav.ShownFilm(ctx.store, film, window.count), window)
     flt, opacity = _filters()
     if notice := st.session_state.pop(nav.NOTICE, None):
         st.toast(notice)  # floats over the page: an st.info here moved the canvas 72 px down and back
@@ -294,10 +295,9 @@ def render(ctx: AppContext) -> None:
     st.markdown(status)
     _canvas(ctx, frame, view, picture, note)
     with st.expander("Magnifier and flick", expanded=True):
-        _magnifier(ctx, frames, frame, view, picture)
+        _magnifier(ctx, window, view, picture)
     # While the restorer looks at this frame, decode the next one and its next neighbour.
-    upcoming = frames[min(frame.index + 1, len(frames) - 1)]
-    _frame_cache().prefetch(ctx.store, [upcoming, frames[upcoming.next_index]])
+    _frame_cache().prefetch(ctx.store, list(window.upcoming))
     if st.toggle("Show the frame at full resolution (1:1, lossless)", key="full_res"):
         # Behind a toggle: PNG-encoding a 2K frame on every rerun would cost ~100 ms.
         st.image(picture, output_format="PNG")

@@ -1,4 +1,4 @@
-"""Streaming detection over a sequence, reusing per-frame features and per-pair correlations.
+"""Predicting a sequence, reusing per-frame features and per-pair correlations.
 
 In Correl-Net (Sec. 3.1) each frame goes through the same encoder stem on its own and the
 middle frame is correlated with each neighbour; frame i's stem features serve the triplets of
@@ -7,8 +7,9 @@ flipped with `flip_correlation` instead of recomputed). So a film costs one stem
 correlation per frame instead of three and two. A small cache keeps only what later frames still
 need: each entry is dropped after the last step that uses it (bounded memory, a few frames).
 
-Tiles sit at the same places in every frame (same size, same `TileGrid`), so features are cached
-per frame as a batch of tiles. Models without the branch API fall back to the stacked triplet.
+Tiles sit at the same places in every frame (same size, same `FrameTiling`), so features are cached
+per frame as a batch of tiles. Models without the streaming API (`correlnet.models.base.StreamingNet`:
+Tri-Net, the one-branch baselines, SDI-p) are predicted on each stacked triplet instead.
 """
 
 from __future__ import annotations
@@ -22,18 +23,11 @@ from torch import nn
 
 from correlnet.correlation import Correlation, flip_correlation
 from correlnet.inference import prepare_for_inference
-from correlnet.models.padding import InputPadder
+from correlnet.models.base import StreamingNet, is_streaming
 from correlnet.temporal_gate import gate_config_of, gate_probs
-from correlnet.tiling import (
-    TileGrid,
-    TilingConfig,
-    check_eval,
-    make_grid,
-    predict_triplet_tiled,
-    size_multiple_of,
-)
+from correlnet.tiling import TilingConfig
 
-Feats = Any  # a tensor (N, C, h, w) or a tuple/list/dict of them, as the model's stem returns
+from .triplet import FrameTiling, check_eval, in_batches, predict_triplet_tiled
 
 
 def default_neighbours(n: int) -> list[tuple[int, int]]:
@@ -43,38 +37,6 @@ def default_neighbours(n: int) -> list[tuple[int, int]]:
     if n == 1:
         return [(0, 0)]
     return [(1 if i == 0 else i - 1, n - 2 if i == n - 1 else i + 1) for i in range(n)]
-
-
-def is_branch_model(model: nn.Module) -> bool:
-    """True when the model exposes a working streaming API (stem_features, pair_correlation, head);
-    efficient-trinet has the methods but no correlation (`use_correlation` False)."""
-    api = all(callable(getattr(model, name, None)) for name in ("stem_features", "pair_correlation", "head"))
-    return api and bool(getattr(model, "use_correlation", True))
-
-
-def _tree_map(fn: Callable[[torch.Tensor], torch.Tensor], feats: Feats) -> Feats:
-    if isinstance(feats, torch.Tensor):
-        return fn(feats)
-    if isinstance(feats, dict):
-        return {k: _tree_map(fn, v) for k, v in feats.items()}
-    return type(feats)(_tree_map(fn, v) for v in feats)
-
-
-def _tree_cat(parts: list[Feats]) -> Feats:
-    first = parts[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(parts)
-    if isinstance(first, dict):
-        return {k: _tree_cat([p[k] for p in parts]) for k in first}
-    return type(first)(_tree_cat([p[k] for p in parts]) for k in range(len(first)))
-
-
-def _batched(fn: Callable[..., Feats], batch: int, n: int, *args: Feats) -> Feats:
-    """fn over slices of `batch` tiles of each argument (tensors or trees of tensors)."""
-    out = []
-    for i in range(0, n, batch):
-        out.append(fn(*(_tree_map(lambda t, i=i: t[i : i + batch], a) for a in args)))
-    return _tree_cat(out)
 
 
 def _pairs(neighbours: Sequence[Any]) -> list[tuple[int, int]]:
@@ -105,26 +67,26 @@ class _BranchCache:
     """Per-frame tile features and per-pair correlations, each computed once.
 
     flip_correlation is exact for kernel_size 1, and the models' layer is kernel-1 (the paper's
-    kernel 3, Sec. 3.1, is the patch average `TripletNet.head` applies after fusion), so each pair's
+    kernel 3, Sec. 3.1, is the patch average `CorrelNet.head` applies after fusion), so each pair's
     map is computed once and flipped for the other direction. A model whose layer is something else
     (another kernel, not a `Correlation`) computes each direction with pair_correlation.
     """
 
-    def __init__(self, model: nn.Module, load_tiles: Callable[[int], torch.Tensor], n_tiles: int, batch: int):
-        self.model, self.load_tiles, self.n, self.batch = model, load_tiles, n_tiles, batch
-        layer = getattr(model, "corr", None)
+    def __init__(self, model: StreamingNet, load_tiles: Callable[[int], torch.Tensor], batch: int):
+        self.model, self.load_tiles, self.batch = model, load_tiles, batch
+        layer = model.corr
         flippable = isinstance(layer, Correlation) and layer.stride1 == 1 and layer.kernel_size == 1
         self.layer = layer if flippable else None
-        self.feats: dict[int, Feats] = {}
+        self.feats: dict[int, torch.Tensor] = {}
         # Frame tiles, kept only for models whose decoder takes the frames as a skip (input_skip).
-        self.input_skip = bool(getattr(getattr(model, "config", None), "input_skip", False))
+        self.input_skip = bool(model.config.input_skip)
         self.tiles: dict[int, torch.Tensor] = {}
         self.raw: dict[tuple[int, int], torch.Tensor] = {}
 
-    def features(self, j: int) -> Feats:
+    def features(self, j: int) -> torch.Tensor:
         if j not in self.feats:
             tiles = self.load_tiles(j)
-            self.feats[j] = _batched(self.model.stem_features, self.batch, self.n, tiles)
+            self.feats[j] = in_batches(self.model.stem_features, self.batch, tiles)
             if self.input_skip:
                 self.tiles[j] = tiles
         return self.feats[j]
@@ -144,7 +106,7 @@ class _BranchCache:
             return self.raw[(a, b)], False
         if self.layer is not None and (b, a) in self.raw:
             return self.raw[(b, a)], True
-        self.raw[(a, b)] = _batched(self.model.pair_correlation, self.batch, self.n, self.features(a), self.features(b))
+        self.raw[(a, b)] = in_batches(self.model.pair_correlation, self.batch, self.features(a), self.features(b))
         return self.raw[(a, b)], False
 
     def finish(self, raw: torch.Tensor, flipped: bool) -> torch.Tensor:
@@ -193,8 +155,9 @@ def detect_frames(
         channels_last, the head run by `runtime`; same outputs up to float rounding); False runs
         `model` as given.
     runtime: the inference runtime (`correlnet.runtime`; None: $CORRELNET_RUNTIME, else auto).
-    Raises ValueError for a model in training mode, neighbours or indices outside the sequence,
-    and frames of another shape than the first.
+    A `StreamingNet` is streamed (features and correlations reused); any other model is run on each
+    stacked triplet. Raises ValueError for a model in training mode, neighbours or indices outside
+    the sequence, and frames of another shape than the first.
     """
     check_eval(model)
     pairs = _pairs(neighbours)
@@ -203,7 +166,7 @@ def detect_frames(
         raise ValueError(f"indices must lie in [0, {len(pairs)}); got {order[0]}..{order[-1]}")
     if prepare:
         model = prepare_for_inference(model, device, runtime)
-    run = _stream_branch if is_branch_model(model) else _stream_stacked
+    run = _stream_branch if is_streaming(model) else _stream_stacked
     gate = gate_config_of(model)
     if gate.enabled:
         read_frame = _recent_frames(read_frame)
@@ -232,7 +195,7 @@ def _recent_frames(read_frame: Callable[[int], np.ndarray], keep: int = 4) -> Ca
 
 
 def _stream_stacked(model, read_frame, pairs, order, cfg, device):
-    """Fallback for models without the branch API: tiled forward on each stacked triplet."""
+    """Models without the streaming API: the tiled forward on each stacked triplet."""
     frame_last, _ = _last_use(order, pairs)
     cache: dict[int, torch.Tensor] = {}
     shape = None
@@ -252,34 +215,30 @@ def _branch_logits(cache: _BranchCache, i: int, p: int, q: int, batch: int) -> t
     feats = cache.features(i)
     (raw_p, flip_p), (raw_q, flip_q) = cache.correlation(i, p), cache.correlation(i, q)
     frames = cache.frames(p, i, q)
-    out = []
-    for k in range(0, cache.n, batch):
-        sl = slice(k, k + batch)
-        corr_prev, corr_next = cache.finish(raw_p[sl], flip_p), cache.finish(raw_q[sl], flip_q)
-        skip = None if frames is None else frames[sl]
-        out.append(cache.model.head(_tree_map(lambda t: t[sl], feats), corr_prev, corr_next, skip))
-    return torch.cat(out)
+
+    def head(feats: torch.Tensor, part_p: torch.Tensor, part_q: torch.Tensor, *skip: torch.Tensor) -> torch.Tensor:
+        return cache.model.head(feats, cache.finish(part_p, flip_p), cache.finish(part_q, flip_q), *skip)
+
+    return in_batches(head, batch, feats, raw_p, raw_q, *(() if frames is None else (frames,)))
 
 
-def _stream_branch(model, read_frame, pairs, order, cfg, device):
+def _stream_branch(model: StreamingNet, read_frame, pairs, order, cfg, device):
     if not order:
         return
     first = _read(read_frame, order[0], None)
     shape = tuple(first.shape)
-    m = size_multiple_of(model)
-    padder = InputPadder(shape[0], shape[1], m)
-    grid: TileGrid = make_grid(*padder.padded_size, cfg, m)
+    tiling = FrameTiling.of(shape[0], shape[1], model, cfg)
 
     def load_tiles(j: int) -> torch.Tensor:
         img = first if j == order[0] else _read(read_frame, j, shape)
-        return grid.extract(padder.pad(img.to(device)[None, None])[0])
+        return tiling.tiles(img.to(device)[None])
 
     frame_last, link_last = _last_use(order, pairs)
-    cache = _BranchCache(model, load_tiles, len(grid), cfg.batch)
+    cache = _BranchCache(model, load_tiles, cfg.batch)
     for step, i in enumerate(order):
         p, q = pairs[i]
         logits = _branch_logits(cache, i, p, q, cfg.batch)
         with torch.inference_mode():
-            probs = torch.sigmoid(padder.unpad(grid.blend(logits))[0]).float().cpu().numpy()
+            probs = tiling.probs(logits)
         cache.evict(step, frame_last, link_last)
         yield i, probs
