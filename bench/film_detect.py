@@ -120,7 +120,8 @@ def time_film_detect(frames: np.ndarray, model_path: str | None, warm: bool = Fa
     import cv2
 
     from db.testing import temporary_store
-    from studio.detection import detect_film, register_model_version
+    from studio.detection import detect_film
+    from studio.versions import register_model_version
     from studio.films import import_film
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -265,7 +265,7 @@ def prepare_base(frames_dir: Path, model: Path, device: str, tag: str = "",
     film = import_film(store, frames_dir, name=name)
     jobs.queue_prediction(store, film.id)
     run_worker(store, settings, once=True, device=device)
-    from studio.detection import active_model_version
+    from studio.versions import active_model_version
 
     start_version = active_model_version(store, film, model).id
     store.close()

@@ -28,6 +28,7 @@ import torch
 from correlnet.checkpoint import load_detector, split_spec
 from correlnet.default_model import default_model_path
 from correlnet.device import resolve_device
+from correlnet.job_context import CallbackJob
 from correlnet.real_eval import PART_NAMES, PARTS, RealEvalConfig, load_data, parse_parts, run_parts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def main() -> None:
         for spec in args.model:
             model = load_detector(resolve_spec(spec, Path(tmp)), device)
             out = run_parts(model, parts, data, cfg, device,
-                            on_part=lambda p, s=spec: print(f"# {s}: part {p}", flush=True))
+                            job=CallbackJob(lambda message, s=spec, **_: print(f"# {s}: {message}", flush=True)))
             results[spec] = {PART_NAMES[p]: r.to_dict() for p, r in out.items()}
     print(f"Parts {', '.join(parts)}; seed {args.seed}; frames per sequence a/b/c: {cfg.paper_frames}/"
           f"{cfg.trap_frames}/{cfg.clean_frames}; threshold {cfg.threshold}.\n")

@@ -318,12 +318,6 @@ class TripletDataset(Dataset):
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(shot[: -2 * stride] == shot[2 * stride :]) + stride
 
-    def clean_triplet(self, rng: np.random.Generator) -> np.ndarray:
-        """A random augmented clean crop (3, crop, crop) float32 in [0, 1], without the scene's
-        counter-examples (those `degrade_triplet` draws into the region first)."""
-        region, view = self.scene_region(rng)
-        return view.cut(region)
-
     def scene_region(self, rng: np.random.Generator) -> tuple[np.ndarray, SceneView]:
         """A random triplet's source region ((3, crop + 2 jitter, crop + 2 jitter), the clip's dtype)
         and the view that cuts the augmented triplet from it: crops weaving by up to `jitter` px (sub-pixel

@@ -19,7 +19,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -150,7 +150,6 @@ def evaluate_sequences(
     cfg: EvalConfig,
     device: torch.device,
     pictures_dir: str | Path | None = None,
-    on_frame: Callable[[str, int], None] | None = None,
 ) -> EvalReport:
     """Precision / recall / F1 of `model` on synthetic defects, per sequence and overall.
 
@@ -158,7 +157,7 @@ def evaluate_sequences(
     (SynthConfig.paper() for the paper's generator, SynthConfig() for the full one).
     pictures_dir: when set, one Fig. 5 PNG per evaluated frame, "<sequence>_<centre:06d>.png"
     (characters other than letters, digits, ".", "_" and "-" in the sequence name become "_").
-    Deterministic for cfg.seed. on_frame(sequence, centre) is called after each frame.
+    Deterministic for cfg.seed.
     """
     from correlnet.synth import degrade_triplet
 
@@ -182,8 +181,6 @@ def evaluate_sequences(
                 write_png(Path(pictures_dir) / f"{safe_name(name)}_{t:06d}.png", fig5_picture(degraded[1], pred, true))
             if scene is not None:
                 _trap_triplet(model, clean, synth_cfg, cfg, triplet_rng(cfg.seed, name, t, salt=1), device, scene)
-            if on_frame is not None:
-                on_frame(name, t)
         per_sequence[name] = counts
     total = sum(per_sequence.values(), PixelCounts(0, 0, 0))
     return EvalReport(per_sequence, total, frames, seconds / max(frames, 1), scene)

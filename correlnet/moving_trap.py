@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from correlnet.synth.sprites import blob_shape
-from correlnet.synth.sprites import Sprite, draw_sprite
+from correlnet.synth.sprites import Sprite, blob_shape, draw_sprite
 
 SPEED_BINS: tuple[tuple[float, float], ...] = ((0.0, 2.0), (2.0, 8.0), (8.0, 20.0))  # px per frame
 KINDS = ("blob", "sprite", "line")

@@ -28,6 +28,7 @@ from torch import nn
 from correlnet import DEFECT_THRESHOLD
 from correlnet.evaluate import EvalConfig, centre_frames, clean_triplet, evaluate_sequences, triplet_rng
 from correlnet.inference import prepare_for_inference
+from correlnet.job_context import JobContext
 from correlnet.moving_trap import MovingTrapConfig, MovingTrapCounts, add_moving_objects
 from correlnet.prediction import predict_triplet_tiled
 from correlnet.real_footage import FilmClip, annotated_scores, clean_video_flagged, real_film_flagged
@@ -179,21 +180,21 @@ def _trap_sequences(data: EvalData) -> dict[str, np.ndarray]:
 
 def run_parts(model: nn.Module, parts: Iterable[str], data: EvalData, cfg: RealEvalConfig, device: torch.device,
               synth_cfg: Any = None, pictures_dir: str | Path | None = None,
-              on_part: Callable[[str], None] | None = None) -> dict[str, Any]:
+              job: JobContext | None = None) -> dict[str, Any]:
     """{part: result} for `parts` (letters of PARTS): an EvalReport (a), MovingTrapCounts (b),
     FlaggedReport (c, d), AnnotatedReport (e), or Skipped; every result has `to_dict()`.
 
     model: any detector with the networks' interface (a network, `correlnet.sdi.SdiDetector`), in
     eval mode. synth_cfg: part (a)'s generator (default SynthConfig.paper()); pictures_dir: part
-    (a)'s Fig. 5 pictures (see evaluate_sequences). on_part(part) is called before each part starts.
+    (a)'s Fig. 5 pictures (see evaluate_sequences). job: reports message="part X" before each part starts.
     """
     from correlnet.synth import SynthConfig
 
     model = prepare_for_inference(model, device)  # once for every part
     out: dict[str, Any] = {}
     for part in parse_parts(parts):
-        if on_part is not None:
-            on_part(part)
+        if job is not None:
+            job.report(message=f"part {part}")
         if part == "a":
             seqs = data.sequences if data.sequences is not None else data.demo
             if not isinstance(seqs, dict) or not seqs:

@@ -182,8 +182,8 @@ def train(
     is cancelled the run ends after the step in progress, writes its checkpoint and returns with
     `stopped` set (a cancel seen at the last step changes nothing: the run is complete).
     val_fn(model) -> metrics runs (in eval mode, no grad) after the steps `validation_steps(total,
-    cfg.validations)`, or at every checkpoint and at the end when cfg.validations is None; its "f1" is
-    reported as val_f1. With checkpoint_path, an atomic checkpoint is written every cfg.checkpoint_every
+    cfg.validations)`, or at every regular checkpoint and at the end when cfg.validations is None (not at
+    a cancel's stop: nothing is chosen from a cancelled run); its "f1" is reported as val_f1. With checkpoint_path, an atomic checkpoint is written every cfg.checkpoint_every
     steps, at the end and when cancelled; resume=True continues from it when it exists.
     provenance: plain data recorded in every checkpoint's `extra["data"]` (sources, generator, crop:
     what the model was trained on, which TrainConfig does not describe).

@@ -69,8 +69,10 @@ class Film(Base):
     # Directory of this film's files, relative to data_dir (frames/, predictions/, corrections/).
     storage_dir: Mapped[str] = mapped_column(String(255))
 
-    # Not stored: import_film sets it to True when it returned an already imported film.
+    # Not stored: import_film sets it to True when it returned an already imported film, and sets
+    # copied_frames to how many frames `import --copy` took into the store from their in-place sources.
     already_imported = False
+    copied_frames = 0
 
     def __repr__(self) -> str:
         return f"Film(id={self.id}, name={self.name!r}, frames={self.frame_count}, {self.width}x{self.height})"

@@ -14,6 +14,7 @@ No torch here: the web app imports this module.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -87,14 +88,19 @@ def _ranked(where: tuple[Any, ...], segment: int) -> Select:
                                  c.uncertainty.is_(None), c.uncertainty.desc(), c.index)
 
 
-def _first_served_group(s: Any, film_id: int) -> Any:
-    """SQL condition for the unreviewed frames served earliest (never served, if any is), or None when
-    every frame is reviewed."""
+def _served_groups(s: Any, film_id: int) -> Iterator[Any]:
+    """SQL conditions for the film's groups of unreviewed frames served at one time, in review order:
+    the never-served first (if any), then by serving time; each found by one index read when asked for."""
     if s.scalar(select(Frame.id).where(*_unreviewed(film_id), Frame.last_served_at.is_(None)).limit(1)) is not None:
-        return Frame.last_served_at.is_(None)
-    first = s.scalar(select(Frame.last_served_at).where(*_unreviewed(film_id), Frame.last_served_at.is_not(None))
-                     .order_by(Frame.last_served_at).limit(1))
-    return None if first is None else Frame.last_served_at == first
+        yield Frame.last_served_at.is_(None)
+    served = select(Frame.last_served_at).where(*_unreviewed(film_id), Frame.last_served_at.is_not(None))
+    after = None
+    while True:
+        later = served if after is None else served.where(Frame.last_served_at > after)
+        after = s.scalar(later.order_by(Frame.last_served_at).limit(1))
+        if after is None:
+            return
+        yield Frame.last_served_at == after
 
 
 def _group_prefix(s: Any, film_id: int, group: Any, m: int) -> list[int]:
@@ -109,20 +115,24 @@ def _group_prefix(s: Any, film_id: int, group: Any, m: int) -> list[int]:
 
 
 def _suggested_ids(s: Any, film_id: int, n: int, segment: int = SEGMENT_FRAMES) -> list[int]:
-    """The first `n` ids of `review_order`, ranking a few frames instead of the whole film.
+    """The first `n` ids of `review_order`, ranking a few frames of a group or two, never the whole film.
 
-    The n come from the earliest-served group G when it holds n unreviewed frames. Let P be G's first
-    m = segment * n frames by uncertainty: a stretch holds at most `segment` frames, so P spans at least
-    n stretches (or P is all of G), and a frame of P has the same rank in P as in G (every better frame
-    of its stretch is in P too). The best frame of each stretch P touches has rank 0, and a frame outside P
-    is worse than all of P, so it cannot come before those n rank-0 frames: the first n of P's order
-    are the first n of the film's. Only when G holds fewer than n frames is the whole film ordered."""
-    group = _first_served_group(s, film_id)
-    if group is None:
-        return []
-    prefix = _group_prefix(s, film_id, group, segment * n)
-    order = review_order(film_id, segment) if len(prefix) < n else _ranked((Frame.id.in_(prefix),), segment)
-    return list(s.scalars(order.limit(n)))
+    `review_order` puts each group G of frames served at one time (`_served_groups`) wholly before the
+    next, so its first n are G1's order, then G2's, ... until n are found. The first k of one group G:
+    let P be G's first m = segment * k frames by uncertainty. A stretch holds at most `segment` frames,
+    so P spans at least k stretches (or P is all of G), and a frame of P has the same rank in P as in G
+    (every better frame of its stretch is in P too). The best frame of each stretch P touches has rank 0,
+    and a frame outside P is worse than all of P, so it cannot come before those k rank-0 frames: the
+    first k of P's order are the first k of G's. Each group asked gives at least one frame (or all it
+    has), so at most n groups are ranked, each over at most segment * n frames."""
+    ids: list[int] = []
+    for group in _served_groups(s, film_id):
+        k = n - len(ids)
+        prefix = _group_prefix(s, film_id, group, segment * k)
+        ids += s.scalars(_ranked((Frame.id.in_(prefix),), segment).limit(k))
+        if len(ids) == n:
+            break
+    return ids
 
 
 def next_frames_to_review(store: Any, film: Any, n: int = 1, session_id: str | None = None,

@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from correlnet import DEFECT_THRESHOLD
 from correlnet.job_context import JobContext, job_or_null
-from db.files import read_png, sha256_file, write_png
+from db.files import read_png, write_png
 from db.models import Film, Frame, ModelVersion, Prediction
 from db.store import Store
 from studio.active import frame_uncertainty
-from studio.films import film_frames, frame_gray
+from studio.films import frame_gray
+from studio.frame_queries import frame_count, frames_around
+from studio.versions import active_model_version, load_version_model, pin_model_version
 
 if TYPE_CHECKING:
     from correlnet.tiling import TilingConfig
@@ -47,65 +50,6 @@ def quantise_probs(probs: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(probs, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def register_model_version(store: Store, path: str | Path, *, film_id: int | None = None,
-                           parent_id: int | None = None, note: str = "") -> ModelVersion:
-    """Register an existing checkpoint file as a ModelVersion (global when film_id is None); returns the
-    existing row when a version with the same film and file content is already registered."""
-    from correlnet.checkpoint import load_checkpoint_meta
-
-    path = Path(path).expanduser().resolve()
-    sha = sha256_file(path)
-    meta = load_checkpoint_meta(path)
-    with store.write() as s:
-        found = s.execute(select(ModelVersion).where(
-            ModelVersion.sha256 == sha,
-            ModelVersion.film_id.is_(None) if film_id is None else ModelVersion.film_id == film_id,
-        ).order_by(ModelVersion.id)).scalars().first()
-        if found is not None:
-            return found
-        try:
-            stored = str(path.relative_to(store.data_dir))
-        except ValueError:
-            stored = str(path)  # outside data_dir (e.g. the shipped model): kept absolute
-        version = ModelVersion(film_id=film_id, parent_id=parent_id, path=stored, sha256=sha,
-                               arch=str(meta.get("arch", "")), encoder=meta.get("encoder"),
-                               config=dict(meta.get("model_config") or {}), metrics=dict(meta.get("metrics") or {}),
-                               note=note)
-        s.add(version)
-        s.flush()
-        return version
-
-
-def active_model_version(store: Store, film: Film, default_path: str | Path | None = None) -> ModelVersion:
-    """The film's active model version; for a film with none yet, the global version of `default_path`
-    (default: the shipped correlnet/weights/default.pt), registered on first use."""
-    with store.session() as s:
-        current = s.get(Film, film.id)
-        if current is not None and current.active_model_version_id is not None:
-            return s.get(ModelVersion, current.active_model_version_id)
-    if default_path is None:
-        from correlnet.default_model import default_model_path
-
-        default_path = default_model_path()
-    return register_model_version(store, default_path, note="shipped default model")
-
-
-def load_version_model(store: Store, version: ModelVersion, device: Any = "cpu") -> Any:
-    """The model of `version` (nn.Module on `device`), after checking its file still has the sha256 it
-    was registered with. Raises ValueError naming the file when it changed, FileNotFoundError when gone."""
-    from correlnet.checkpoint import load_model
-
-    path = store.path(version.path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the file of model version {version.id} is missing; restore it from a backup "
-                                "or activate another version on the Training page")
-    if sha256_file(path) != version.sha256:
-        raise ValueError(f"{path}: the file of model version {version.id} changed since it was registered "
-                         "(checksum mismatch); restore it from a backup, or register the new file as a new version "
-                         "(`correlnet film detect FILM --model FILE`)")
-    return load_model(path, device=device)
-
-
 def load_prediction(store: Store, prediction: Prediction) -> np.ndarray:
     """probs (H, W) float32 in [0, 1] (stored at 8 bits: multiples of 1/255)."""
     return read_png(store.path(prediction.path), prediction.sha256).astype(np.float32) / 255.0
@@ -117,27 +61,49 @@ def _save_prediction(store: Store, film: Film, frame: Frame, version_id: int, pr
     # A name of its own per write: a second run on this frame must not replace the file a row points to.
     relative = f"{film.storage_dir}/predictions/v{version_id}/{frame.index:06d}-{uuid.uuid4().hex[:12]}.png"
     sha = write_png(store.path(relative), stored)  # the file first, then the row that points to it
-    uncertainty = frame_uncertainty(stored)
+    row = Prediction(frame_id=frame.id, model_version_id=version_id, path=relative, sha256=sha,
+                     defect_pixels=int((stored >= 128).sum()), uncertainty=frame_uncertainty(stored))
     try:
-        with store.write() as s:
-            raced = s.execute(select(Prediction.id).where(Prediction.frame_id == frame.id,
-                                                          Prediction.model_version_id == version_id)).first()
-            if raced is None:
-                s.add(Prediction(frame_id=frame.id, model_version_id=version_id, path=relative, sha256=sha,
-                                 defect_pixels=int((stored >= 128).sum()), uncertainty=uncertainty))
-                if set_uncertainty:
-                    s.get(Frame, frame.id).uncertainty = uncertainty
+        inserted = _insert_prediction(store, row, set_uncertainty)
     except BaseException:
         store.path(relative).unlink(missing_ok=True)  # no row points to it
         raise
-    if raced is not None:  # another process predicted it meanwhile: keep its row and file, drop ours
+    if not inserted:  # another process predicted it meanwhile: keep its row and file, drop ours
         store.path(relative).unlink(missing_ok=True)
 
 
-def _predicted_frame_ids(store: Store, film: Film, version_id: int) -> set[int]:
+def _has_prediction(session: Any, frame_id: int, version_id: int) -> bool:
+    return session.execute(select(Prediction.id).where(Prediction.frame_id == frame_id,
+                                                       Prediction.model_version_id == version_id)).first() is not None
+
+
+def _insert_prediction(store: Store, row: Prediction, set_uncertainty: bool) -> bool:
+    """Insert `row` (and copy its uncertainty to its frame when `set_uncertainty`); False, inserting
+    nothing, when the frame already has a prediction by that version. The check before the insert
+    only spares the common case an error: on PostgreSQL (READ COMMITTED) another run's row can land
+    between the two, and the unique (frame, version) key refusing ours is that same race lost."""
+    try:
+        with store.write() as s:
+            if _has_prediction(s, row.frame_id, row.model_version_id):
+                return False
+            s.add(row)
+            s.flush()
+            if set_uncertainty:
+                s.execute(update(Frame).where(Frame.id == row.frame_id).values(uncertainty=row.uncertainty))
+        return True
+    except IntegrityError:
+        with store.session() as s:
+            if _has_prediction(s, row.frame_id, row.model_version_id):
+                return False
+        raise  # not the race (e.g. the frame was deleted): the caller removes our file
+
+
+def _predicted_frame_ids(store: Store, film: Film, version_id: int, first: int, last: int) -> set[int]:
+    """Ids of the film's frames with index in first..last (inclusive) predicted by `version_id`."""
     with store.session() as s:
         return set(s.execute(select(Prediction.frame_id).join(Frame, Frame.id == Prediction.frame_id).where(
-            Frame.film_id == film.id, Prediction.model_version_id == version_id)).scalars())
+            Frame.film_id == film.id, Frame.index.between(first, last),
+            Prediction.model_version_id == version_id)).scalars())
 
 
 def predict_film(store: Store, film: Film, version: ModelVersion | None = None, default_model: str | Path | None = None,
@@ -155,22 +121,6 @@ def predict_film(store: Store, film: Film, version: ModelVersion | None = None, 
                          frame_indices=frame_indices)
     refresh_review_order(store, film.id, version.id)
     return result
-
-
-def pin_model_version(store: Store, film: Film, version: ModelVersion | None = None,
-                      default_model: str | Path | None = None) -> ModelVersion:
-    """The version a film's detection predicts with: `version`, else the film's active model; a film
-    with none is pinned (activated) to it first, so a newer shipped default (a package upgrade) never
-    silently becomes the parent of its fine-tuning. A split detection pins it once for all its chunks."""
-    from studio.versions import activate_model_version
-
-    if version is None:
-        version = active_model_version(store, film, default_model)
-        with store.session() as s:
-            unpinned = s.get(Film, film.id).active_model_version_id is None
-        if unpinned:
-            activate_model_version(store, film.id, version.id)
-    return version
 
 
 def refresh_review_order(store: Store, film_id: int, version_id: int) -> bool:
@@ -193,7 +143,8 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     """Predict the film's frames not yet predicted by `model_version` (default: the active one).
 
     Each frame is seen with its stored neighbours (Frame.prev_index/next_index). `frame_indices` restricts
-    the run to those frame indices (e.g. the frame a restorer opened); `limit` stops after that many
+    the run to those frame indices (e.g. the frame a restorer opened, a worker's chunk): only their rows,
+    their neighbours' and their predictions are read, never the whole film's. `limit` stops after that many
     new frames (previews, tests). Safe to interrupt: finished frames are kept and a new run resumes.
     job: gets report(done=0, total=frames to do, unit="frame") first, then done + 1 after each stored
     frame; once it is cancelled, JobCancelled is raised after the frame in progress is stored (unless
@@ -209,18 +160,24 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     with store.session() as s:
         active_id = s.get(Film, film.id).active_model_version_id
     device = resolve_device(device)
-    frames = film_frames(store, film)
-    done = _predicted_frame_ids(store, film, version.id)
-    wanted = set(range(len(frames)) if frame_indices is None else frame_indices)
-    todo = [f.index for f in frames if f.id not in done and f.index in wanted][:limit]
-    skipped = sum(1 for f in frames if f.id in done and f.index in wanted)
+    asked = set(range(frame_count(store, film)) if frame_indices is None else (int(i) for i in frame_indices))
+    rows = frames_around(store, film, asked)  # the frames asked for and their neighbours, nothing more
+    wanted = sorted(asked & rows.keys())  # indices outside the film are left out
+    done = _predicted_frame_ids(store, film, version.id, wanted[0], wanted[-1]) if wanted else set()
+    new = [i for i in wanted if rows[i].id not in done]
+    todo, skipped = new[:limit], len(wanted) - len(new)
     job = job_or_null(job)
     job.report(done=0, total=len(todo), unit="frame")
     if not todo:
         return DetectResult(version.id, 0, skipped)
     job.raise_if_cancelled(f"detection cancelled before its first frame (0 of {len(todo)} frames predicted)")
     model = (load or load_version_model)(store, version, device)
-    neighbours = [(f.prev_index, f.next_index) for f in frames]
+    # detect_frames sees the rows read as a sequence of their own (positions in index order, so its
+    # order and its reuse of a neighbour's features are the film's); a neighbour's own neighbours are
+    # never asked for (it is not predicted here) and point to itself.
+    frames = [rows[i] for i in sorted(rows)]
+    position = {f.index: k for k, f in enumerate(frames)}
+    neighbours = [(position.get(f.prev_index, k), position.get(f.next_index, k)) for k, f in enumerate(frames)]
     count = 0
 
     def saved(future: Future) -> None:
@@ -236,7 +193,8 @@ def detect_film(store: Store, film: Film, model_version: ModelVersion | None = N
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="correlnet-save") as writer:
         pending: Future | None = None
         for index, probs in detect_frames(model, lambda i: frame_gray(store, frames[i]), neighbours,
-                                          tiling or TilingConfig.for_device(device), device, indices=todo):
+                                          tiling or TilingConfig.for_device(device), device,
+                                          indices=[position[i] for i in todo]):
             if pending is not None:
                 saved(pending)
             pending = writer.submit(_save_prediction, store, film, frames[index], version.id, probs,

@@ -21,14 +21,14 @@ if TYPE_CHECKING:
 
 class ModelCache:
     """The model of the version this worker predicted with last, called as
-    `studio.detection.load_version_model`: chunk after chunk of one film loads and checks it once."""
+    `studio.versions.load_version_model`: chunk after chunk of one film loads and checks it once."""
 
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._model: Any = None
 
     def __call__(self, store: Any, version: Any, device: torch.device) -> Any:
-        from studio.detection import load_version_model
+        from studio.versions import load_version_model
 
         key = (version.id, version.sha256, str(device))
         if key != self._key:
@@ -41,7 +41,8 @@ def run_predict(store: Any, job_row: Any, cfg: ChunkConfig, default_model: Any =
     """Split the film's detection with its active model (pinned on the job) into chunks for any worker
     and return None (the last chunk ends the job); with nothing left to predict, refresh the review
     order and return the message. A cancel before the split raises JobCancelled."""
-    from studio.detection import pin_model_version, refresh_review_order
+    from studio.detection import refresh_review_order
+    from studio.versions import pin_model_version
 
     film = _film(store, job_row.film_id)
     version = pin_model_version(store, film, None, default_model)

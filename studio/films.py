@@ -1,20 +1,17 @@
 """Films in the store: import, list, look up by name or id, read frames.
 
-A folder of frames is imported in place by default (studio/resumable_import.py): each frame is
-referenced where it lies (path, size, sha256; verified on every read by `frame_image`), rows are
-committed in batches and a killed import resumes. A video (or a folder with `ImportConfig(in_place=
-False)`) is copied, all or nothing: every frame is staged as a lossless PNG in a hidden directory under
-data_dir (studio/staging.py), the temporal neighbours are computed (correlnet.neighbours), the
-directory is moved into place and only then the Film (status "ready") and its Frame rows are inserted
-in one transaction. Any failure removes the staged files, so the store is left exactly as it was: never
-a half film that looks complete. A video that decodes fewer frames than its header announces is
-refused (correlnet.frames.check_video_complete).
+A folder of frames is imported in place by default: each frame is referenced where it lies (path,
+size, sha256; verified on every read by `frame_image`). A video, a folder with `ImportConfig(in_place=
+False)` (`--copy`) or a folder inside the store's data folder (an upload) is copied: each frame is
+stored as a lossless PNG under data_dir. Either way the import runs in studio/resumable_import.py
+(the sources in studio/import_sources.py): rows committed in batches, the film "importing" until its
+neighbours are written, a killed import resumed by the same call. A video that decodes fewer frames
+than its header announces is refused (correlnet.video.check_video_complete).
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,25 +19,21 @@ import numpy as np
 from sqlalchemy import distinct, func, select
 
 from correlnet import frames as framelib
+from correlnet.video import VIDEO_SUFFIXES
 from correlnet.job_context import JobContext, job_or_null
-from correlnet.neighbours import analyse_sequence, thumbnail
-from db.files import read_png, sha256_file
+from db.files import read_png
 from db.models import Correction, Film, Frame, Prediction
 from db.store import Store
-from studio import frame_sources, resumable_import
+from studio import frame_sources, resumable_import, store_copy
 from studio.import_checks import (  # noqa: F401  (FilmImportError, ImportConfig, frame_number: public here)
     FilmImportError,
-    FormatCheck,
     ImportConfig,
-    check_header,
-    folder_digest,
     frame_number,
     frame_suffixes,
     normalise,
-    pick_name,
-    read_frame_file,
 )
-from studio.staging import FILMS_DIR, StagingDir, StagingError, sweep_stale
+from studio.import_sources import FolderSource, Source, VideoSource
+from studio.staging import FILMS_DIR, sweep_stale
 
 MAX_NAME = 120  # characters; leaves room for a "-2" suffix and export file names
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")  # control characters, path separators
@@ -69,19 +62,13 @@ class FilmSummary:
         return self.film.name
 
 
-def _source_digest(path: Path, files: list[Path]) -> str:
-    if path.is_file():
-        return sha256_file(path)
-    return folder_digest((f.name, sha256_file(f)) for f in files)
-
-
 def _list_sources(path: Path) -> list[Path]:
     """Frame files of a folder, naturally sorted; [] for a video file."""
     if not path.exists():
         raise FilmImportError(f"{path}: no such file or folder; check the path")
     if path.is_file():
-        if path.suffix.lower() not in framelib.VIDEO_SUFFIXES:
-            raise FilmImportError(f"{path}: not a video ({', '.join(sorted(framelib.VIDEO_SUFFIXES))}) nor a folder; "
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise FilmImportError(f"{path}: not a video ({', '.join(sorted(VIDEO_SUFFIXES))}) nor a folder; "
                                   "pass a video file or a folder of frames "
                                   f"({frame_suffixes()})")
         return []
@@ -115,67 +102,10 @@ def _default_name(path: Path) -> str:
     return name if name not in ("", ".", "..") else "film"
 
 
-class _Stager:
-    """Writes frames into a staging directory and checks they all share one format."""
-
-    def __init__(self, store: Store, source: Path, cfg: ImportConfig) -> None:
-        self.store, self.source, self.cfg = store, source, cfg
-        self.key = uuid.uuid4().hex
-        self.staging = StagingDir(store.data_dir / FILMS_DIR, self.key)
-        self.format = FormatCheck(cfg)
-        self.rows: list[dict] = []
-        self.thumbs: list[np.ndarray] = []
-
-    def add(self, image: np.ndarray, file: Path, number: int) -> None:
-        image = normalise(image, file)
-        self.format.check(image, file)
-        index = len(self.rows)
-        relative = f"{FILMS_DIR}/{self.key}/frames/{index:06d}.png"
-        try:
-            sha = self.staging.write_frame(f"{index:06d}.png", image)
-        except StagingError as exc:
-            raise FilmImportError(str(exc)) from exc
-        self.rows.append(dict(index=index, number=number, path=relative, sha256=sha, source_name=file.name))
-        self.thumbs.append(thumbnail(framelib.to_gray_float(image), self.cfg.neighbours))
-
-    def promote(self) -> None:
-        try:
-            self.staging.promote([Path(row["path"]).name for row in self.rows])
-        except StagingError as exc:
-            raise FilmImportError(str(exc)) from exc
-
-    def discard(self) -> None:
-        self.staging.discard()
-
-
-def _read_all(stager: _Stager, path: Path, files: list[Path], job: JobContext) -> None:
-    if files:
-        for i, file in enumerate(files):
-            check_header(file, stager.cfg)
-            stager.add(read_frame_file(file), file, frame_number(file.name, i))
-            job.report(done=i + 1, total=len(files), unit="frame")
-        return
-    try:
-        total = framelib.video_frame_count(path)
-        for i, image in enumerate(framelib.iter_video_frames(path)):
-            stager.add(image, path, i + 1)  # video frames are numbered from 1, in decoding order
-            job.report(done=i + 1, total=max(total, i + 1), unit="frame")
-    except framelib.FrameReadError as exc:
-        raise FilmImportError(f"{exc}; if the file plays to its end, re-encode it (e.g. ffmpeg -i in.mov -c:v ffv1 "
-                              "out.mkv) and import again") from exc
-    if not stager.rows:
-        raise FilmImportError(f"{path}: the video has no decodable frame; check it plays, or re-encode it")
-
-
 def _existing(store: Store, source_sha: str) -> Film | None:
     with store.session() as s:
         return s.execute(select(Film).where(Film.source_sha == source_sha, Film.status == "ready")
                          .order_by(Film.id)).scalars().first()
-
-
-def _free_name(store: Store, wanted: str, explicit: bool) -> str:
-    with store.session() as s:
-        return pick_name(set(s.execute(select(Film.name)).scalars()), wanted, explicit)
 
 
 def _check_within(root: Path, path: Path, files: list[Path]) -> None:
@@ -192,19 +122,22 @@ def import_film(store: Store, path: str | Path, name: str | None = None, job: Jo
                 cfg: ImportConfig = ImportConfig(), root: str | Path | None = None) -> Film:
     """Import a video file or a folder of frames as a new film; returns the Film (status "ready").
 
-    A folder is referenced in place (`cfg.in_place`, the default; studio/resumable_import.py): nothing is
-    copied, rows are committed every `cfg.batch_frames` frames and the same call after a kill resumes.
-    A video, a folder with `in_place=False`, or a folder inside the store's data folder (an upload) is
-    decoded/copied into the store as PNG, all or nothing.
+    A folder is referenced in place (`cfg.in_place`, the default): nothing is copied. A video, a folder
+    with `in_place=False`, or a folder inside the store's data folder (an upload) is decoded/copied into
+    the store as PNG. Either way rows are committed every `cfg.batch_frames` frames and the same call
+    after a kill resumes (studio/resumable_import.py; `cfg.resume=False` starts over).
 
     name: checked by `check_film_name`; default: the file stem or folder name (made valid; "-2", "-3"...
     appended when taken). root: when given, the path and every frame file must resolve inside it
     (the web app's CORRELNET_IMPORT_ROOT).
     Re-importing the same content (same file bytes, or same frame names and bytes) returns the film
-    already stored, with `film.already_imported = True`, and copies nothing.
+    already stored, with `film.already_imported = True`, and copies nothing; except that a folder
+    imported in place and imported again with `in_place=False` (`--copy`) has that film's frames copied
+    into the store (studio/store_copy.py: same frame ids, predictions and corrections kept;
+    `film.copied_frames`: how many this call copied; `name` is then ignored).
     job: gets report(done, total, unit="frame") after each frame read (`correlnet.job_context`).
     Raises FilmImportError naming the bad file and what to do; the store is then unchanged, except for
-    the batches an in-place import committed before (`exc.kept_frames`), which a re-run resumes after.
+    the batches committed before (`exc.kept_frames`), which a re-run resumes after.
     """
     explicit = name is not None
     wanted = check_film_name(name) if explicit else None
@@ -212,55 +145,23 @@ def import_film(store: Store, path: str | Path, name: str | None = None, job: Jo
     files = _list_sources(path)
     if root is not None:
         _check_within(Path(root), path, files)
+    source: Source
     if files and cfg.in_place and not path.is_relative_to(store.data_dir.resolve()):
-        sweep_stale(store.data_dir / FILMS_DIR)
-        return resumable_import.import_in_place(store, path, files, wanted or _default_name(path), explicit, cfg,
-                                                job_or_null(job))
-    source_sha = _source_digest(path, files)
-    existing = _existing(store, source_sha)
+        source = FolderSource(path, files, cfg, copying=False)
+        existing = resumable_import.same_folder_imported(store, path, files)
+    else:
+        source = FolderSource(path, files, cfg, copying=True) if files else VideoSource(path, cfg)
+        existing = _existing(store, source.source_sha)
     if existing is not None:
         existing.already_imported = True
+        if not cfg.in_place and files:  # asked for a copy of a folder: take the film off in-place storage
+            existing.copied_frames = store_copy.copy_into_store(store, existing, cfg, job)
         return existing
-    wanted = wanted or _default_name(path)
-    if explicit:
-        _free_name(store, wanted, explicit)  # a taken --name fails now, before copying any frame
-    sweep_stale(store.data_dir / FILMS_DIR)
-    stager = _Stager(store, path, cfg)
-    try:
-        _read_all(stager, path, files, job_or_null(job))
-        film = _commit(store, stager, path, wanted, explicit, source_sha)
-    except BaseException:
-        stager.discard()
-        raise
-    if film.already_imported:
-        stager.discard()
-    else:
-        stager.staging.release()
-    return film
-
-
-def _commit(store: Store, stager: _Stager, path: Path, wanted: str, explicit: bool, source_sha: str) -> Film:
-    analysis = analyse_sequence(np.stack(stager.thumbs), stager.cfg.neighbours)
-    stager.promote()  # atomic rename on one file system, after checking no staged frame went missing
-    with store.write() as s:
-        raced = s.execute(select(Film).where(Film.source_sha == source_sha, Film.status == "ready")).scalars().first()
-        if raced is not None:  # another process imported the same source meanwhile
-            raced.already_imported = True
-            return raced
-        taken = set(s.execute(select(Film.name)).scalars())
-        if explicit and wanted in taken:
-            raise FilmImportError(f"a film named {wanted!r} was imported meanwhile; choose another --name")
-        film_name = pick_name(taken, wanted, explicit)  # a default name taken meanwhile: the next free one
-        film = Film(name=film_name, source_path=str(path), source_sha=source_sha, **stager.format.film_fields(),
-                    frame_count=len(stager.rows), status="ready", storage_dir=f"{FILMS_DIR}/{stager.key}")
-        s.add(film)
-        s.flush()
-        for row, nb in zip(stager.rows, analysis.neighbours):
-            t = row["index"]
-            s.add(Frame(film_id=film.id, prev_index=nb.prev, next_index=nb.next, neighbour_flag=nb.flagged,
-                        is_duplicate=bool(analysis.is_duplicate[t]), shot=int(analysis.shot[t]),
-                        is_validation=False, **row))
-    return film
+    with store.session() as s:
+        owned = {store.path(d) for d in s.execute(select(Film.storage_dir)).scalars()}
+    sweep_stale(store.data_dir / FILMS_DIR, owned)
+    return resumable_import.import_frames(store, source, wanted or _default_name(path), explicit, cfg,
+                                          job_or_null(job))
 
 
 def get_film(store: Store, name_or_id: str | int, importing: bool = False) -> Film:
@@ -276,7 +177,7 @@ def get_film(store: Store, name_or_id: str | int, importing: bool = False) -> Fi
     if film.status == "importing" and not importing:
         done = resumable_import.committed_frames(store, film)
         raise FilmNotFound(f"film {film.name!r} is still being imported ({done} of {film.frame_count} frames); run "
-                           f"`correlnet film import {film.source_path}` again to finish it if that import stopped")
+                           f"`{resumable_import.resume_command(film)}` again to finish it if that import stopped")
     return film
 
 

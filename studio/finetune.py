@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -27,20 +26,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from correlnet import DEFECT_THRESHOLD
-from correlnet.checkpoint import save_checkpoint
 from correlnet.inference import prepare_for_inference
 from correlnet.job_context import JobCancelled, JobContext
 from correlnet.prediction import predict_triplet_tiled
 from correlnet.tiling import TilingConfig
 from correlnet.train import TrainConfig, total_steps, train
-from db.files import sha256_file
 from db.models import Film, Frame, ModelVersion, Prediction
 from studio.corrections import load_correction
 from studio.crop_sampler import CorrectionCrops, TrainFrame
-from studio.detection import THRESHOLD, active_model_version, load_prediction, load_version_model
+from studio.detection import THRESHOLD, load_prediction
 from studio.evidence import EvidenceSplit, FrameEvidence, assign_validation
 from studio.films import frame_gray
 from studio.publish_gate import FrameScore, PublishGateConfig, PublishGateResult, decide, frame_score, pooled
+from studio.versions import active_model_version, load_version_model, publish_version
 
 
 class FinetuneDataError(ValueError):
@@ -302,7 +300,7 @@ def run_finetune(store: Any, job_row: Any, device: torch.device, cfg: FinetuneCo
                "train_accepted_frames": len(split.train_accepted), "steps": result.steps_done,
                "best_step": best_step, "final_loss": result.final_loss}
     job.raise_if_cancelled(f"cancelled after training ({result.steps_done} steps); nothing was published")
-    version = publish_version(store, film, start, model, metrics, asdict(cfg), job_row.id)
+    version = publish_version(store, film, start, model, metrics, asdict(cfg), job_row.id, job_row.worker_id)
     forced = "" if gate.publish else f" (forced: {gate.reason})"
     return FinetuneOutcome(version, gate.before[0], gate.after[0], n_train, n_val, result.steps_done,
                            f"published model version {version.id}{forced}: {summary}", gate)
@@ -352,22 +350,3 @@ def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: t
     return before, keep.scores, best_step, result
 
 
-def publish_version(store: Any, film: Film, parent: ModelVersion, model: nn.Module, metrics: dict[str, Any],
-                    finetune_config: dict[str, Any], job_id: int) -> ModelVersion:
-    """Write the checkpoint atomically, then (only then) insert its ModelVersion and make it active."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    relative = f"models/film_{film.id}/finetune_job{job_id}_{stamp}.pt"
-    path = store.path(relative)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model, metrics=metrics, train_config=finetune_config,
-                    extra={"film_id": film.id, "parent_model_version_id": parent.id, "job_id": job_id})
-    cfg = getattr(model, "config", None)
-    with store.write() as s:
-        version = ModelVersion(film_id=film.id, parent_id=parent.id, path=relative, sha256=sha256_file(path),
-                               arch=parent.arch, encoder=parent.encoder,
-                               config=asdict(cfg) if cfg is not None else dict(parent.config or {}),
-                               metrics=metrics, note=f"fine-tuned by job {job_id}")
-        s.add(version)
-        s.flush()
-        s.get(Film, film.id).active_model_version_id = version.id
-        return version

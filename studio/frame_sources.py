@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from correlnet import frames as framelib
 from correlnet.job_context import JobContext, job_or_null
@@ -75,13 +75,29 @@ def read_source(store: Store, frame: Frame) -> np.ndarray:
     """The referenced source frame decoded as `correlnet.frames.read_image` gives it, after checking its
     size and checksum. Raises SourceFrameError (see the module docstring)."""
     ref = frame_ref(frame)
+    before = _identity(ref.path)
     problem = source_problem(ref)
     if problem is None:
         try:
-            return framelib.read_image(ref.path)
+            image = framelib.read_image(ref.path)
         except framelib.FrameReadError as exc:
             problem = f"undecodable ({exc})"
+        else:
+            # The bytes were hashed, then decoded by a second open: a file replaced or rewritten between the
+            # two changes its inode, size or modification time, and is refused rather than served unchecked.
+            if before is not None and _identity(ref.path) == before:
+                return image
+            problem = "changed while it was being read"
     raise SourceFrameError(problem_message(_film_name(store, frame.film_id), frame.number, ref.path, problem))
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, mtime in ns) of `path`, or None when it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def problem_message(film_name: str, number: int, path: Path, problem: str) -> str:
@@ -118,6 +134,10 @@ def relink_film(store: Store, film: Film, folder: str | Path, job: JobContext | 
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise RelinkError(f"{folder}: no such folder; give the folder the film's frames were moved to")
+    if folder.is_relative_to(store.data_dir.resolve()):
+        raise RelinkError(f"{folder} lies inside the store's data folder {store.data_dir.resolve()}, which the "
+                          "store manages (its checks may clean up there); keep the reel outside it and relink to "
+                          "that folder; nothing was changed")
     with store.session() as s:
         rows = s.execute(select(Frame.id, Frame.number, Frame.source_name, Frame.source_path, Frame.source_size,
                                 Frame.sha256).where(Frame.film_id == film.id, Frame.source_path.is_not(None))
@@ -139,6 +159,11 @@ def relink_film(store: Store, film: Film, folder: str | Path, job: JobContext | 
                           f"match; first: {'; '.join(bad[:3])}); nothing was changed: give the folder that holds "
                           "the frames as imported")
     with store.write() as s:
+        still = s.execute(select(func.count()).select_from(Frame).where(
+            Frame.film_id == film.id, Frame.source_path.is_not(None))).scalar_one()
+        if still != len(rows):  # `film import --copy` took frames into the store meanwhile
+            raise RelinkError(f"film {film.name!r} is being copied into the store ({len(rows) - still} frame(s) "
+                              "already are); nothing was changed: let the copy finish, it needs no relink")
         if moves:
             s.execute(update(Frame), moves)
         s.execute(update(Film).where(Film.id == film.id).values(source_path=str(folder)))

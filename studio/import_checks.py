@@ -1,7 +1,7 @@
 """What every import checks, whichever way it stores the frames: the configuration, the frame limits,
 the pixel formats a film may hold and the one format all its frames share.
 
-Shared by the copying import (studio/films.py) and the in-place one (studio/resumable_import.py).
+Shared by every import source (studio/import_sources.py) and the run (studio/resumable_import.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from db.files import sha256_bytes
 
 class FilmImportError(ValueError):
     """An import that cannot proceed; the message names the file and what to do. `kept_frames`: frames
-    of an in-place import committed before the failure (0: the store is unchanged); re-running the same
+    the import committed before the failure (0: the store is unchanged); re-running the same
     import resumes after them."""
 
     kept_frames = 0
@@ -33,10 +33,12 @@ class ImportConfig:
     in_place: a folder of frames is referenced where it lies (path, size and sha256 per frame, verified
         on every read) instead of copied into the store as PNG; videos are always decoded into the store,
         and so are sources inside the store's own data folder (its uploads are temporary).
-    batch_frames: an in-place import commits its rows every `batch_frames` frames, so a killed import
-        resumes after the last batch (500: at 2K a batch takes about a minute to hash and thumbnail).
-    resume: an in-place import of a folder whose earlier import was interrupted continues it (same
-        folder, and same name when one is given); False discards the interrupted one and starts again."""
+    batch_frames: every import commits its rows (and a copying one has written its PNGs) every
+        `batch_frames` frames, so a killed import resumes after the last batch (500: at 2K a batch takes
+        about a minute to hash and thumbnail in place, a few minutes to encode as PNG).
+    resume: an import of a source whose earlier import was interrupted continues it (in place: the same
+        folder; copied: the same path or the same bytes; and the same name when one is given); False
+        discards the interrupted one and starts again."""
 
     max_pixels: int = framelib.MAX_PIXELS
     max_side: int = framelib.MAX_SIDE

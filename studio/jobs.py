@@ -165,9 +165,7 @@ def report_progress(store: Any, job_id: int, worker_id: str, *, step: int | None
     so a worker that was only slow stops instead of racing the new owner.
     """
     with store.write() as s:
-        job = s.get(TrainingJob, job_id)
-        if job is None or job.worker_id != worker_id or job.status != "running":
-            raise JobError(f"job {job_id} is no longer run by worker {worker_id}: stopping")
+        job = owned_job(s, job_id, worker_id)
         job.heartbeat_at = utcnow()
         for name, value in (("step", step), ("total_steps", total_steps), ("loss", loss), ("val_f1", val_f1),
                             ("eta_seconds", eta_seconds), ("message", message)):
@@ -176,21 +174,39 @@ def report_progress(store: Any, job_id: int, worker_id: str, *, step: int | None
         return bool(job.cancel_requested)
 
 
-def finish_job(store: Any, job_id: int, status: str, message: str | None = None,
+def owned_job(session: Any, job_id: int, worker_id: str) -> TrainingJob:
+    """The job row, locked until the transaction ends (`locked_job`), while it is running on `worker_id`.
+    Raises JobError when it is not (recovered as stale meanwhile, perhaps claimed by another worker), so
+    a worker that was only slow stops instead of racing the new owner."""
+    job = locked_job(session, job_id)
+    if job is None or job.worker_id != worker_id or job.status != "running":
+        raise JobError(f"job {job_id} is no longer run by worker {worker_id}: stopping")
+    return job
+
+
+def finish_job(store: Any, job_id: int, worker_id: str, status: str, message: str | None = None,
                result_model_version_id: int | None = None) -> TrainingJob:
-    """Mark a job succeeded, failed or cancelled with a readable message."""
+    """Mark a job running on `worker_id` succeeded, failed or cancelled with a readable message. Raises
+    JobError when the job is no longer this worker's (`owned_job`): the new owner's state stays."""
     if status not in FINISHED:
         raise JobError(f"a job finishes as one of {', '.join(FINISHED)}, not {status!r}")
     with store.write() as s:
-        job = s.get(TrainingJob, job_id)
-        if job is None:
-            raise JobError(f"no job with id {job_id}")
+        job = owned_job(s, job_id, worker_id)
         job.status, job.finished_at, job.heartbeat_at = status, utcnow(), utcnow()
         if message is not None:
             job.message = message
         if result_model_version_id is not None:
             job.result_model_version_id = result_model_version_id
         return job
+
+
+def add_note(store: Any, job_id: int, note: str) -> None:
+    """Append `note` to a job's message (e.g. what went wrong after it finished)."""
+    with store.write() as s:
+        job = locked_job(s, job_id)
+        if job is None:
+            raise JobError(f"no job with id {job_id}")
+        job.message = f"{job.message}; {note}" if job.message else note
 
 
 def request_cancel(store: Any, job_id: int) -> TrainingJob:

@@ -1,14 +1,12 @@
-"""Staging folders and the live lock of a running import.
+"""The live lock of a running import, and the sweep of dead imports' folders.
 
-A copying import (a video decoded into the store, or `--copy`) writes every frame into
-`films/.staging-<key>/frames/`, renames the folder to `films/<key>/` (atomic on one file system) and
-only then inserts the rows. A folder left by an import that was killed is removed by a later import's
-sweep; a live one must never be. Liveness is judged from `.import-alive` inside the folder, which the
-live import holds locked (`LiveLock`: flock, released by the kernel when the process dies) and touches
-at every frame: the folder's own mtime does not change while files are written below it, so an import
-that runs for more than a day (a 4K feature) would look dead. An in-place import
-(studio/resumable_import.py) holds the same lock in its film folder `films/<key>/`, so a second
-process never resumes an import that is still running.
+Every import (studio/resumable_import.py) writes into its film folder `films/<key>/` and holds
+`.import-alive` inside it locked (`LiveLock`: flock, released by the kernel when the process dies),
+touching it at every frame: the folder's own mtime does not change while files are written below it,
+so an import that runs for more than a day (a 4K feature) would look dead. A second process therefore
+never resumes an import that is still running, and a later import's sweep removes only the folders
+of dead imports that no Film row owns (killed before their first commit), and the `.staging-*`
+folders older versions staged copies in.
 """
 
 from __future__ import annotations
@@ -16,26 +14,18 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Set
 from pathlib import Path
 from typing import BinaryIO
-
-import numpy as np
-
-from db.files import write_png
 
 try:
     import fcntl
 except ImportError:  # Windows: liveness from the touched file's age only
     fcntl = None  # type: ignore[assignment]
 
-FILMS_DIR = "films"  # under data_dir: one folder per film (`Film.storage_dir`), and the staging folders
-PREFIX = ".staging-"
+FILMS_DIR = "films"  # under data_dir: one folder per film (`Film.storage_dir`)
 LIVE_FILE = ".import-alive"
 MAX_AGE_S = 86_400.0  # a folder untouched for a day and not locked belongs to a dead import
-
-
-class StagingError(ValueError):
-    """The staging folder or a staged frame vanished under a running import; the message says what to do."""
 
 
 class LockHeld(RuntimeError):
@@ -76,60 +66,6 @@ class LiveLock:
         self.path.unlink(missing_ok=True)
 
 
-class StagingDir:
-    """The staging folder of one import: `films/.staging-<key>/`, promoted to `films/<key>/`."""
-
-    def __init__(self, films_dir: Path, key: str) -> None:
-        self.path = films_dir / f"{PREFIX}{key}"
-        self.final = films_dir / key
-        (self.path / "frames").mkdir(parents=True)
-        self._live: LiveLock | None = LiveLock(self.path)
-
-    def write_frame(self, name: str, image: np.ndarray) -> str:
-        """Write one frame as `frames/<name>` (never recreating a vanished folder); returns its sha256."""
-        try:
-            sha = write_png(self.path / "frames" / name, image, create_dirs=False)
-            os.utime(self.path / LIVE_FILE)
-        except FileNotFoundError as exc:
-            raise StagingError(self._vanished(f"while frame {name} was written")) from exc
-        return sha
-
-    def promote(self, names: list[str]) -> None:
-        """Check that every staged frame is still there, then rename the folder to its final name."""
-        try:
-            present = set(os.listdir(self.path / "frames"))
-        except FileNotFoundError as exc:
-            raise StagingError(self._vanished("before the film was stored")) from exc
-        missing = [n for n in names if n not in present]
-        if missing:
-            raise StagingError(f"{self.path}: {len(missing)} staged frame(s) vanished (first: {missing[0]}), "
-                               "removed by another process or a clean-up; nothing was imported: import again")
-        try:
-            self.path.rename(self.final)
-        except FileNotFoundError as exc:
-            raise StagingError(self._vanished("before the film was stored")) from exc
-
-    def release(self) -> None:
-        """After the rows are committed: drop the lock and its file (the folder is the film's now)."""
-        self._close()
-        (self.final / LIVE_FILE).unlink(missing_ok=True)
-
-    def discard(self) -> None:
-        """Remove everything this import wrote, staged or promoted."""
-        self._close()
-        shutil.rmtree(self.path, ignore_errors=True)
-        shutil.rmtree(self.final, ignore_errors=True)
-
-    def _close(self) -> None:
-        if self._live is not None:
-            self._live.close()  # releases the flock
-            self._live = None
-
-    def _vanished(self, when: str) -> str:
-        return (f"{self.path}: the import's staging folder vanished {when} (removed by another process or a "
-                "clean-up of the data directory); nothing was imported: import again")
-
-
 def is_alive(folder: Path, max_age_s: float = MAX_AGE_S) -> bool:
     """Whether a staging folder may belong to a running import: touched within `max_age_s`, or locked."""
     live = folder / LIVE_FILE
@@ -156,14 +92,18 @@ def _locked(live: Path) -> bool:
     return False
 
 
-def stale_folders(films_dir: Path, max_age_s: float = MAX_AGE_S) -> list[Path]:
-    """Staging folders under `films_dir` whose import is dead (see `is_alive`)."""
-    return sorted(f for f in films_dir.glob(f"{PREFIX}*") if f.is_dir() and not is_alive(f, max_age_s))
+def stale_folders(films_dir: Path, owned: Set[Path], max_age_s: float = MAX_AGE_S) -> list[Path]:
+    """Folders under `films_dir` that no Film row owns (`owned`: the films' folders) and whose import is
+    dead (see `is_alive`): killed before its first commit, or an older version's staging folder."""
+    if not films_dir.is_dir():
+        return []
+    return sorted(f for f in films_dir.iterdir()
+                  if f.is_dir() and not f.is_symlink() and f not in owned and not is_alive(f, max_age_s))
 
 
-def sweep_stale(films_dir: Path, max_age_s: float = MAX_AGE_S) -> list[Path]:
-    """Remove the staging folders of dead imports; returns them."""
-    stale = stale_folders(films_dir, max_age_s)
+def sweep_stale(films_dir: Path, owned: Set[Path], max_age_s: float = MAX_AGE_S) -> list[Path]:
+    """Remove the folders of dead imports that no Film row owns; returns them."""
+    stale = stale_folders(films_dir, owned, max_age_s)
     for folder in stale:
         shutil.rmtree(folder, ignore_errors=True)
     return stale

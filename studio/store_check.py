@@ -3,8 +3,8 @@
 Every write puts the file first and the row second, so a process killed in between (power cut,
 SIGKILL, OOM killer) leaves files no row points to, never a row without its file. `check_store`
 finds them, together with what a kill leaves elsewhere:
-- staging folders of dead imports (`films/.staging-*`) and film folders no Film row owns (a kill
-  between the staging rename and the commit);
+- film folders no Film row owns (an import killed before its first commit; an older version's
+  `films/.staging-*`);
 - files under `films/<film>/` or `models/` that no Frame, Prediction, Correction or ModelVersion row
   references (a kill after a file was written, before its row), and atomic-write temporaries
   (`.<name>.*.tmp`: a kill during the write);
@@ -12,8 +12,9 @@ finds them, together with what a kill leaves elsewhere:
 It also reports rows whose file is missing and, with checksums=True, files whose sha256 changed: those
 need a backup, `repair_store` cannot fix them. Frames imported in place are checked where they lie: a
 source file missing or of another size (and, with checksums=True, of other content) is reported with
-what to do (put it back, `correlnet film relink`); the user's files are never touched. An in-place
-import that was interrupted is reported with how to resume it; its folder is kept. Anything that may
+what to do (put it back, `correlnet film relink`); the user's files are never touched. An import that
+was interrupted (in place or copying) is reported with how to resume it; its folder is kept with what
+a kill left after the last commit (a copy's PNGs without rows, which the resume rewrites). Anything that may
 belong to a live process (younger than `min_age_s`, or a folder whose import holds its lock) is listed
 as busy and kept.
 """
@@ -32,6 +33,7 @@ from db.models import Correction, Film, Frame, ModelVersion, Prediction
 from db.store import Store
 from studio import staging
 from studio.frame_sources import SourceRef, problem_message, source_problem
+from studio.resumable_import import resume_command
 
 MIN_AGE_S = 3_600.0  # a write and its row take seconds; an unreferenced file older than this is junk
 UPLOAD_MIN_AGE_S = staging.MAX_AGE_S  # an upload folder lives as long as its import, which can take a day
@@ -72,7 +74,7 @@ def check_store(store: Store, checksums: bool = False, min_age_s: float = MIN_AG
             _interrupted_import(store, importing[child], child, report)
         elif child in film_dirs:
             _unreferenced_files(child, referenced, report, now, min_age_s)
-        elif child.is_dir():  # a dead import's staging folder, or one promoted but never committed
+        elif child.is_dir():  # an import killed before its first commit (or an old staging folder)
             (report.busy if staging.is_alive(child, min_age_s) else report.junk).append(child)
         else:
             _sort_by_age(child, report, now, min_age_s)
@@ -81,7 +83,17 @@ def check_store(store: Store, checksums: bool = False, min_age_s: float = MIN_AG
     uploads = store.data_dir / "uploads"
     for child in sorted(uploads.glob("upload-*")) if uploads.is_dir() else []:
         _sort_by_age(child, report, now, upload_min_age_s, newest_inside=True)
+    report.junk = _without_sources(report.junk, referenced)
     return report
+
+
+def _without_sources(junk: list[Path], referenced: set[Path]) -> list[Path]:
+    """`junk` less every path that is, or holds, a referenced file (a reel relinked or copied into the data
+    folder by hand is the user's, not ours to remove)."""
+    if not junk:
+        return junk
+    kept = [p.resolve() for p in referenced]
+    return [j for j in junk if not any(k == j.resolve() or k.is_relative_to(j.resolve()) for k in kept)]
 
 
 def repair_store(store: Store, report: StoreReport) -> list[Path]:
@@ -110,6 +122,7 @@ def _check_rows(store: Store, report: StoreReport, checksums: bool) -> set[Path]
             if row.source_path is None:
                 _check_file(store.path(row.path), row.sha256, f"frame {row.id}", report, checksums, referenced)
                 continue
+            referenced.add(Path(row.source_path))  # a user's file: never junk, wherever it lies
             problem = source_problem(SourceRef(Path(row.source_path), row.source_size, row.sha256), checksums)
             if problem is not None:
                 (report.missing if problem == "missing" else report.damaged).append(
@@ -138,7 +151,7 @@ def _interrupted_import(store: Store, film: Film, folder: Path, report: StoreRep
         done = s.execute(select(func.count()).select_from(Frame).where(Frame.film_id == film.id)).scalar_one()
     report.interrupted.append(
         f"film {film.name!r}: its import from {film.source_path} stopped after {done} of {film.frame_count} frames; "
-        f"run `correlnet film import {film.source_path}` again to resume it (or add --restart to start over)")
+        f"run `{resume_command(film)}` again to resume it (or add --restart to start over)")
 
 
 def _unreferenced_files(folder: Path, referenced: set[Path], report: StoreReport, now: float, min_age_s: float) -> None:

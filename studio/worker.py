@@ -192,8 +192,6 @@ def run_job(store: Any, job: Any, device: torch.device, worker_id: str, cfg: Wor
     """Run one claimed job to its end; returns its final status (succeeded/failed/cancelled, SPLIT for a
     detection handed to its chunks, or "lost" when another worker took it over meanwhile). A chunk's
     end may end its detection (`chunks.finish_chunk`), whose worker then refreshes the review order."""
-    from studio.detection import refresh_review_order
-
     try:
         with WorkerJob(store, job.id, worker_id, cfg) as context:
             status, message, version_id = _execute(store, job, device, cfg, context, models or ModelCache())
@@ -205,10 +203,30 @@ def run_job(store: Any, job: Any, device: torch.device, worker_id: str, cfg: Wor
         if parent is not None:
             log.info("detection job %s %s: %s", parent.id, parent.status, parent.message)
             if parent.status == "succeeded":
-                refresh_review_order(store, parent.film_id, parent.model_version_id)
+                _refresh_after_detection(store, parent)
     elif status != SPLIT:
-        jobs.finish_job(store, job.id, status, message, version_id)
+        try:
+            jobs.finish_job(store, job.id, worker_id, status, message, version_id)
+        except jobs.JobError as exc:  # recovered as stale and maybe re-claimed meanwhile: the new owner's now
+            log.warning("job %s: %s", job.id, exc)
+            return "lost"
     return status
+
+
+def _refresh_after_detection(store: Any, parent: Any) -> None:
+    """Refresh the review order after the detection `parent` succeeded. A failure leaves the job
+    succeeded (its predictions are stored) and says so on it; the worker goes on with the next job."""
+    from studio.detection import refresh_review_order
+
+    try:
+        refresh_review_order(store, parent.film_id, parent.model_version_id)
+    except Exception as exc:
+        log.error("detection job %s: refreshing the review order failed:\n%s", parent.id, traceback.format_exc())
+        try:
+            jobs.add_note(store, parent.id, f"the review order was not refreshed ({failure_message(exc)}); "
+                                            "queue detection again to refresh it")
+        except Exception:
+            log.error("detection job %s: could not note the failed refresh:\n%s", parent.id, traceback.format_exc())
 
 
 def _recover(store: Any, stale_after_seconds: float) -> None:

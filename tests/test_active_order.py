@@ -5,10 +5,7 @@ reviewed and corrected frames, and frames served at several times; then two proc
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
-import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 
 from db.models import Correction, Film, Frame
 from db.testing import temporary_store
 from studio import active
+from tests.process_pair import run_pair
 
-ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -130,6 +127,35 @@ def test_suggestions_follow_the_python_order_while_frames_are_served_and_correct
     assert exhausted, "the film's never-served frames ran out: later answers came from served groups"
 
 
+def test_suggestions_fill_from_the_next_served_groups_without_ranking_the_film(store):
+    """Late in a review every frame was served and the earliest-served groups hold fewer frames than asked
+    for: the answer takes them all, then the next groups' first frames (the reference order), and every
+    ranking the database does is over an explicit list of at most SEGMENT_FRAMES * n frames."""
+    rng = np.random.default_rng(11)
+    film = random_film(store, rng, n=400, served_share=1.0)  # served at T0, T0 + 1 min, T0 + 2 min
+    with store.write() as s:  # the first group keeps 2 unreviewed frames, the second 1
+        for minute, keep in ((0, 2), (1, 1)):
+            group = [f for f in unreviewed(store, film) if f.last_served_at == T0 + timedelta(minutes=minute)]
+            s.execute(update(Frame).where(Frame.id.in_([f.id for f in group[keep:]])).values(reviewed_at=T0))
+    rankings: list[tuple[str, int]] = []
+
+    def seen(conn, cursor, statement, params, context, executemany):
+        if "row_number()" in statement.lower():
+            rankings.append((statement, len(params)))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        for step, n in enumerate([5, 1, 4, 6, 3, 2, 6]):
+            expected = reference_order(store, film)[:n]
+            got = active.next_frames_to_review(store, film, n, now=T0 + timedelta(hours=1, seconds=step))
+            assert [f.index for f in got] == expected, f"step {step}, n={n}"
+            assert rankings and all(" IN (" in sql and count <= active.SEGMENT_FRAMES * n + 3
+                                    for sql, count in rankings), f"step {step}: a ranking of more than a prefix"
+            rankings.clear()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+
+
 def test_nothing_left_to_review(store):
     film = random_film(store, np.random.default_rng(3), n=30)
     with store.write() as s:
@@ -160,18 +186,8 @@ def test_two_processes_asking_at_once_get_different_frames(store, tmp_path):
     with store.write() as s:  # every frame unreviewed and alike: both processes want the same frames
         s.execute(update(Frame).where(Frame.film_id == film).values(uncertainty=0.5, reviewed_at=None))
         s.execute(Correction.__table__.delete())
-    url, go = store.engine.url.render_as_string(hide_password=False), tmp_path / "go"
-    ready = [tmp_path / f"ready{i}" for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(tmp_path), str(film), str(go), str(r)],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in ready]
-    deadline = time.time() + 120
-    while not all(r.exists() for r in ready) and time.time() < deadline and all(p.poll() is None for p in procs):
-        time.sleep(0.01)
-    go.touch()
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
-    results = [out.split() for out, _ in outputs]
-    spans = [(float(r[0]), float(r[1])) for r in results]
-    assert max(a for a, _ in spans) < min(b for _, b in spans), "the two processes did not overlap in time"
+    url = store.engine.url.render_as_string(hide_password=False)
+    outputs = run_pair(WORKER, [[url, str(tmp_path), str(film)]] * 2, tmp_path)
+    results = [out.split() for out in outputs]
     handed = [int(i) for r in results for i in r[2:]]
     assert len(handed) == 2 * 30 * 3 and len(set(handed)) == len(handed), "a frame was handed out twice"

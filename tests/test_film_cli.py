@@ -15,7 +15,8 @@ from correlnet.models import build_model
 from db.models import Frame, ModelVersion, Prediction
 from db.store import Store
 from studio.cli import main
-from studio.detection import active_model_version, detect_film, load_prediction
+from studio.detection import detect_film, load_prediction
+from studio.versions import active_model_version
 from studio.films import film_frames, get_film
 from studio.settings import Settings
 

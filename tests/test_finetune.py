@@ -23,7 +23,8 @@ from db.store import Store
 from studio import finetune, jobs
 from studio.corrections import accept_prediction, reset_to_prediction, save_correction
 from studio.crop_sampler import CorrectionCrops, TrainFrame
-from studio.detection import active_model_version, detect_film, load_version_model
+from studio.detection import detect_film
+from studio.versions import active_model_version, load_version_model
 from studio.evidence import ACCEPTED, EDITED, assign_validation, film_evidence, hash_unit
 from studio.films import film_frames, import_film
 from studio.finetune import FinetuneConfig, run_finetune

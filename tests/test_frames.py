@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from correlnet import frames as fr
+from correlnet import video as vid
 from correlnet.frames import (
     FrameReadError,
     image_header_size,
-    iter_video_frames,
     list_frame_files,
     natural_sort,
     read_image,
     to_gray_float,
-    video_frame_count,
 )
+from correlnet.video import iter_video_frames, video_frame_count
 
 
 def test_natural_sort_compares_numbers_numerically():
@@ -144,9 +144,50 @@ def test_video_falls_back_to_pyav(tmp_path, monkeypatch):
         def release(self):
             pass
 
-    monkeypatch.setattr(fr.cv2, "VideoCapture", Broken)
+    monkeypatch.setattr(vid.cv2, "VideoCapture", Broken)
     frames = list(iter_video_frames(path))
     np.testing.assert_allclose([f.mean() for f in frames], levels, atol=3)
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pyav", "pyav-16-bit"])
+def test_video_from_a_start_frame_equals_decoding_all(tmp_path, monkeypatch, decoder):
+    """A resumed import decodes from the start and converts from `start` on: the same frames as all[start:]."""
+    from tests.test_import_resume import write_ffv1
+
+    images = [np.random.default_rng(t).integers(0, 65535, (24, 32)).astype(np.uint16) for t in range(7)]
+    if decoder != "pyav-16-bit":
+        images = [(im >> 8).astype(np.uint8) for im in images]
+    path = write_ffv1(tmp_path / "clip.mkv", images)
+    retrieved = []
+    real = cv2.VideoCapture
+
+    class Capture:  # OpenCV's capture, counting conversions; or never opened, so PyAV decodes
+        def __init__(self, *args):
+            self.capture = real(*args)
+
+        def __getattr__(self, name):
+            return getattr(self.capture, name)
+
+        def isOpened(self):
+            return decoder == "opencv" and self.capture.isOpened()
+
+        def retrieve(self, *args):
+            retrieved.append(1)
+            return self.capture.retrieve(*args)
+
+    monkeypatch.setattr(vid.cv2, "VideoCapture", Capture)
+    everything = list(iter_video_frames(path))
+    assert len(everything) == 7 and np.array_equal(everything[0] if decoder == "pyav-16-bit" else
+                                                   everything[0][..., 0], images[0])
+    for start in (0, 3, 6, 7):
+        retrieved.clear()
+        tail = list(iter_video_frames(path, start=start))
+        assert len(tail) == 7 - start and all(np.array_equal(a, b) for a, b in zip(tail, everything[start:]))
+        if decoder == "opencv":
+            assert len(retrieved) == 7 - start  # the skipped frames were grabbed, never converted
+    monkeypatch.setattr(vid, "video_header_count", lambda p: (12, True))  # five frames missing at the end
+    with pytest.raises(FrameReadError, match="frame 8 of the 12"):
+        list(iter_video_frames(path, start=5))
 
 
 def test_unreadable_video_raises(tmp_path):

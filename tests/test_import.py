@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 import studio.films as films_mod
 import studio.resumable_import as resumable_mod
 from correlnet import frames as framelib
+from correlnet import video
 from correlnet.job_context import CallbackJob
 from db.models import Film, Frame
 from db.testing import temporary_store
@@ -131,7 +132,7 @@ def test_video_import(store, tmp_path):
     assert film.name == "clip" and film.frame_count == 6 and (film.width, film.height, film.channels) == (64, 48, 3)
     frames = film_frames(store, film)
     assert [f.number for f in frames] == [1, 2, 3, 4, 5, 6]
-    decoded = list(framelib.iter_video_frames(path))
+    decoded = list(video.iter_video_frames(path))
     for k, frame in enumerate(frames):  # stored exactly as decoded, in order (MJPG is lossy, so not == images)
         stored = frame_image(store, frame)
         assert np.array_equal(stored, decoded[k])
@@ -223,13 +224,16 @@ def test_oversized_frame_is_refused_from_its_header(store, tmp_path, monkeypatch
     assert_store_empty(store)
 
 
-def test_failure_while_committing_removes_the_copied_frames(store, tmp_path, monkeypatch):
+def test_failure_while_committing_removes_the_copied_frames(store, tmp_path):
     write_folder(tmp_path / "one", moving_frames(3))
-    import_film(store, tmp_path / "one", cfg=COPY)
     write_folder(tmp_path / "two", moving_frames(3, seed=4))
-    monkeypatch.setattr(films_mod, "_free_name", lambda store, wanted, explicit: wanted)  # a race on the name
+
+    def name_taken_meanwhile(done: int, total: int) -> None:  # a race on the name, before the first commit
+        if done == 1:
+            import_film(store, tmp_path / "one", name="one", cfg=COPY)
+
     with pytest.raises(FilmImportError, match="meanwhile"):
-        import_film(store, tmp_path / "two", name="one", cfg=COPY)
+        import_film(store, tmp_path / "two", name="one", cfg=COPY, job=progress(name_taken_meanwhile))
     with store.session() as s:
         assert s.execute(select(func.count()).select_from(Film)).scalar() == 1
         assert s.execute(select(func.count()).select_from(Frame)).scalar() == 3
@@ -239,14 +243,20 @@ def test_failure_while_committing_removes_the_copied_frames(store, tmp_path, mon
 def test_killed_import_leftovers_are_swept(store, tmp_path):
     import os
 
-    old = store.data_dir / "films" / ".staging-dead"
+    write_folder(tmp_path / "kept", moving_frames(3, seed=2))
+    kept = import_film(store, tmp_path / "kept", cfg=COPY)
+    owned = store.path(kept.storage_dir)
+    old = store.data_dir / "films" / ".staging-dead"  # an older version's staging folder
+    dead = store.data_dir / "films" / "0123abcd"  # an import killed before its first commit: no Film row
     young = store.data_dir / "films" / ".staging-running"
-    for folder in (old, young):
+    for folder in (old, dead, young):
         (folder / "frames").mkdir(parents=True)
-    os.utime(old, (0, 0))
+    for folder in (old, dead, owned):
+        os.utime(folder, (0, 0))
     write_folder(tmp_path / "src", moving_frames(3))
     import_film(store, tmp_path / "src")
-    assert not old.exists() and young.exists()
+    assert not old.exists() and not dead.exists() and young.exists()
+    assert all(frame_image(store, f) is not None for f in film_frames(store, kept))  # a film's own folder stays
 
 
 @pytest.mark.parametrize("in_place", [True, False])
@@ -256,7 +266,7 @@ def test_same_source_imported_meanwhile_returns_that_film(store, tmp_path, monke
     first = import_film(store, tmp_path / "one", cfg=cfg)
     # As if it landed after our check (in place: the check before reading, by folder).
     monkeypatch.setattr(films_mod, "_existing", lambda store, sha: None)
-    monkeypatch.setattr(resumable_mod, "_same_folder_imported", lambda store, path, files: None)
+    monkeypatch.setattr(resumable_mod, "same_folder_imported", lambda store, path, files: None)
     again = import_film(store, tmp_path / "one", cfg=cfg)
     assert again.id == first.id and again.already_imported
     assert len(list((store.data_dir / "films").iterdir())) == 1 and len(list_films(store, importing=True)) == 1

@@ -256,7 +256,7 @@ def _downgrade(store, revision: str) -> None:
         command.downgrade(cfg, revision)
 
 
-def test_migration_0003_downgrade_keeps_copied_films_and_refuses_to_drop_references(store, tmp_path):
+def test_migration_0003_downgrade_refuses_references_until_copied_into_the_store(store, tmp_path):
     from sqlalchemy import inspect
 
     from db.store import current_revision, head_revision, upgrade_to_head
@@ -265,16 +265,19 @@ def test_migration_0003_downgrade_keeps_copied_films_and_refuses_to_drop_referen
     copied = import_film(store, tmp_path / "copied", cfg=ImportConfig(in_place=False))
     write_folder(tmp_path / "src", moving_frames(3, seed=4), "f_{}.png")
     in_place = import_film(store, tmp_path / "src")
-    with pytest.raises(RuntimeError, match="3 frame\\(s\\) are referenced in place"):
+    with pytest.raises(RuntimeError, match="3 frame\\(s\\) are referenced in place") as info:
         _downgrade(store, "0002")
+    assert "correlnet film import FOLDER --copy" in str(info.value) and "delete" not in str(info.value)
     assert current_revision(store.engine) == head_revision()  # rolled back whole
-    with store.write() as s:
-        resumable_mod._delete_rows(s, in_place.id)
+    before = snapshot(tmp_path / "src")
+    assert import_film(store, tmp_path / "src", cfg=ImportConfig(in_place=False)).id == in_place.id  # what it says
+    assert snapshot(tmp_path / "src") == before
     _downgrade(store, "0002")
     assert not {"source_path", "source_size"} & {c["name"] for c in inspect(store.engine).get_columns("frames")}
     upgrade_to_head(store.engine)
-    assert [np.array_equal(frame_image(store, f), img)
-            for f, img in zip(film_frames(store, copied), moving_frames(3))] == [True] * 3
+    for film, seed in ((copied, 0), (in_place, 4)):
+        assert [np.array_equal(frame_image(store, f), img)
+                for f, img in zip(film_frames(store, film), moving_frames(3, seed=seed))] == [True] * 3
 
 
 def test_cli_keeps_committed_batches_of_a_bad_folder_and_resumes(tmp_path, monkeypatch, capsys):
@@ -298,4 +301,4 @@ def test_cli_keeps_committed_batches_of_a_bad_folder_and_resumes(tmp_path, monke
     out = capsys.readouterr().out
     assert "5 frames" in out and "frames referenced in place" in out
     assert main(["film", "import", str(tmp_path / "src"), "--copy", "--name", "copied"]) == 0
-    assert "already imported" in capsys.readouterr().out  # the same frames are the same film: nothing copied
+    assert "film 1 'src': 5 frame(s) copied into the store" in capsys.readouterr().out  # the same film, not a second

@@ -1,5 +1,5 @@
-"""Imports are all or nothing under damage and races (issue 15): a truncated video, a staging folder
-swept or removed under a live (copying) import, symlinks out of the import root, bad film names, two
+"""Imports under damage and races (issue 15): a truncated video, the folder of a live (copying) import
+swept or removed under it, symlinks out of the import root, bad film names, two
 imports racing for one default name."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import correlnet.frames as framelib
+import correlnet.video as video
 from db.testing import temporary_store
 from studio import staging
 from studio.films import FilmImportError, film_frames, frame_image, import_film, list_films
@@ -33,8 +34,9 @@ def write_avi(path: Path, n: int = 12) -> bytes:
     return path.read_bytes()
 
 
-def staging_folders(store) -> list[Path]:
-    return sorted((store.data_dir / "films").glob(".staging-*"))
+def live_folders(store) -> list[Path]:
+    """The film folders of imports that have not finished (they hold the live lock's file)."""
+    return sorted(p.parent for p in (store.data_dir / "films").glob(f"*/{staging.LIVE_FILE}"))
 
 
 def test_truncated_video_is_refused_naming_the_file_and_frame(store, tmp_path):
@@ -52,24 +54,24 @@ def test_header_one_frame_over_is_tolerated_two_is_not(tmp_path, monkeypatch):
     """Containers are often one frame off (a real .mkv says 311, decodes 310); two is damage."""
     path = tmp_path / "clip.avi"
     write_avi(path, 6)
-    monkeypatch.setattr(framelib, "video_header_count", lambda p: (7, True))
-    assert len(list(framelib.iter_video_frames(path))) == 6
-    monkeypatch.setattr(framelib, "video_header_count", lambda p: (8, True))
+    monkeypatch.setattr(video, "video_header_count", lambda p: (7, True))
+    assert len(list(video.iter_video_frames(path))) == 6
+    monkeypatch.setattr(video, "video_header_count", lambda p: (8, True))
     with pytest.raises(framelib.FrameReadError, match="frame 7 of the 8"):
-        list(framelib.iter_video_frames(path))
+        list(video.iter_video_frames(path))
     # A count estimated from duration x rate (no count in the header) gets 1 %: 3 frames of 300.
-    monkeypatch.setattr(framelib, "video_header_count", lambda p: (300, False))
-    framelib.check_video_complete(path, 297)
+    monkeypatch.setattr(video, "video_header_count", lambda p: (300, False))
+    video.check_video_complete(path, 297)
     with pytest.raises(framelib.FrameReadError, match="frame 297 of the 300"):
-        framelib.check_video_complete(path, 296)
+        video.check_video_complete(path, 296)
 
 
 def test_real_mkv_one_frame_short_of_its_duration_imports(store):
     mkv = Path(__file__).resolve().parents[2] / "shared" / "data" / "clean_video" / "decord_flipping_a_pancake.mkv"
     if not mkv.is_file():
         pytest.skip(f"{mkv} not found")
-    assert framelib.video_header_count(mkv) == (311, False)
-    assert sum(1 for _ in framelib.iter_video_frames(mkv)) == 310
+    assert video.video_header_count(mkv) == (311, False)
+    assert sum(1 for _ in video.iter_video_frames(mkv)) == 310
 
 
 def test_sweep_spares_a_live_import_even_when_its_folder_looks_a_day_old(store, tmp_path):
@@ -78,7 +80,7 @@ def test_sweep_spares_a_live_import_even_when_its_folder_looks_a_day_old(store, 
 
     def second_import_meanwhile(done: int, total: int) -> None:
         if done == 2:
-            [live] = staging_folders(store)
+            [live] = live_folders(store)
             for item in (live, live / "frames", live / staging.LIVE_FILE):  # a day without a visible sign
                 if item.exists():
                     os.utime(item, (0, 0))
@@ -89,21 +91,23 @@ def test_sweep_spares_a_live_import_even_when_its_folder_looks_a_day_old(store, 
     assert film.frame_count == len(frames) == 5
     for frame, img in zip(frames, moving_frames(5)):
         assert np.array_equal(frame_image(store, frame), img)
-    assert staging_folders(store) == [] and not (store.data_dir / film.storage_dir / staging.LIVE_FILE).exists()
+    assert live_folders(store) == [] and len(list((store.data_dir / "films").iterdir())) == 2
 
 
 def test_sweep_removes_a_dead_import(store, tmp_path):
     films_dir = store.data_dir / "films"
-    films_dir.mkdir(parents=True, exist_ok=True)
-    dead = staging.StagingDir(films_dir, "dead")
-    dead.write_frame("000000.png", np.zeros((4, 4), np.uint8))
-    dead._close()  # the process died: the kernel released its lock
-    for item in (dead.path, dead.path / "frames", dead.path / staging.LIVE_FILE):
-        os.utime(item, (0, 0))
-    alive = staging.StagingDir(films_dir, "alive")  # young and locked
-    assert staging.sweep_stale(films_dir) == [dead.path]
-    assert not dead.path.exists() and alive.path.exists()
-    alive.discard()
+    dead, alive, owned = films_dir / "dead", films_dir / "alive", films_dir / "owned"
+    for folder in (dead, alive, owned):
+        folder.mkdir(parents=True)
+    staging.LiveLock(dead).close()  # the process died: the kernel released its lock
+    live = staging.LiveLock(alive)  # locked, though it looks a day old
+    for folder in (dead, alive, owned):
+        for item in (folder, folder / staging.LIVE_FILE):
+            if item.exists():
+                os.utime(item, (0, 0))
+    assert staging.sweep_stale(films_dir, {owned}) == [dead]  # a film's folder is never swept, however old
+    assert not dead.exists() and alive.exists() and owned.exists()
+    live.close()
 
 
 @pytest.mark.parametrize("damage", ["folder", "frame"])
@@ -111,7 +115,7 @@ def test_import_fails_when_its_staging_vanishes(store, tmp_path, damage):
     write_folder(tmp_path / "src", moving_frames(5))
 
     def clean_up_meanwhile(done: int, total: int) -> None:
-        [live] = staging_folders(store)
+        [live] = live_folders(store)
         if damage == "folder" and done == 2:
             shutil.rmtree(live)  # e.g. an old sweep, or an administrator
         if damage == "frame" and done == total:

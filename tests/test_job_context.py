@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from correlnet.job_context import CallbackJob, JobCancelled, JobContext, NullJob, Uncancellable, job_or_null
 from db.models import Prediction
-from studio.detection import active_model_version, detect_film
+from studio.detection import detect_film
+from studio.versions import active_model_version
 from studio.films import ImportConfig, film_frames, import_film
 from tests.test_import import moving_frames, write_folder
 from tests.worker_fixtures import make_tiny_film

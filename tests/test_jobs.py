@@ -73,7 +73,7 @@ def test_claim_order_and_one_running_job_per_film(store: Store) -> None:
     assert (first.id, second.id) == (j1.id, j3.id)  # j2 waits: film a already has a running job
     assert first.status == "running" and first.worker_id == "w1" and first.heartbeat_at is not None
     assert jobs.claim_next_job(store, "w3") is None
-    jobs.finish_job(store, j1.id, "succeeded", "ok")
+    jobs.finish_job(store, j1.id, "w1", "succeeded", "ok")
     assert jobs.claim_next_job(store, "w3").id == j2.id
 
 
@@ -109,6 +109,26 @@ def test_stale_job_is_requeued_once_then_failed(store: Store) -> None:
     assert row.status == "failed" and "twice" in row.message and row.finished_at is not None
 
 
+def test_only_the_owning_worker_finishes_a_running_job(store: Store) -> None:
+    film = make_film(store)
+    job = jobs.queue_training(store, film)
+    with pytest.raises(jobs.JobError, match="no longer run by worker w1"):
+        jobs.finish_job(store, job.id, "w1", "succeeded", "too early")  # queued: nobody's yet
+    jobs.claim_next_job(store, "slow")
+    jobs.recover_stale_jobs(store, timedelta(minutes=5), now=jobs.utcnow() + timedelta(minutes=10))
+    assert jobs.claim_next_job(store, "heir").id == job.id  # the slow worker's job is the heir's now
+    with pytest.raises(jobs.JobError, match="no longer run by worker slow"):
+        jobs.finish_job(store, job.id, "slow", "succeeded", "published by the slow one", result_model_version_id=7)
+    row = jobs.get_job(store, job.id)
+    assert (row.status, row.worker_id, row.result_model_version_id, row.finished_at) == ("running", "heir", None, None)
+    assert "slow one" not in (row.message or "")
+    done = jobs.finish_job(store, job.id, "heir", "failed", "the heir's end")
+    assert (done.status, done.message) == ("failed", "the heir's end")
+    with pytest.raises(jobs.JobError, match="no longer run"):  # finished: not even its owner finishes it twice
+        jobs.finish_job(store, job.id, "heir", "succeeded", "again")
+    assert jobs.get_job(store, job.id).status == "failed"
+
+
 def test_retrain_trigger_after_n_corrections(store: Store) -> None:
     film = make_film(store, frames=8)
     settings = Settings(retrain_after=3)
@@ -118,7 +138,8 @@ def test_retrain_trigger_after_n_corrections(store: Store) -> None:
     add_correction(store, film, 2)
     job = jobs.maybe_queue_after_correction(store, film, settings)
     assert job is not None and job.kind == "finetune"
-    jobs.finish_job(store, job.id, "succeeded")
+    assert jobs.claim_next_job(store, "w").id == job.id
+    jobs.finish_job(store, job.id, "w", "succeeded")
     add_correction(store, film, 3)  # counting restarts after the last fine-tuning job
     assert jobs.corrections_since_last_finetune(store, film) == 1
     assert jobs.maybe_queue_after_correction(store, film, settings) is None

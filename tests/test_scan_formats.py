@@ -20,11 +20,11 @@ from correlnet import transfer
 from correlnet.frames import (
     FrameReadError,
     image_header_size,
-    iter_video_frames,
     list_frame_files,
     read_image,
     to_gray_float,
 )
+from correlnet.video import iter_video_frames
 
 H, W = 12, 16
 

@@ -130,21 +130,27 @@ def test_physical_order_puts_grain_over_the_marks_and_compression_after_the_labe
     assert np.abs(d2 - degraded).mean() < 0.03  # JPEG at quality 30: small on average, large only at edges
 
 
+def _clean_crop(ds: TripletDataset, rng: np.random.Generator) -> np.ndarray:
+    """The dataset's augmented clean crop (3, crop, crop) float32, before any defect or scene content."""
+    region, view = ds.scene_region(rng)
+    return view.cut(region)
+
+
 def test_duplicated_frames_and_subpixel_weave():
     clip = _moving_clip()
     cfg = replace(SynthConfig.paper(), duplicate_frame_prob=1.0)
     ds = TripletDataset([clip], cfg, crop=40, length=20, seed=1, jitter=0)
     for i in range(20):
-        t = ds.clean_triplet(np.random.default_rng([1, i]))
+        t = _clean_crop(ds, np.random.default_rng([1, i]))
         assert np.array_equal(t[0], t[1]) or np.array_equal(t[2], t[1])
     weave = TripletDataset([clip], replace(SynthConfig.paper(), subpixel_jitter=True), crop=40, length=5, seed=1,
                            jitter=2)
-    t = weave.clean_triplet(np.random.default_rng(4))
+    t = _clean_crop(weave, np.random.default_rng(4))
     assert t.shape == (3, 40, 40) and t.dtype == np.float32
     still = TripletDataset([clip], replace(SynthConfig.paper(), subpixel_jitter=True), crop=40, length=5, seed=1,
                            jitter=0)
     for k in range(5):  # no weave: every crop is the clip itself up to the centre's half-pixel resampling
-        t = still.clean_triplet(np.random.default_rng([2, k]))
+        t = _clean_crop(still, np.random.default_rng([2, k]))
         assert np.abs(t[1] - t[1].mean()).max() > 0 and 0 <= t.min() and t.max() <= 1
 
 

@@ -18,7 +18,8 @@ import torch
 from correlnet.checkpoint import save_checkpoint
 from db.store import Store
 from studio.cli import main
-from studio.detection import _save_prediction, latest_prediction, load_prediction, register_model_version
+from studio.detection import _save_prediction, latest_prediction, load_prediction
+from studio.versions import register_model_version
 from studio.films import ImportConfig, film_frames, frame_image, get_film, import_film
 from studio.settings import Settings
 from studio.store_check import check_store, repair_store
@@ -40,17 +41,19 @@ store = Store.open(Settings(data_dir=data), upgrade=False)
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-if step == "import-writing-frames":
-    import studio.staging as staging
-    real, calls = staging.write_png, []
-    def write_then_die(*args, **kwargs):
+if step in ("import-writing-frames", "import-copy-mid-batch"):
+    import studio.resumable_import as resumable
+    real, calls = resumable.write_png, []
+    def write_then_die(*args, **kwargs):  # the third frame's PNG written, its row not committed
+        sha = real(*args, **kwargs)
         calls.append(1)
         if len(calls) == 3:
             die()
-        return real(*args, **kwargs)
-    staging.write_png = write_then_die
+        return sha
+    resumable.write_png = write_then_die
     from studio.films import ImportConfig, import_film
-    import_film(store, src, name="killed", cfg=ImportConfig(in_place=False))
+    batch = 2 if step == "import-copy-mid-batch" else 500
+    import_film(store, src, name="killed", cfg=ImportConfig(in_place=False, batch_frames=batch))
 elif step == "import-before-commit":
     store.write = die  # after the staging folder was renamed into place
     from studio.films import ImportConfig, import_film
@@ -82,7 +85,7 @@ elif step == "publish-before-row":
     store.write = die  # the fine-tuned checkpoint is written, its ModelVersion row is not
     from db.models import ModelVersion
     from studio.films import get_film
-    from studio.finetune import publish_version
+    from studio.versions import publish_version
     from tests.model_fixtures import tiny_model
     with store.session() as s:
         parent = s.get(ModelVersion, int(sys.argv[4]))
@@ -135,8 +138,8 @@ def test_leftovers_of_a_kill_are_found_and_repaired(film_store, step, capsys):
     report = check_store(store, min_age_s=0)
     assert report.missing == [] and len(report.junk) == 1, report
     [junk] = report.junk
-    expected = {"import-writing-frames": lambda p: p.name.startswith(".staging-"),
-                "import-before-commit": lambda p: p.parent.name == "films" and not p.name.startswith("."),
+    expected = {"import-writing-frames": lambda p: p.parent.name == "films" and (p / "frames").is_dir(),
+                "import-before-commit": lambda p: p.parent.name == "films" and (p / "frames").is_dir(),
                 "detect-before-row": lambda p: p.parent.name == f"v{version.id}" and p.suffix == ".png",
                 "detect-mid-write": lambda p: p.name.endswith(".tmp"),
                 "publish-before-row": lambda p: "models" in p.parts and p.suffix == ".pt"}[step]
@@ -179,7 +182,7 @@ def test_a_live_import_is_never_repaired_away(film_store):
             repair_store(store, report)
 
     film = import_film(store, tmp_path / "other", job=progress(check_meanwhile), cfg=COPY)
-    assert seen["junk"] == [] and [p.name.startswith(".staging-") for p in seen["busy"]] == [True]
+    assert seen["junk"] == [] and seen["busy"] == [store.path(film.storage_dir)]
     assert all(frame_image(store, f) is not None for f in film_frames(store, film))
 
 
@@ -214,6 +217,30 @@ def test_a_killed_in_place_import_is_reported_kept_and_resumes(film_store, monke
     assert "run `correlnet film import" in capsys.readouterr().out
     resumed = import_film(store, tmp_path / "other", name="killed")
     assert resumed.id == killed.id and resumed.status == "ready" and len(film_frames(store, resumed)) == 4
+    assert check_store(store, checksums=True, min_age_s=0).clean
+    assert_store_reads(store, film)
+
+
+def test_a_copy_killed_mid_batch_is_interrupted_not_corrupt_and_resumes(film_store, monkeypatch, capsys):
+    """The third frame's PNG is on disk without its row: no junk, no missing file, one interrupted import;
+    the same command resumes it, rewriting that PNG, and the store ends clean."""
+    store, film, version, tmp_path = film_store
+    kill_at("import-copy-mid-batch", store, tmp_path, version.id)
+    killed = get_film(store, "killed", importing=True)
+    folder = store.path(killed.storage_dir)
+    assert len(film_frames(store, killed)) == 2 and (folder / "frames" / "000002.png").is_file()
+    report = check_store(store, checksums=True, min_age_s=0)
+    assert report.junk == [] and report.missing == [] and report.damaged == [], report
+    assert len(report.interrupted) == 1 and "after 2 of 4 frames" in report.interrupted[0]
+    assert f"correlnet film import {(tmp_path / 'other').resolve()} --copy" in report.interrupted[0]
+    assert repair_store(store, report) == [] and (folder / "frames" / "000002.png").is_file()
+    monkeypatch.setenv("CORRELNET_DATA_DIR", str(store.data_dir))
+    monkeypatch.delenv("CORRELNET_DB_URL", raising=False)
+    assert main(["film", "import", str(tmp_path / "other"), "--copy", "--name", "killed"]) == 0
+    resumed = get_film(store, "killed")
+    assert resumed.id == killed.id and len(film_frames(store, resumed)) == 4
+    for frame, image in zip(film_frames(store, resumed), moving_frames(4, seed=3)):
+        assert np.array_equal(frame_image(store, frame), image)
     assert check_store(store, checksums=True, min_age_s=0).clean
     assert_store_reads(store, film)
 

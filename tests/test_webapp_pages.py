@@ -211,6 +211,6 @@ def test_training_page_shows_the_gate_verdict_with_frames_and_uncertainty(tmp_pa
     jobs.claim_next_job(ws.store, "w")
     verdict = ("not published: a tie (gain +0.0000, under 0.001); gate score 0.500 -> 0.500 (...) on 3 edited "
                "validation frame(s): gain +0.000, 90% interval -0.003 to +0.002, better in 39% of bootstrap resamples")
-    jobs.finish_job(ws.store, job.id, "succeeded", verdict)
+    jobs.finish_job(ws.store, job.id, "w", "succeeded", verdict)
     at = _app("training")
     assert any(verdict in c.value and f"job {job.id}" in c.value for c in at.caption), [c.value for c in at.caption]

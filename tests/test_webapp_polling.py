@@ -41,7 +41,7 @@ def _page(page: str) -> AppTest:
 def _finish(store, job_id: int, status: str = "succeeded", message: str = "", version_id: int | None = None):
     claimed = jobs.claim_next_job(store, "test-worker")
     assert claimed is not None and claimed.id == job_id
-    jobs.finish_job(store, job_id, status, message, result_model_version_id=version_id)
+    jobs.finish_job(store, job_id, "test-worker", status, message, result_model_version_id=version_id)
 
 
 def _texts(at) -> str:

@@ -204,3 +204,18 @@ def _square() -> np.ndarray:
     mask = np.zeros((H, W), bool)
     mask[DEFECT] = True
     return mask
+
+
+# --- a source frame referenced in place was moved or changed ----------------------------------------------
+
+def test_a_missing_source_frame_is_named_on_the_page_not_a_traceback(review, tmp_path):
+    store, film, frames = review
+    (tmp_path / "imports" / "tiny" / frames[1].source_name).unlink()  # frame 2 moved away by the user
+    at = _page(film, index=1)
+    [error] = at.error
+    assert f"film 'tiny', frame {frames[1].number}" in error.value and "is missing" in error.value
+    assert "correlnet film relink tiny NEW_FOLDER" in error.value
+    at = _page(film, index=0)  # its neighbour still shows, the flick names the frame it could not read
+    assert not at.error
+    captions = [c for e in at.main if e.type == "image" for c in e.captions]
+    assert any(f"frame {frames[1].number} could not be read" in c for c in captions), captions

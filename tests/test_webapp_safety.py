@@ -201,7 +201,8 @@ def test_app_binds_to_localhost_when_started_from_another_folder(tmp_path):
 
 def test_scanner_frames_upload_like_pngs_and_other_files_are_refused_by_name(plain, tmp_path):
     """DPX, Cineon and EXR frames (what film import reads) pass the upload; the formats come from one home."""
-    from correlnet.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from correlnet.frames import IMAGE_SUFFIXES
+    from correlnet.video import VIDEO_SUFFIXES
     from webapp.uploads import ACCEPTED
 
     assert {"." + s for s in ACCEPTED} == set(IMAGE_SUFFIXES) | set(VIDEO_SUFFIXES) | {".zip"}

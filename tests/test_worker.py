@@ -98,7 +98,7 @@ def test_nan_loss_fails_readably_and_keeps_active_model(tmp_path: Path) -> None:
         for p in model.parameters():
             p.fill_(float("nan"))
     nan_path = save_checkpoint(tmp_path / "nan.pt", model)
-    from studio.detection import register_model_version
+    from studio.versions import register_model_version
     from studio.versions import activate_model_version
 
     nan_version = register_model_version(tf.store, nan_path, film_id=tf.film.id)

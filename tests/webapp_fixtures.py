@@ -64,7 +64,7 @@ def make_web_store(tmp_path: Path, predict: bool = True, **film_kw) -> WebStore:
     store = Store.open(settings)
     write_film(tmp_path / "imports" / "tiny", **film_kw)
     film = films.import_film(store, tmp_path / "imports" / "tiny", name="tiny")
-    version = detection.register_model_version(store, model_path, note="tiny test model")
+    version = versions.register_model_version(store, model_path, note="tiny test model")
     versions.activate_model_version(store, film.id, version.id)
     if predict:
         detection.detect_film(store, film, version, device="cpu")

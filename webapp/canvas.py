@@ -13,6 +13,11 @@ Objects understood (Fabric 6+ JSON as the canvas sends it):
 - "Circle" drawn in TOGGLE colour (point tool): a click that toggles the predicted defect under it.
 Objects moved or scaled afterwards with the toolbar's edit toggle are not supported for paths and
 polygons (their absolute points are used); the page does not expose that workflow.
+
+A shape may reach past the canvas: the compositing clips it to the frame. The page lets it
+(`KEEP_DRAGGING_SCRIPT`): the component's rectangle tool stopped growing as soon as the pointer left the
+canvas, so a rectangle started within ~15 px of the right (or bottom) edge and dragged on past it stayed
+the tool's 2-brush-width starting square (issue 14).
 """
 
 from __future__ import annotations
@@ -31,6 +36,28 @@ ERASE_COLOR = "rgba(0,255,255,0.5)"
 TOGGLE_COLOR = "rgba(255,255,0,0.8)"
 _ORIGIN = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
 _CURVE_SAMPLES = 8
+
+# In the app's document (st.html): while the left button is held, the drawing canvas never hears that
+# the pointer left it. streamlit-drawable-canvas 0.13's rectangle tool ends its drag on Fabric's
+# "mouse:out"; Fabric itself follows a drag outside the canvas (it listens on the document until the
+# button is released), so the rectangle keeps following the pointer, and the mouse-up sends it.
+# Window capture listeners run before the canvas's own (inside the component's shadow root).
+KEEP_DRAGGING_SCRIPT = """
+<script>
+(function () {
+  if (window.__correlnetKeepDragging) { return; }
+  window.__correlnetKeepDragging = true;
+  function hold(event) {
+    const target = event.composedPath ? event.composedPath()[0] : event.target;
+    if ((event.buttons & 1) && target && target.classList && target.classList.contains("upper-canvas")) {
+      event.stopImmediatePropagation();
+    }
+  }
+  window.addEventListener("mouseout", hold, true);
+  window.addEventListener("pointerout", hold, true);
+})();
+</script>
+"""
 
 
 @dataclass(frozen=True)

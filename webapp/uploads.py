@@ -19,7 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from correlnet.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES as _VIDEO
+from correlnet.frames import IMAGE_SUFFIXES
+from correlnet.video import VIDEO_SUFFIXES as _VIDEO
 
 # What film import reads (correlnet.frames, the one home of formats): scanner DPX, Cineon and EXR
 # frames upload like PNGs, ProRes/DNxHR .mov and .mxf like MP4.

@@ -73,10 +73,11 @@ def is_streaming(model: object) -> bool:
     return isinstance(model, StreamingNet)
 
 
-def branch_features(net: StreamingNet, xp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def branch_features(net: nn.Module, xp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """xp: (B, 3, Hp, Wp) -> stem features (prev, mid, next), each (B, C, Hp/2, Wp/2).
 
-    One stem call on the 3B single-channel frames: the same weights for every branch."""
+    One stem call on the 3B single-channel frames: the same weights for every branch. `net`: any model
+    with `stem_features` (a `StreamingNet`, or a Tri-Net, which has the stem but no correlation)."""
     B, _, Hp, Wp = xp.shape
     feats = net.stem_features(xp.reshape(B * 3, 1, Hp, Wp))
     prev, mid, nxt = feats.reshape(B, 3, *feats.shape[1:]).unbind(1)

@@ -137,7 +137,6 @@ def detect_frames(
     neighbours: Sequence[Any],
     cfg: TilingConfig,
     device: torch.device,
-    on_frame: Callable[[int, np.ndarray], None] | None = None,
     indices: Iterable[int] | None = None,
     prepare: bool = True,
     runtime: str | None = None,
@@ -149,8 +148,7 @@ def detect_frames(
         (`default_neighbours(n)` for a plain sequence).
     indices: the frames to predict (default: all), e.g. those not yet predicted when resuming.
     Yields (index, probs (H, W) float32 numpy) in increasing index order, after the model's
-    temporal gate when it has one (as `predict_triplet_tiled`); on_frame(index, probs) is called
-    for each just before it is yielded.
+    temporal gate when it has one (as `predict_triplet_tiled`).
     prepare: predict with a `prepare_for_inference` copy of the model (batch norm folded,
         channels_last, the head run by `runtime`; same outputs up to float rounding); False runs
         `model` as given.
@@ -175,8 +173,6 @@ def detect_frames(
             p, q = pairs[index]
             frames = [np.asarray(read_frame(j), dtype=np.float32) for j in (p, index, q)]
             probs = gate_probs(probs, *frames, gate)
-        if on_frame is not None:
-            on_frame(index, probs)
         yield index, probs
 
 

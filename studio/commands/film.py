@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          description="A folder of frames stays where it is: each frame is referenced by path, size "
                          "and sha256 (checked on every read; after moving the folder run `correlnet film relink`), "
                          "committed every 500 frames, and the same command after an interruption resumes. A video "
-                         "(or a folder with --copy) is decoded into the store as lossless PNG frames, all or "
-                         "nothing. 16-bit is kept; log DPX/Cineon and scene-linear EXR are mapped to "
+                         "(or a folder with --copy) is decoded into the store as lossless PNG frames, committed "
+                         "and resumed the same way; --copy on a folder already imported in place copies that "
+                         "film's frames into the store instead of making a second film. 16-bit is kept; log DPX/Cineon and scene-linear EXR are mapped to "
                          "display-referred 16-bit (correlnet/transfer.py). Import finds duplicated frames and shot "
                          "cuts and chooses each frame's neighbours.")
     imp.add_argument("path", metavar="PATH", help="video (mp4, mov, mxf, avi, mkv; ProRes/DNxHR read at 16 bits) "
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--name", default=None, help="film name (default: the folder or file name)")
     imp.add_argument("--copy", action="store_true",
                      help="copy a folder's frames into the store as PNG instead of referencing them where they lie "
-                     "(about 17 MB and 0.3 s per 2K 16-bit frame)")
+                     "(about 17 MB and 0.3 s per 2K 16-bit frame); for a folder already imported in place, copies "
+                     "that film's frames into the store, keeping its predictions and corrections (resumable)")
     imp.add_argument("--restart", action="store_true",
                      help="discard an interrupted import of PATH and start it again (default: resume it)")
     imp.set_defaults(func=run_import)
@@ -136,8 +138,14 @@ def run_import(args: argparse.Namespace) -> int:
         except (OSError, SQLAlchemyError) as exc:  # disk full, read-only data folder, database refused
             raise CliError(f"{args.path}: the store could not take the film ({_reason(exc)}); free space or fix "
                            "permissions of the data folder and database, then import again (nothing was imported)") from exc
+    copied = getattr(film, "copied_frames", None)  # set when --copy met a film imported in place
+    if film.already_imported and copied:
+        print(f"film {film.id} {film.name!r}: {copied} frame(s) copied into the store from their source files "
+              "(only read); all its frames are now in the store, its predictions and corrections kept")
+        return 0
     if film.already_imported:
-        print(f"already imported as film {film.id} {film.name!r}: nothing copied")
+        print(f"already imported as film {film.id} {film.name!r}: nothing copied"
+              + (" (its frames are in the store)" if copied == 0 else ""))
         return 0
     frames = film_frames(store, film)
     where = "referenced in place" if frames and frames[0].in_place else "copied into the store"
@@ -185,7 +193,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def _model_version(store, film, spec: str | None, settings):  # type: ignore[no-untyped-def]
     from db.models import ModelVersion
-    from studio.detection import register_model_version
+    from studio.versions import register_model_version
 
     if spec is None:
         return None  # the film's active model, pinned by `predict_film` as the app's worker does

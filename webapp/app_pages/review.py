@@ -11,10 +11,11 @@ import numpy as np
 import streamlit as st
 
 from studio import corrections, detection, evidence, frame_queries, jobs
+from studio.frame_sources import SourceFrameError
 from webapp import frame_navigation as nav
 from webapp import keyboard
 from webapp.autosave import CanvasSession, autosave
-from webapp.canvas import ADD_COLOR, ERASE_COLOR, TOGGLE_COLOR, CanvasGeometry
+from webapp.canvas import ADD_COLOR, ERASE_COLOR, KEEP_DRAGGING_SCRIPT, TOGGLE_COLOR, CanvasGeometry
 from webapp.context import AppContext, app_context, author, choose_film
 from webapp.frame_cache import FrameCache
 from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif, load_correction
@@ -250,9 +251,19 @@ def _magnifier(ctx: AppContext, shown: frame_queries.FrameWindow, view, picture:
     left, right = st.columns(2)
     left.image(magnify(picture, centre, window, factor),
                caption=f"{factor}x around ({centre[0]:.0f}, {centre[1]:.0f})")
-    images = [_image(ctx.store, shown.prev), view.image, _image(ctx.store, shown.next)]
+    images, unreadable = [], []
+    for other in (shown.prev, None, shown.next):
+        try:
+            images.append(view.image if other is None else _image(ctx.store, other))
+        except SourceFrameError:  # a moved or changed neighbour: the flick shows the current frame there
+            images.append(view.image)
+            unreadable.append(str(other.number))
     crops = flick_crops(images, centre, window, factor)
-    right.image(flick_gif(crops), caption="flick: previous / current / next (same window)")
+    caption = "flick: previous / current / next (same window)"
+    if unreadable:
+        numbers = ", ".join(dict.fromkeys(unreadable))
+        caption += f"; frame {numbers} could not be read (its source file was moved or changed)"
+    right.image(flick_gif(crops), caption=caption)
 
 
 def _status(frame, view) -> tuple[str, str]:
@@ -289,7 +300,13 @@ def render(ctx: AppContext) -> None:
     flt, opacity = _filters()
     if notice := st.session_state.pop(nav.NOTICE, None):
         st.toast(notice)  # floats over the page: an st.info here moved the canvas 72 px down and back
-    view = build_view(ctx.store, frame, flt, opacity, load_image=_image, load_pred=_probs, load_mask=load_correction)
+    try:
+        view = build_view(ctx.store, frame, flt, opacity, load_image=_image, load_pred=_probs,
+                          load_mask=load_correction)
+    except SourceFrameError as exc:  # a source frame referenced in place was moved or changed
+        st.error(str(exc))  # names the film, frame and file, and what to do; the navigation above still works
+        keyboard.install(keyboard.REVIEW_KEYS)
+        return
     picture = view.frame_rgb if st.session_state.get("hide_overlay") else view.picture
     status, note = _status(frame, view)
     st.markdown(status)
@@ -302,6 +319,7 @@ def render(ctx: AppContext) -> None:
         # Behind a toggle: PNG-encoding a 2K frame on every rerun would cost ~100 ms.
         st.image(picture, output_format="PNG")
     keyboard.install(keyboard.REVIEW_KEYS)  # last: its (empty) element adds no gap above the canvas
+    st.html(KEEP_DRAGGING_SCRIPT, unsafe_allow_javascript=True)  # a rectangle may be dragged past the edge
 
 
 render(app_context())

@@ -29,7 +29,9 @@ def downgrade() -> None:
     referenced = op.get_bind().execute(sa.text("SELECT COUNT(*) FROM frames WHERE source_path IS NOT NULL")).scalar()
     if referenced:
         raise RuntimeError(f"{referenced} frame(s) are referenced in place (no copy in the store); downgrading would "
-                           "lose where they lie. Re-import those films with --copy, or delete them, then downgrade")
+                           "lose where they lie. Copy those films into the store first: `correlnet film import FOLDER "
+                           "--copy` with each film's folder (it keeps the film, its predictions and corrections), "
+                           "then downgrade")
     # SQLite >= 3.35 drops a plain column in place (no table rebuild, see the module docstring).
     op.drop_column("frames", "source_size")
     op.drop_column("frames", "source_path")
