@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -59,8 +58,6 @@ def write_film(folder: Path, n: int, h: int, w: int, seed: int = 0) -> None:
 def worker_main(data_dir: str, db_url: str, model: str, worker_id: str, h: int, w: int) -> None:
     """A worker process: warm up, say "ready", wait for "go PARENT_ID", run jobs until that job ends, then
     print the frame indices it stored as a JSON line."""
-    import threading
-
     import torch
 
     torch.set_num_threads(1)
@@ -69,9 +66,8 @@ def worker_main(data_dir: str, db_url: str, model: str, worker_id: str, h: int, 
     from correlnet.prediction import default_neighbours, detect_frames
     from correlnet.tiling import TilingConfig
     from db.store import Store
-    from studio import jobs
     from studio.settings import Settings
-    from studio.worker import WorkerConfig, run_worker
+    from studio.worker import WorkerConfig, run_worker, stop_when_finished
 
     cpu = torch.device("cpu")
     warm = np.random.default_rng(0).random((3, h, w)).astype(np.float32)
@@ -88,15 +84,7 @@ def worker_main(data_dir: str, db_url: str, model: str, worker_id: str, h: int, 
     studio.detection._save_prediction = logged
     print("ready", flush=True)
     parent_id = int(sys.stdin.readline().split()[1])
-    stop = threading.Event()
-
-    def until_done() -> None:
-        while jobs.get_job(store, parent_id).status in jobs.ACTIVE:
-            time.sleep(0.05)
-        stop.set()
-
-    threading.Thread(target=until_done, daemon=True).start()
-    run_worker(store, settings, device="cpu", worker_id=worker_id, stop=stop,
+    run_worker(store, settings, device="cpu", worker_id=worker_id, stop=stop_when_finished(store, parent_id),
                config=WorkerConfig(poll_seconds=0.05, heartbeat_seconds=5.0, stale_after_seconds=60.0))
     print(json.dumps({"saved": saved}), flush=True)
     store.close()

@@ -25,7 +25,7 @@ from correlnet import video
 from db.files import read_png, sha256_file
 from db.models import Film
 from db.store import Store
-from studio.frame_sources import reference_file
+from studio.frame_sources import SourceRef, reference_file, source_problem
 from studio.import_checks import (
     FilmImportError,
     ImportConfig,
@@ -84,7 +84,7 @@ class FolderSource:
         if self.copying:
             return stored_image(store, row)
         file = Path(row.source_path)
-        if sha256_file(file) != row.sha256:
+        if source_problem(SourceRef(file, row.source_size, row.sha256)) is not None:
             raise FilmImportError(f"{file}: changed since it was imported; put the original back, or start the "
                                   "import again from scratch with `correlnet film import PATH --restart`")
         return read_frame_file(file)

@@ -230,12 +230,11 @@ class _Run:
 
     def _store_frame(self, frame: SourceFrame) -> dict:
         """Write a copied frame as the store's PNG (never recreating a vanished folder); its row's columns."""
-        name = f"{frame.index:06d}.png"
         try:
-            sha = write_png(self.folder / FRAMES_DIR / name, frame.image, create_dirs=False)
+            path, sha = write_frame_png(self.folder, f"{FILMS_DIR}/{self.key}", frame.index, frame.image)
         except FileNotFoundError as exc:
-            raise FilmImportError(self._vanished(f"while frame {name} was written")) from exc
-        return dict(frame.fields, path=f"{FILMS_DIR}/{self.key}/{FRAMES_DIR}/{name}", sha256=sha)
+            raise FilmImportError(self._vanished(f"while frame {frame.index:06d}.png was written")) from exc
+        return dict(frame.fields, path=path, sha256=sha)
 
     def _vanished(self, when: str) -> str:
         kept = "the committed batches are lost: " if self.film_id is not None else ""
@@ -323,6 +322,15 @@ def commit_batch(run: _Run) -> None:
     run.done += len(run.rows)
     run.thumbs.extend(run.batch_thumbs)
     run.rows, run.batch_thumbs = [], []
+
+
+def write_frame_png(folder: Path, storage_dir: str, index: int, image: np.ndarray) -> tuple[str, str]:
+    """Write frame `index` as a film's stored PNG, the one layout of copied frames (`folder`: the film's
+    folder in the store, `storage_dir` its path relative to the data folder; a vanished folder is never
+    recreated: FileNotFoundError). Returns (path relative to the data folder, sha256)."""
+    name = f"{index:06d}.png"
+    sha = write_png(folder / FRAMES_DIR / name, image, create_dirs=False)
+    return f"{storage_dir}/{FRAMES_DIR}/{name}", sha
 
 
 def committed_frames(store: Store, film: Film) -> int:

@@ -26,14 +26,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from db.files import sha256_file
 from db.models import Correction, Film, Frame, ModelVersion, Prediction
 from db.store import Store
 from studio import staging
 from studio.frame_sources import SourceRef, problem_message, source_problem
-from studio.resumable_import import resume_command
+from studio.resumable_import import committed_frames, resume_command
 
 MIN_AGE_S = 3_600.0  # a write and its row take seconds; an unreferenced file older than this is junk
 UPLOAD_MIN_AGE_S = staging.MAX_AGE_S  # an upload folder lives as long as its import, which can take a day
@@ -62,7 +62,7 @@ def check_store(store: Store, checksums: bool = False, min_age_s: float = MIN_AG
                 upload_min_age_s: float = UPLOAD_MIN_AGE_S) -> StoreReport:
     """Compare the store's files with its rows (see the module docstring); changes nothing."""
     report = StoreReport()
-    referenced = _check_rows(store, report, checksums)
+    referenced, sources = _check_rows(store, report, checksums)
     with store.session() as s:
         films = s.execute(select(Film)).scalars().all()
     film_dirs = {store.path(f.storage_dir) for f in films}
@@ -83,17 +83,17 @@ def check_store(store: Store, checksums: bool = False, min_age_s: float = MIN_AG
     uploads = store.data_dir / "uploads"
     for child in sorted(uploads.glob("upload-*")) if uploads.is_dir() else []:
         _sort_by_age(child, report, now, upload_min_age_s, newest_inside=True)
-    report.junk = _without_sources(report.junk, referenced)
+    report.junk = _without_sources(report.junk, sources)
     return report
 
 
-def _without_sources(junk: list[Path], referenced: set[Path]) -> list[Path]:
-    """`junk` less every path that is, or holds, a referenced file (a reel relinked or copied into the data
-    folder by hand is the user's, not ours to remove)."""
-    if not junk:
+def _without_sources(junk: list[Path], sources: set[Path]) -> list[Path]:
+    """`junk` less every path that is, or holds, a source file referenced in place (stored resolved; a reel
+    relinked or copied into the data folder by hand is the user's, not ours to remove)."""
+    if not junk or not sources:
         return junk
-    kept = [p.resolve() for p in referenced]
-    return [j for j in junk if not any(k == j.resolve() or k.is_relative_to(j.resolve()) for k in kept)]
+    roots = [(j, j.resolve()) for j in junk]
+    return [j for j, root in roots if not any(src.is_relative_to(root) for src in sources)]
 
 
 def repair_store(store: Store, report: StoreReport) -> list[Path]:
@@ -113,8 +113,11 @@ def repair_store(store: Store, report: StoreReport) -> list[Path]:
     return removed
 
 
-def _check_rows(store: Store, report: StoreReport, checksums: bool) -> set[Path]:
+def _check_rows(store: Store, report: StoreReport, checksums: bool) -> tuple[set[Path], set[Path]]:
+    """(store files the rows reference, source files referenced in place); reports what is missing or
+    damaged."""
     referenced: set[Path] = set()
+    sources: set[Path] = set()
     with store.session() as s:
         names = dict(s.execute(select(Film.id, Film.name)).all())
         for row in s.execute(select(Frame.id, Frame.film_id, Frame.number, Frame.path, Frame.sha256,
@@ -122,7 +125,7 @@ def _check_rows(store: Store, report: StoreReport, checksums: bool) -> set[Path]
             if row.source_path is None:
                 _check_file(store.path(row.path), row.sha256, f"frame {row.id}", report, checksums, referenced)
                 continue
-            referenced.add(Path(row.source_path))  # a user's file: never junk, wherever it lies
+            sources.add(Path(row.source_path))  # a user's file: never junk, wherever it lies
             problem = source_problem(SourceRef(Path(row.source_path), row.source_size, row.sha256), checksums)
             if problem is not None:
                 (report.missing if problem == "missing" else report.damaged).append(
@@ -131,7 +134,7 @@ def _check_rows(store: Store, report: StoreReport, checksums: bool) -> set[Path]
         for table, what in FILE_TABLES:
             for row_id, relative, sha in s.execute(select(table.id, table.path, table.sha256)):
                 _check_file(store.path(relative), sha, f"{what} {row_id}", report, checksums, referenced)
-    return referenced
+    return referenced, sources
 
 
 def _check_file(path: Path, sha: str, what: str, report: StoreReport, checksums: bool, referenced: set[Path]) -> None:
@@ -147,8 +150,7 @@ def _interrupted_import(store: Store, film: Film, folder: Path, report: StoreRep
     if staging.is_alive(folder, max_age_s=0.0):  # locked by the live import (age alone proves nothing here)
         report.busy.append(folder)
         return
-    with store.session() as s:
-        done = s.execute(select(func.count()).select_from(Frame).where(Frame.film_id == film.id)).scalar_one()
+    done = committed_frames(store, film)
     report.interrupted.append(
         f"film {film.name!r}: its import from {film.source_path} stopped after {done} of {film.frame_count} frames; "
         f"run `{resume_command(film)}` again to resume it (or add --restart to start over)")

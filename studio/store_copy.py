@@ -18,12 +18,11 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from correlnet.job_context import JobContext, job_or_null
-from db.files import write_png
 from db.models import Film, Frame
 from db.store import Store
 from studio.frame_sources import SourceFrameError
 from studio.import_checks import FilmImportError, ImportConfig
-from studio.resumable_import import FRAMES_DIR
+from studio.resumable_import import FRAMES_DIR, write_frame_png
 from studio.staging import LiveLock, LockHeld
 
 
@@ -66,10 +65,8 @@ def copy_into_store(store: Store, film: Film, cfg: ImportConfig = ImportConfig()
                                             "and corrections are kept either way)")
                     error.kept_frames = stored + copied
                     raise error from exc
-                name = f"{frame.index:06d}.png"
-                sha = write_png(folder / FRAMES_DIR / name, image, create_dirs=False)
-                rows.append(dict(id=frame.id, path=f"{film.storage_dir}/{FRAMES_DIR}/{name}", sha256=sha,
-                                 source_path=None, source_size=None))
+                path, sha = write_frame_png(folder, film.storage_dir, frame.index, image)
+                rows.append(dict(id=frame.id, path=path, sha256=sha, source_path=None, source_size=None))
                 lock.touch()
                 job.report(done=stored + copied + len(rows), total=film.frame_count, unit="frame")
             with store.write() as s:  # row second: every PNG of the batch is written

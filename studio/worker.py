@@ -234,6 +234,20 @@ def _recover(store: Any, stale_after_seconds: float) -> None:
         log.warning("job %s (film %s) had lost its worker: now %s", job.id, job.film_id, job.status)
 
 
+def stop_when_finished(store: Any, job_id: int, poll_seconds: float = 0.05) -> threading.Event:
+    """An event for `run_worker(stop=...)` that a daemon thread sets once job `job_id` is no longer queued
+    or running: a worker that helps with one (split) detection and then exits."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while jobs.get_job(store, job_id).status in jobs.ACTIVE:
+            time.sleep(poll_seconds)
+        stop.set()
+
+    threading.Thread(target=watch, name=f"stop-after-job-{job_id}", daemon=True).start()
+    return stop
+
+
 def run_worker(store: Any, settings: Any, once: bool = False, poll_seconds: float | None = None,
                device: str | torch.device | None = None, worker_id: str | None = None,
                config: WorkerConfig | None = None, stop: threading.Event | None = None,

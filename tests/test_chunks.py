@@ -265,7 +265,7 @@ def _worker_process(data_dir: str, db_url: str | None, model: str, worker_id: st
     import studio.chunks
     import studio.detection
     import studio.worker
-    from studio.worker import WorkerConfig, run_worker
+    from studio.worker import WorkerConfig, run_worker, stop_when_finished
 
     settings = Settings(data_dir=Path(data_dir), db_url=db_url, device="cpu", default_model=Path(model))
     store = Store.open(settings, upgrade=False)
@@ -290,16 +290,9 @@ def _worker_process(data_dir: str, db_url: str | None, model: str, worker_id: st
 
     studio.detection._save_prediction, studio.worker.run_chunk = logged_save, first_waits
     studio.chunks.finish_chunk = counted_finish
-    stop = threading.Event()
-
-    def until_done() -> None:
-        while jobs.get_job(store, parent_id).status in jobs.ACTIVE:
-            time.sleep(0.05)
-        stop.set()
-
-    threading.Thread(target=until_done, daemon=True).start()
     cfg = WorkerConfig(poll_seconds=0.05, heartbeat_seconds=0.5, chunks=ONE_FRAME_CHUNKS)
-    run_worker(store, settings, device="cpu", worker_id=worker_id, config=cfg, stop=stop)
+    run_worker(store, settings, device="cpu", worker_id=worker_id, config=cfg,
+               stop=stop_when_finished(store, parent_id))
     Path(log).write_text(json.dumps({"saved": saved, "finished_parent": sum(finished)}))
     store.close()
 
