@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -95,17 +94,16 @@ def run_once(src: Path, tmp: Path, workers: int, postgres: str | None, model: st
     from sqlalchemy import func, select
 
     from db.models import Frame, Prediction
-    from db.testing import postgres_schema
-    from db.store import Store
+    from db.testing import temporary_store
     from studio import chunks, jobs
     from studio.films import import_film
 
     data_dir = tmp / f"store-{workers}"
-    with (postgres_schema(postgres) if postgres else nullcontext(None)) as url:
-        store = Store.connect(data_dir, url or f"sqlite:///{(data_dir / 'studio.db').resolve()}")
+    with temporary_store(data_dir, postgres) as store:
+        url = store.engine.url.render_as_string(hide_password=False) if postgres else ""  # "": the data folder's
         film = import_film(store, src, name="reel")
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-        procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(data_dir), url or "", model, f"w{k}",
+        procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(data_dir), url, model, f"w{k}",
                                    str(h), str(w)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True) for k in range(workers)]
         for p in procs:
@@ -130,7 +128,6 @@ def run_once(src: Path, tmp: Path, workers: int, postgres: str | None, model: st
             per_frame = dict(s.execute(select(Frame.index, func.count(Prediction.id)).outerjoin(
                 Prediction, (Prediction.frame_id == Frame.id) & (Prediction.model_version_id == row.model_version_id))
                 .where(Frame.film_id == film.id).group_by(Frame.index)).all())
-        store.close()
     by_worker: dict[str, int] = {}
     for c in rows:
         by_worker[c.worker_id] = by_worker.get(c.worker_id, 0) + 1

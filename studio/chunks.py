@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from db.models import Film, Frame, Prediction, TrainingJob
-from studio.jobs import ACTIVE, JobError, for_update, has_chunks, locked_job, utcnow
+from studio.jobs import ACTIVE, JobError, for_update, has_chunks, locked_job, locked_with_parent, utcnow
 
 CHUNK_KIND = "predict_chunk"
 
@@ -77,9 +77,10 @@ def plan_chunks(todo: Sequence[tuple[int, int]], size: int) -> list[tuple[int, i
             if open_chunk:
                 chunks.append(open_chunk)
                 open_chunk = []
-            base, extra = divmod(len(frames), math.ceil(len(frames) / size))  # the first `extra` get one more
+            pieces = math.ceil(len(frames) / size)
+            base, extra = divmod(len(frames), pieces)  # the first `extra` get one more
             start = 0
-            for k in range(math.ceil(len(frames) / size)):
+            for k in range(pieces):
                 end = start + base + (k < extra)
                 chunks.append(frames[start:end])
                 start = end
@@ -144,11 +145,9 @@ def finish_chunk(store: Any, chunk_id: int, worker_id: str, status: str, message
     call finished it (exactly once: the parent's lock is held), else None. A chunk no longer this
     worker's (recovered as stale meanwhile) is left to its new owner."""
     with store.write() as s:
-        parent_id = s.execute(select(TrainingJob.parent_id).where(TrainingJob.id == chunk_id)).scalar_one_or_none()
-        if parent_id is None:
+        parent, chunk = locked_with_parent(s, chunk_id) or (None, None)
+        if parent is None:
             raise JobError(f"job {chunk_id} is not a detection chunk")
-        parent = locked_job(s, parent_id)
-        chunk = locked_job(s, chunk_id)
         if chunk.status != "running" or chunk.worker_id != worker_id:
             return None
         chunk.status, chunk.finished_at, chunk.heartbeat_at, chunk.message = status, utcnow(), utcnow(), message

@@ -101,6 +101,16 @@ def locked_job(session: Any, job_id: int) -> TrainingJob | None:
     return session.execute(for_update(select(TrainingJob).where(TrainingJob.id == job_id), session)).scalar_one_or_none()
 
 
+def locked_with_parent(session: Any, job_id: int, *where: Any) -> tuple[TrainingJob | None, TrainingJob] | None:
+    """(parent or None, job) of job `job_id`, both locked in the one order every writer keeps: the parent
+    before the chunk (so two transactions can never wait on each other). None when no job matches `where`."""
+    row = session.execute(select(TrainingJob.parent_id).where(TrainingJob.id == job_id, *where)).first()
+    if row is None:
+        return None
+    parent = locked_job(session, row.parent_id) if row.parent_id is not None else None
+    return parent, locked_job(session, job_id)
+
+
 def has_chunks() -> Any:
     """SQL condition: the TrainingJob row is a split detection (it has chunk rows)."""
     chunk = aliased(TrainingJob)
@@ -216,11 +226,10 @@ def request_cancel(store: Any, job_id: int) -> TrainingJob:
     from studio import chunks
 
     with store.write() as s:
-        row = s.execute(select(TrainingJob.parent_id).where(TrainingJob.id == job_id)).first()
-        if row is None:
+        locked = locked_with_parent(s, job_id)
+        if locked is None:
             raise JobError(f"no job with id {job_id}")
-        parent = locked_job(s, row.parent_id) if row.parent_id is not None else None  # parent before chunk
-        job = locked_job(s, job_id)
+        parent, job = locked
         if job.status == "queued":
             job.status, job.finished_at, job.message = "cancelled", utcnow(), "cancelled before it started"
         elif job.status == "running":
@@ -262,11 +271,10 @@ def release_job(store: Any, job_id: int, worker_id: str, note: str) -> None:
     from studio import chunks
 
     with store.write() as s:
-        row = s.execute(select(TrainingJob.parent_id).where(TrainingJob.id == job_id, ~has_chunks())).first()
-        if row is None:
+        locked = locked_with_parent(s, job_id, ~has_chunks())
+        if locked is None:
             return
-        parent = locked_job(s, row.parent_id) if row.parent_id is not None else None  # parent before chunk
-        job = locked_job(s, job_id)
+        parent, job = locked
         if job.status != "running" or job.worker_id != worker_id:
             return
         if job.cancel_requested:

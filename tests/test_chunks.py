@@ -239,17 +239,10 @@ def test_a_chunk_whose_workers_die_twice_fails_the_detection(store: Store) -> No
 # --- real detection with a tiny model -----------------------------------------------------------------------
 
 def _tiny_film(tmp_path: Path, db_url: str | None):
-    from correlnet.checkpoint import save_checkpoint
-    from studio.films import import_film
-    from tests.model_fixtures import tiny_model
-    from tests.worker_fixtures import write_frames
+    from tests.worker_fixtures import make_tiny_film
 
-    write_frames(tmp_path / "src", np.random.default_rng(0))
-    torch.manual_seed(0)
-    model = save_checkpoint(tmp_path / "start.pt", tiny_model("efficient-correlnet"))
-    settings = Settings(data_dir=tmp_path / "data", db_url=db_url, device="cpu", default_model=model, retrain_after=0)
-    store = Store.open(settings)
-    return store, settings, import_film(store, tmp_path / "src", name="tiny")
+    tf = make_tiny_film(tmp_path, corrected=(), db_url=db_url)
+    return tf.store, tf.settings, tf.film
 
 
 def _predictions_per_frame(store: Store, film_id: int) -> dict[int, int]:

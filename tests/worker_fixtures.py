@@ -48,12 +48,15 @@ def write_frames(folder: Path, rng: np.random.Generator) -> dict[int, np.ndarray
     return masks
 
 
-def make_tiny_film(tmp_path: Path, corrected: tuple[int, ...] = (1, 2, 4, 5, 6)) -> TinyFilm:
+def make_tiny_film(tmp_path: Path, corrected: tuple[int, ...] = (1, 2, 4, 5, 6), db_url: str | None = None) -> TinyFilm:
+    """The film "tiny" in a store under tmp_path/data (SQLite, or `db_url`), its start model, and the
+    `corrected` frames' true masks saved as corrections."""
     rng = np.random.default_rng(0)
     masks = write_frames(tmp_path / "src", rng)
     torch.manual_seed(0)
     model_path = save_checkpoint(tmp_path / "start.pt", tiny_model("efficient-correlnet"))
-    settings = Settings(data_dir=tmp_path / "data", device="cpu", default_model=model_path, retrain_after=0)
+    settings = Settings(data_dir=tmp_path / "data", db_url=db_url, device="cpu", default_model=model_path,
+                        retrain_after=0)
     store = Store.open(settings)
     film = import_film(store, tmp_path / "src", name="tiny")
     frames = film_frames(store, film)
