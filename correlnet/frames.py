@@ -312,7 +312,11 @@ def iter_frames(source: str | Path, start: int = 0, stop: int | None = None, ste
         for file in list_frame_files(path)[start:stop:step]:
             yield read_image(file)
     elif path.is_file():
-        yield from islice(video.iter_video_frames(path), start, stop, step)
+        # Frames before `start` are decoded but never converted (iter_video_frames' start); islice keeps its
+        # own errors for a negative start or stop.
+        skip = max(start, 0)
+        end = None if stop is None else (max(stop - skip, 0) if stop >= 0 else stop)
+        yield from islice(video.iter_video_frames(path, skip), start - skip, end, step)
     else:
         raise FrameReadError(f"{path}: not found; pass a video file or a folder of frames")
 
@@ -369,7 +373,7 @@ class FrameSequence:
         if self._iter is None or i < self._next:
             from correlnet import video
 
-            self._iter, self._next = video.iter_video_frames(self.path), 0
+            self._iter, self._next = video.iter_video_frames(self.path, start=i), i  # earlier frames: decoded only
         while self._next <= i:
             frame = next(self._iter, None)
             if frame is None:

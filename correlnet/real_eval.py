@@ -28,7 +28,7 @@ from torch import nn
 from correlnet import DEFECT_THRESHOLD
 from correlnet.evaluate import EvalConfig, centre_frames, clean_triplet, evaluate_sequences, triplet_rng
 from correlnet.inference import prepare_for_inference
-from correlnet.job_context import JobContext
+from correlnet.job_context import JobContext, job_or_null
 from correlnet.moving_trap import MovingTrapConfig, MovingTrapCounts, add_moving_objects
 from correlnet.prediction import predict_triplet_tiled
 from correlnet.real_footage import FilmClip, annotated_scores, clean_video_flagged, real_film_flagged
@@ -190,11 +190,11 @@ def run_parts(model: nn.Module, parts: Iterable[str], data: EvalData, cfg: RealE
     """
     from correlnet.synth import SynthConfig
 
+    job = job_or_null(job)
     model = prepare_for_inference(model, device)  # once for every part
     out: dict[str, Any] = {}
     for part in parse_parts(parts):
-        if job is not None:
-            job.report(message=f"part {part}")
+        job.report(message=f"part {part}")
         if part == "a":
             seqs = data.sequences if data.sequences is not None else data.demo
             if not isinstance(seqs, dict) or not seqs:

@@ -248,10 +248,15 @@ def _train_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, batch
     return value
 
 
+def _at_checkpoint(cfg: TrainConfig, done: int, total: int) -> bool:
+    """Whether step `done` of `total` ends with a regular checkpoint (every cfg.checkpoint_every, and the last)."""
+    return done % cfg.checkpoint_every == 0 or done == total
+
+
 def _validate_if_due(model: nn.Module, val_fn: Any, val_steps: Collection[int] | None, cfg: TrainConfig,
                      done: int, total: int, result: TrainResult) -> dict[str, float] | None:
     """val_fn's metrics after step `done` when validation is due then (recorded in val_history), else None."""
-    due = done in val_steps if val_steps is not None else done % cfg.checkpoint_every == 0 or done == total
+    due = done in val_steps if val_steps is not None else _at_checkpoint(cfg, done, total)
     if val_fn is None or not due:
         return None
     val = _validate(model, val_fn)
@@ -265,7 +270,7 @@ def _end_of_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, cfg:
     """Loss history and the checkpoint (with this step's validation metrics, if any) when due."""
     if done % 50 == 0 or done == total or stop:
         result.loss_history.append((done, avg))
-    if path is not None and (done % cfg.checkpoint_every == 0 or done == total or stop):
+    if path is not None and (_at_checkpoint(cfg, done, total) or stop):
         state = {"step": done, "optimizer": opt.state_dict(), "rng": rng_state(),
                  "scaler": scaler.state_dict() if scaler is not None else None}
         save_training(path, model, asdict(cfg), state, {"loss": avg, "step": done, **(val or {})}, provenance)

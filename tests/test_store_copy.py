@@ -110,6 +110,9 @@ def test_the_cli_copies_an_in_place_film_with_import_copy(tmp_path, monkeypatch,
     write_folder(tmp_path / "src", moving_frames(4), "f_{}.png")
     assert main(["film", "import", str(tmp_path / "src")]) == 0
     assert "frames referenced in place" in capsys.readouterr().out
+    assert main(["film", "import", str(tmp_path / "src")]) == 0  # again, in place: its frames stay where they are
+    out = capsys.readouterr().out
+    assert "already imported as film 1 'src': nothing copied" in out and "in the store" not in out
     assert main(["film", "import", str(tmp_path / "src"), "--copy"]) == 0
     assert "film 1 'src': 4 frame(s) copied into the store" in capsys.readouterr().out
     assert main(["film", "import", str(tmp_path / "src"), "--copy"]) == 0

@@ -138,7 +138,7 @@ def run_import(args: argparse.Namespace) -> int:
         except (OSError, SQLAlchemyError) as exc:  # disk full, read-only data folder, database refused
             raise CliError(f"{args.path}: the store could not take the film ({_reason(exc)}); free space or fix "
                            "permissions of the data folder and database, then import again (nothing was imported)") from exc
-    copied = getattr(film, "copied_frames", None)  # set when --copy met a film imported in place
+    copied = film.copied_frames if args.copy else None  # --copy of a film imported in place copies its frames
     if film.already_imported and copied:
         print(f"film {film.id} {film.name!r}: {copied} frame(s) copied into the store from their source files "
               "(only read); all its frames are now in the store, its predictions and corrections kept")
