@@ -1,11 +1,12 @@
 """The Review page's latency as a restorer sees it: the real app in Debian Chromium (Playwright), timed
 inside the page with performance.now() (`python bench/webapp_latency.py --browser`).
 
-- next: from the keydown of "j" to the first animation frame where the status line names the next
-  frame and the canvas's background shows a new, fully drawn image (not the previous frame's, not the
-  blank canvas a new component starts with);
+- next: from the keydown of "j" to the first animation frame where the canvas's status line names the
+  next frame and its picture element holds that frame's picture, loaded and decoded (the review canvas,
+  webapp/review_canvas.py, swaps in a picture it decoded ahead; a frame outside what it holds would wait
+  for the server and count here);
 - save: from the mouse-up of a brush stroke to the first animation frame showing a new
-  "Saved correction N" caption (the canvas component itself sends a stroke 200 ms after mouse-up).
+  "Saved correction N" caption (the canvas sends the stroke at mouse-up).
 """
 
 from __future__ import annotations
@@ -18,22 +19,18 @@ BROWSER_STEPS = 20  # frames measured: next then save on each
 # the two measurements. Each stores its result in window.__latency once the page shows the change.
 PROBE = r"""
 () => {
-  function backgrounds(root, out) {
-    root.querySelectorAll("canvas.dc-background-canvas").forEach((c) => out.push(c));
-    root.querySelectorAll("*").forEach((el) => { if (el.shadowRoot) { backgrounds(el.shadowRoot, out); } });
-    return out;
-  }
-  function signature() {  // null while no background is fully drawn
-    const all = backgrounds(document, []).filter((c) => c.isConnected && c.width > 0);
-    if (!all.length) { return null; }
-    const c = all[all.length - 1];
-    const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-    const sample = [];
-    for (let i = 0; i < data.length; i += 4 * 7) {
-      if (data[i + 3] === 0) { return null; }
-      sample.push(data[i], data[i + 1], data[i + 2]);
+  function find(root, selector) {  // the first match, through the components' shadow roots
+    const hit = root.querySelector(selector);
+    if (hit) { return hit; }
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) { const inner = find(el.shadowRoot, selector); if (inner) { return inner; } }
     }
-    return sample.join(",");
+    return null;
+  }
+  function shown(index) {  // the picture shown for frame `index`, loaded and decoded, or null
+    const img = find(document, ".rc-view img.rc-picture");
+    return img && img.dataset.index === String(index) && img.dataset.ready === "1" && img.complete
+      && img.naturalWidth > 0 ? img : null;
   }
   function texts(testid) {
     return Array.from(document.querySelectorAll(`[data-testid="${testid}"]`)).map((e) => e.innerText);
@@ -41,16 +38,15 @@ PROBE = r"""
   function until(done, then) {
     (function tick() { const t = done(); if (t) { then(t); } else { requestAnimationFrame(tick); } })();
   }
-  window.__latencyNext = function (want) {
+  window.__latencyNext = function (index) {
     window.__latency = null;
-    const before = signature();
     let t0 = null, label = null;
     window.addEventListener("keydown", () => { t0 = performance.now(); }, { capture: true, once: true });
     until(() => {
       if (t0 === null) { return false; }
-      if (label === null && texts("stMarkdown").some((t) => t.includes(want))) { label = performance.now(); }
-      const now = label === null ? null : signature();
-      return now !== null && now !== before && performance.now();
+      const line = find(document, ".rc-label");
+      if (label === null && line && line.innerText.includes(`(index ${index})`)) { label = performance.now(); }
+      return label !== null && shown(index) !== null && performance.now();
     }, (t1) => { window.__latency = { label: label - t0, image: t1 - t0 }; });
   };
   window.__latencySave = function () {
@@ -68,20 +64,17 @@ PROBE = r"""
 
 
 def _settle(page) -> None:
-    """Until the app has no run in progress, then a little longer (the canvas mounts after the run)."""
+    """Until the app has no run in progress and the canvas's sends are applied, then a little longer
+    (a restorer looks at a frame before pressing on)."""
     from tests.browser_fixtures import app_idle, wait_for
 
-    wait_for(lambda: app_idle(page), 60, "the app to finish its run")
+    wait_for(lambda: app_idle(page) and not page.evaluate("window.__correlnetCanvas.busy()"), 60,
+             "the app to finish its run")
     page.wait_for_timeout(500)
 
 
 def _shown_index(page) -> int:
-    import re
-
-    for text in page.get_by_test_id("stMarkdown").all_inner_texts():
-        if match := re.search(r"\(index (\d+)\)", text):
-            return int(match.group(1))
-    raise RuntimeError("the Review page shows no frame index")
+    return int(page.locator(".rc-view").get_attribute("data-index"))
 
 
 def _measured(page, timeout_ms: float = 30_000) -> dict | None:
@@ -109,13 +102,13 @@ def measure_in_browser(ws, tmp: Path, steps: int = BROWSER_STEPS) -> dict[str, l
         page = browser.new_page(viewport={"width": 1500, "height": 1300})
         page.set_default_timeout(120_000)
         page.goto(f"{url}/review")
-        canvas = page.locator("canvas.upper-canvas").first
+        canvas = page.locator("canvas.rc-ink").first
         expect(canvas).to_be_visible(timeout=120_000)
         expect(page.get_by_text("(index 0)")).to_be_visible(timeout=60_000)
         _settle(page)
         page.evaluate(PROBE)
         for k in range(steps):
-            page.evaluate(f"window.__latencyNext('(index {_shown_index(page) + 1})')")
+            page.evaluate(f"window.__latencyNext({_shown_index(page) + 1})")
             page.keyboard.press("j")
             if (result := _measured(page)) is None:
                 out["lost"][0] += 1

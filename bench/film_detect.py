@@ -20,8 +20,9 @@ Measures, in one run (so ratios are comparable under the same load):
   largest difference of their probabilities.
 With --json, the last line is a JSON object with the keys eager_fps, accelerated_fps, end_to_end_fps
 (`detect_film` through a temporary store on --film N frames, default 6, after a warm-up on two frames),
-max_abs_prob_diff, plus runtime, compile_s, gflop_per_frame, matmul_gflops and flop_bound_share
-(accelerated frames/s over the frames/s at matmul speed).
+max_abs_prob_diff, plus runtime, runtime_fps, sequential_gate_fps (the shipped path with the temporal
+gate's flows computed after the network instead of on a thread beside it), compile_s, gflop_per_frame,
+matmul_gflops and flop_bound_share (accelerated frames/s over the frames/s at matmul speed).
 With --profile, the top operators of one streamed frame by self CPU time.
 With --film N, also the whole `correlnet film detect` path on N frames: the frames written as 8-bit
 PNGs, imported into a temporary SQLite store, then `studio.detection.detect_film` (PNG reads,
@@ -142,23 +143,28 @@ def time_film_detect(frames: np.ndarray, model_path: str | None, warm: bool = Fa
     return seconds / len(frames)
 
 
-def _stream_fps(model, frames: np.ndarray, cfg: TilingConfig, device, runtime: str) -> tuple[float, float, np.ndarray, str]:
+def _stream_fps(model, frames: np.ndarray, cfg: TilingConfig, device, runtime: str, overlap_gate: bool = True
+                ) -> tuple[float, float, np.ndarray, str]:
     """(frames/s, warm-up seconds, probs (n, H, W), runtime used) of `detect_frames` on a prepared model,
     timed after a warm-up pass over two frames."""
     from correlnet.inference import prepare_for_inference
 
     prepared = prepare_for_inference(model, device, runtime)
-    warm = timed(lambda: list(detect_frames(prepared, lambda i: frames[i], default_neighbours(2), cfg, device)))
-    nb = default_neighbours(len(frames))
+
+    def stream(nb):
+        return detect_frames(prepared, lambda i: frames[i], nb, cfg, device, overlap_gate=overlap_gate)
+
+    warm = timed(lambda: list(stream(default_neighbours(2))))
     result: list[np.ndarray] = []
-    t = timed(lambda: result.extend(p for _, p in detect_frames(prepared, lambda i: frames[i], nb, cfg, device)))
+    t = timed(lambda: result.extend(p for _, p in stream(default_neighbours(len(frames)))))
     return len(frames) / t, warm, np.stack(result), getattr(prepared, "runtime_used", runtime)
 
 
 def compare_runtimes(model, frames: np.ndarray, cfg: TilingConfig, device, runtime: str | None) -> dict:
     """eager as before issue 17 against the shipped path, and every runtime, on the same frames.
 
-    eager_fps: eager PyTorch with glibc's default memory behaviour (CORRELNET_KEEP_MEMORY=0);
+    eager_fps: eager PyTorch with glibc's default memory behaviour (CORRELNET_KEEP_MEMORY=0) and the
+    gate's flows computed after the network (`overlap_gate=False`), as before issue 17;
     runtime_fps[name]: each installed runtime with freed memory kept (`keep_freed_memory`);
     accelerated_fps: the one `resolve_runtime` picks (or --runtime), memory kept: the shipped default."""
     import os
@@ -167,11 +173,13 @@ def compare_runtimes(model, frames: np.ndarray, cfg: TilingConfig, device, runti
 
     os.environ[MEMORY_ENV_VAR] = "0"
     release_freed_memory()
-    eager_fps, _, reference, _ = _stream_fps(model, frames, cfg, device, "eager")
+    eager_fps, _, reference, _ = _stream_fps(model, frames, cfg, device, "eager", overlap_gate=False)
     os.environ[MEMORY_ENV_VAR] = "1"
     keep_freed_memory()
     chosen = resolve_runtime(device, runtime)
     out: dict = {"eager_fps": eager_fps, "runtime": chosen, "runtime_fps": {}, "compile_s": 0.0, "max_abs_prob_diff": 0.0}
+    # The same shipped path with the gate after the network: what the overlap alone gives.
+    out["sequential_gate_fps"] = _stream_fps(model, frames, cfg, device, chosen, overlap_gate=False)[0]
     for name in ("eager", "openvino", "onnxruntime"):
         if not available(name):
             continue
@@ -255,7 +263,8 @@ def main() -> None:
                        flop_bound_share=summary["accelerated_fps"] / bound, frames=args.frames)
         print(f"\neager as before: {summary['eager_fps']:.3f} frames/s; memory kept: "
               + ", ".join(f"{k} {v:.3f}" for k, v in summary["runtime_fps"].items())
-              + f" frames/s; shipped path ({summary['runtime']}) {summary['accelerated_fps']:.3f} frames/s "
+              + f" frames/s (gate after the network: {summary['sequential_gate_fps']:.3f})"
+              + f"; shipped path ({summary['runtime']}) {summary['accelerated_fps']:.3f} frames/s "
               f"({summary['accelerated_fps'] / summary['eager_fps']:.2f}x), compile {summary['compile_s']:.1f} s, "
               f"max |prob difference| {summary['max_abs_prob_diff']:.2e}")
         if not args.film:
@@ -276,7 +285,7 @@ def main() -> None:
         import json
 
         keys = ("eager_fps", "accelerated_fps", "end_to_end_fps", "max_abs_prob_diff", "runtime", "runtime_fps",
-                "compile_s", "gflop_per_frame", "matmul_gflops", "flop_bound_share", "frames")
+                "sequential_gate_fps", "compile_s", "gflop_per_frame", "matmul_gflops", "flop_bound_share", "frames")
         rounded = {k: round(v, 6) if isinstance(v, float) else v for k, v in ((k, summary[k]) for k in keys)}
         rounded["runtime_fps"] = {k: round(v, 4) for k, v in summary["runtime_fps"].items()}
         print(json.dumps(rounded))

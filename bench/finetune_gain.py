@@ -365,6 +365,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default FinetuneConfig.cpu()'s)")
     p.add_argument("--defect-fraction", type=float, default=None,
                    help="share of crops centred on corrected defects (default FinetuneConfig's)")
+    p.add_argument("--synthetic-fraction", type=float, default=None,
+                   help="FinetuneConfig.synthetic_crop_fraction (rehearsal crops with synthetic defects)")
     p.add_argument("--disagreement-fraction", type=float, default=None,
                    help="share of crops centred where the correction changed the proposal (default FinetuneConfig's)")
     p.add_argument("--fp-ks", type=int, nargs="*", default=[10], help="scenario 2: K values (none: skip it)")
@@ -394,7 +396,8 @@ def main() -> None:
     shutil.rmtree(frames_dir, ignore_errors=True)
     truth = write_film(clean, frames_dir, np.random.default_rng(args.seed))
     extra = {k: v for k, v in (("lr", args.lr), ("defect_crop_fraction", args.defect_fraction),
-                               ("disagreement_crop_fraction", args.disagreement_fraction)) if v is not None}
+                               ("disagreement_crop_fraction", args.disagreement_fraction),
+                               ("synthetic_crop_fraction", args.synthetic_fraction)) if v is not None}
     ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed, dry_run=args.dry_run, **extra)
     cases = []
     if args.ks or args.random_ks:
@@ -410,7 +413,8 @@ def main() -> None:
     result = {"start_model": model_note, "footage": f"{FOOTAGE.name} ({len(clean)} frames, novel defects)",
               "finetune_config": {"lr": ft_cfg.lr, "steps": ft_cfg.steps, "batch_size": ft_cfg.batch_size,
                                   "crop": ft_cfg.crop, "disagreement_crop_fraction": ft_cfg.disagreement_crop_fraction,
-                                  "defect_crop_fraction": ft_cfg.defect_crop_fraction, "dry_run": ft_cfg.dry_run},
+                                  "defect_crop_fraction": ft_cfg.defect_crop_fraction,
+                                  "synthetic_crop_fraction": ft_cfg.synthetic_crop_fraction, "dry_run": ft_cfg.dry_run},
               "f1_before": al10["f1_before"] if al10 else None, "f1_after": al10["f1_after"] if al10 else None,
               "f1_before_random": rnd10["f1_before"] if rnd10 else None,
               "f1_after_random": rnd10["f1_after"] if rnd10 else None,

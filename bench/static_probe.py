@@ -5,7 +5,11 @@
 Identical frames up to sensor noise, with thin dark and light lines at 0, 45, 90 and 135 degrees,
 step edges and small static blobs, plus one speck in the middle frame only. A detector that follows
 the principle flags nothing but the speck. Model specs as in bench/real_eval.py. Prints one Markdown
-row per model (mean over --seeds scenes) and, last, a JSON object {spec: {figure: value}}.
+row per model (mean over --seeds scenes), then (--contrasts) the faint-speck table: the share of 16
+one-frame specks (r 1.5 px, blurred 0.7 px) found at each peak contrast on a static textured scene
+with noise std 0.01 per frame
+(correlnet.static_probe.speck_sensitivity), and, last, a JSON object {spec: {figure: value}} (the
+speck table under "speck_found_by_contrast").
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_eval import resolve_spec  # noqa: E402  (the one place that turns git:/default specs into paths)
 
 from correlnet.checkpoint import load_detector  # noqa: E402
-from correlnet.static_probe import probe, static_scene  # noqa: E402
+from correlnet.static_probe import probe, speck_sensitivity, static_scene  # noqa: E402
 
 COLUMNS = ("dark line 90 deg", "light line 90 deg", "vertical edge", "dark line 0 deg", "horizontal edge",
            "dark line 45 deg", "static blobs")
@@ -34,6 +38,8 @@ def main() -> None:
     ap.add_argument("--model", nargs="+", default=["default", "sdi-p"], metavar="SPEC")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--contrasts", type=float, nargs="*", default=[0.05, 0.08, 0.11, 0.15, 0.2, 0.3, 0.5],
+                    help="peak contrasts of the faint-speck table (none: skip it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     scenes = [static_scene(seed=s) for s in range(args.seeds)]
@@ -43,12 +49,22 @@ def main() -> None:
             model = load_detector(resolve_spec(spec, Path(tmp)))
             runs = [probe(model, scene) for scene in scenes]
             results[spec] = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+            if args.contrasts:
+                sens = speck_sensitivity(model, tuple(args.contrasts))
+                results[spec]["speck_found_by_contrast"] = {str(c): v["found"] for c, v in sens.items()}
     print(f"Static-scene probe, 192x192, noise 0.005, {args.seeds} scenes; share of each structure's pixels flagged.\n")
     print("| model | " + " | ".join(COLUMNS) + " | all pixels flagged | one-frame speck found |")
     print("|---|" + "---:|" * (len(COLUMNS) + 2))
     for spec, r in results.items():
         cells = [f"{100 * r[c]:.1f} %" for c in COLUMNS] + [f"{100 * r['flagged_share']:.2f} %", f"{100 * r['speck_found']:.0f} %"]
         print(f"| {spec} | " + " | ".join(cells) + " |")
+    if args.contrasts:
+        print("\nOne-frame specks found by peak contrast (static textured scene, noise 0.01, 16 specks x 2 scenes):\n")
+        print("| model | " + " | ".join(f"{c:g}" for c in args.contrasts) + " |")
+        print("|---|" + "---:|" * len(args.contrasts))
+        for spec, r in results.items():
+            found = r["speck_found_by_contrast"]
+            print(f"| {spec} | " + " | ".join(f"{100 * found[str(float(c))]:.0f} %" for c in args.contrasts) + " |")
     print(json.dumps(results))
 
 

@@ -9,12 +9,13 @@ edited, half accepted as is). Then times, --repeats times each at a random frame
 Review page (webapp/app_pages/review.py, `render`) asks the store for, through the same functions,
 in the page's order (`page_run`):
 - the film picker (`films.ready_films`, webapp.context.choose_film),
-- the frames shown (`frame_queries.frame_window`: the frame, its flick neighbours, the two frames
-  prefetched, the film's first and last frame numbers),
+- the frames shown (`frame_queries.frame_window`: the frame and its flick neighbours; the frames the
+  canvas holds, `webapp.canvas_frames.Window.around`, with their prediction and correction rows; the
+  film's first and last frame numbers for the go-to box),
 - the counters (`webapp.review_counts.count_reviews`, when their 3 s cache is cold),
 - the shown frame's rows: its prediction (`detection.latest_prediction`, through the frame cache), its
-  correction for the overlay, the evidence and the canvas (`corrections.current_correction`, three
-  times: the files themselves are not read), and the prefetched frames' predictions.
+  correction for the overlay and the evidence (`corrections.current_correction`, twice: the files
+  themselves are not read), and both again for its canvas picture's key (`canvas_frames.FrameRows`).
 review_p95_ms is the 95th percentile over the repeats of one page run's sum; film_frames_p95_ms is
 the part that reads frames (`frame_window`; the name is kept from when the page loaded the whole
 list), frame_rows_p95_ms the shown frame's rows. Apart, the buttons: "Next suggested"
@@ -85,20 +86,23 @@ def page_run(store, film, index: int) -> tuple[float, float, float, float]:
     """The store reads of one Review page run showing frame `index`, in the page's order; returns the
     seconds spent on (film picker, frames shown, counters, the shown frame's rows)."""
     from studio import corrections, detection, films, frame_queries
+    from webapp.canvas_frames import FrameRows, Window
     from webapp.review_counts import count_reviews
 
     t0 = time.perf_counter()
     films.ready_films(store)  # webapp.context.choose_film
     t1 = time.perf_counter()
+    count = frame_queries.frame_count(store, film)
+    frame_queries.frames_at(store, film, (0, count - 1))  # _navigation: the go-to box's number range
     window = frame_queries.frame_window(store, film, index)
+    Window.around(store, film, window.frame, count)  # the canvas's neighbours and their rows
     t2 = time.perf_counter()
     count_reviews(store, film)  # _counters, cold
     t3 = time.perf_counter()
     detection.latest_prediction(store, window.frame.id)  # build_view: FrameCache.probs
-    for _ in range(3):  # build_view: the correction, its evidence; CanvasSession.start
+    for _ in range(2):  # build_view: the correction, its evidence
         corrections.current_correction(store, window.frame.id)
-    for frame in window.upcoming:  # FrameCache.prefetch (a background thread, same store)
-        detection.latest_prediction(store, frame.id)
+    FrameRows.read(store, window.frame)  # canvas_frames.shown_entry: the picture's key
     t4 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2, t4 - t3
 

@@ -1,7 +1,8 @@
 """Server-side latency of the Review page on 1920x1080 frames with stored predictions.
 
 Times the functions the page calls:
-- "next frame": frame i+1 after frame i was shown and its prefetch finished (pressing Next);
+- "next frame": frame i+1 after frame i was shown, the frames its canvas holds ahead were built and
+  its prefetch finished (pressing Next);
   "cold frame": the same with nothing decoded yet (jumping to an unseen frame, the worst case).
   Both are build_view (frame PNG + prediction PNG + filters + overlay) + the canvas background
   (resized JPEG) + the magnifier/flick of previous, current and next frames;
@@ -39,6 +40,7 @@ from webapp.canvas import ADD_COLOR, ERASE_COLOR, CanvasGeometry  # noqa: E402
 from webapp.frame_cache import FrameCache  # noqa: E402
 from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif  # noqa: E402
 from webapp.overlay import MaskFilter, component_labels, magnify  # noqa: E402
+from webapp.review_canvas import WINDOW  # noqa: E402
 
 from bench.browser_latency import BROWSER_STEPS, measure_in_browser  # noqa: E402
 
@@ -60,14 +62,14 @@ def show_frame(store, frames, i: int, flt: MaskFilter, cache: FrameCache) -> flo
 
 
 def next_frame_prefetched(store, frames, flt: MaskFilter, n: int) -> list[float]:
-    """Frame i+1 after frame i was shown and the page's prefetch finished, as when a restorer
-    presses "Next" after looking at a frame."""
+    """Frame i+1 after frame i was shown, as when a restorer presses "Next" after looking at a frame: the
+    page had decoded the frames its canvas holds ahead (webapp/canvas_frames.py builds their pictures)
+    and prefetched the one after them."""
     warm = []
     for i in range(min(n, len(frames) - 1)):
         cache = FrameCache()
         show_frame(store, frames, i, flt, cache)
-        upcoming = frames[i + 1]
-        cache.prefetch(store, [upcoming, frames[upcoming.next_index]])
+        cache.prefetch(store, frames[i + 1:i + WINDOW[1] + 2])
         cache.wait()
         warm.append(show_frame(store, frames, i + 1, flt, cache))
     return warm
@@ -79,7 +81,7 @@ def save_stroke(store, frame, k: int) -> float:
     y = 50 + 40 * k
     drawing = {"objects": [
         {"type": "Path", "stroke": ADD_COLOR, "strokeWidth": 8,
-         "path": [["M", 100, y], ["Q", 200, y + 5, 300, y], ["L", 500, y + 20]]},
+         "path": [["M", 100, y], ["L", 200, y + 4], ["L", 300, y], ["L", 500, y + 20]]},
         {"type": "Path", "stroke": ERASE_COLOR, "strokeWidth": 6, "path": [["M", 250, y - 30], ["L", 250, y + 30]]},
     ]}
     t0 = time.perf_counter()

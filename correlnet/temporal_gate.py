@@ -39,7 +39,7 @@ import numpy as np
 
 from correlnet import DEFECT_THRESHOLD
 from correlnet.metrics import supported_components
-from correlnet.sdi import SdiConfig, compensate_triplet
+from correlnet.sdi import Compensation, SdiConfig, compensate_triplet
 from correlnet.sure_defects import SureConfig, sure_labels
 
 __all__ = ["GateConfig", "gate_config_of", "sure_config", "temporal_evidence", "gate_probs"]
@@ -108,7 +108,7 @@ def _evidence(score: np.ndarray, cfg: GateConfig) -> np.ndarray:
 
 
 def gate_probs(probs: np.ndarray, frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.ndarray,
-               cfg: GateConfig) -> np.ndarray:
+               cfg: GateConfig, compensation: Compensation | None = None) -> np.ndarray:
     """Probabilities (H, W) float32 with the unsupported marks removed (set to 0).
 
     probs: the network's (H, W) probabilities of frame_mid; frames: (H, W) float32 in [0, 1].
@@ -116,6 +116,8 @@ def gate_probs(probs: np.ndarray, frame_prev: np.ndarray, frame_mid: np.ndarray,
     it stands when at least cfg.min_support of its pixels have `temporal_evidence`. Pixels below the
     threshold keep their value (they are not marks). Then, with ``cfg.sure``, the sure one-frame
     defects (`correlnet.sure_defects`) are set to 1. Returns probs unchanged when the gate is off.
+    compensation: the triplet's `compensate_triplet(frame_prev, frame_mid, frame_next, cfg.flow)` when
+    already computed (streaming computes it on a thread while the network runs); None computes it here.
     """
     probs = np.asarray(probs, np.float32)
     if probs.shape != np.shape(frame_mid):
@@ -125,7 +127,7 @@ def gate_probs(probs: np.ndarray, frame_prev: np.ndarray, frame_mid: np.ndarray,
     marks = (probs >= np.float32(cfg.mark_threshold)).astype(np.uint8)
     if not marks.any() and cfg.sure is None:
         return probs
-    comp = compensate_triplet(frame_prev, frame_mid, frame_next, cfg.flow)
+    comp = compensate_triplet(frame_prev, frame_mid, frame_next, cfg.flow) if compensation is None else compensation
     score = comp.score()
     out = probs.copy()
     if cfg.threshold > 0 and marks.any():

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from correlnet.job_context import JobContext, job_or_null
-from correlnet.losses import soft_dice_loss
+from correlnet.losses import small_defect_weights, soft_dice_loss
 from correlnet.train_state import resume_training, rng_state, save_training, set_rng_state, train_state_path
 
 
@@ -54,6 +54,10 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     bce_weight: float = 0.5  # Sec. 3.2 uses Dice alone; a little BCE helps early on empty crops
+    # > 0: pixels of a defect of a < small_defect_area px weigh small_defect_area / a (at most
+    # small_defect_max_weight) in the loss, so dust counts by number, not area (losses.small_defect_weights).
+    small_defect_area: float = 0.0
+    small_defect_max_weight: float = 16.0
     grad_clip: float | None = 1.0
     amp: bool = True  # used on CUDA only
     dry_run: bool = False  # stop after 2 steps: every code path, cheaply
@@ -68,6 +72,9 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0 (got {self.lr}); the CPU default is 1e-3")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 (got {self.checkpoint_every})")
+        if self.small_defect_area < 0 or self.small_defect_max_weight < 1:
+            raise ValueError(f"small_defect_area must be >= 0 and small_defect_max_weight >= 1 (got "
+                             f"{self.small_defect_area}, {self.small_defect_max_weight})")
         if self.validations is not None and self.validations < 1:
             raise ValueError(f"validations must be >= 1 or None (got {self.validations})")
 
@@ -242,7 +249,9 @@ def _train_step(model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, batch
     use_amp = scaler is not None
     with torch.autocast(device_type=device.type, enabled=use_amp):
         logits = model(frames)
-    loss = soft_dice_loss(logits.float(), mask, bce_weight=cfg.bce_weight)
+    weight = (small_defect_weights(mask, cfg.small_defect_area, cfg.small_defect_max_weight)
+              if cfg.small_defect_area > 0 else None)
+    loss = soft_dice_loss(logits.float(), mask, bce_weight=cfg.bce_weight, weight=weight)
     value = _check_loss(loss, step, lr)
     _optimizer_step(model, opt, scaler, loss, cfg.grad_clip)
     return value

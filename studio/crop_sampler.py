@@ -9,6 +9,11 @@ evidence"):
   door frame), then a pixel of it. Train where the model was wrong.
 - "defect" (`defect_crop_fraction`): centred on a defect pixel of an EDITED frame's mask, so the
   model keeps finding what it found (rehearsal of the film's true positives).
+- "synthetic" (`synthetic_crop_fraction`): an EDITED frame's uniform window with synthetic defects
+  (`SynthConfig.marks_only()`: blotches, dust, hairs, one set per frame of the triplet) composited
+  onto the film's own frames; the target is the restorer's mask plus the synthetic defects of the
+  middle frame. The paper's self-supervision on the film itself: rehearsal of what pre-training
+  taught, on this film's look, so learning the restorer's erasures does not unlearn defects.
 - "elsewhere" (the rest): a training frame drawn uniformly, EDITED or ACCEPTED, and a uniform window
   in it; in an ACCEPTED frame only a window where the frame marks nothing (its marks are the model's
   unchecked proposal), else an EDITED frame's uniform window.
@@ -26,8 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-CROP_KINDS = ("disagreement", "defect", "elsewhere")
+from correlnet.synth import SynthConfig, degrade_triplet
+
+CROP_KINDS = ("disagreement", "defect", "synthetic", "elsewhere")
 NEGATIVE_TRIES = 16  # uniform windows tried in an accepted frame before falling back to an edited one
+_MARKS = SynthConfig.marks_only()
 
 
 @dataclass
@@ -114,6 +122,10 @@ class CorrectionCrops(Dataset):
             k = self.with_defects[int(rng.integers(len(self.with_defects)))]
             cy, cx = self.defects[k][int(rng.integers(len(self.defects[k])))]
             return self._around(k, int(cy), int(cx), rng, "defect")
+        synthetic = getattr(self.cfg, "synthetic_crop_fraction", 0.0)
+        if u < self.cfg.disagreement_crop_fraction + self.cfg.defect_crop_fraction + synthetic:
+            k = self.edited[int(rng.integers(len(self.edited)))]
+            return CropWindow(k, *self._uniform(k, rng), "synthetic")
         k = int(rng.integers(len(self.samples)))
         if not self.samples[k].edited:
             marked = self.samples[k].target
@@ -132,6 +144,9 @@ class CorrectionCrops(Dataset):
         mask = np.zeros((1, self.ch, self.cw), np.float32)
         if sample.edited:  # an accepted frame's window marks nothing (or came from an edited frame)
             mask[0] = sample.target[rows, cols]
+        if win.kind == "synthetic":
+            frames, marks = degrade_triplet(frames, _MARKS, np.random.default_rng([self.cfg.seed, i, 2]))
+            mask[0] = np.maximum(mask[0], marks[1])
         rng = np.random.default_rng([self.cfg.seed, i, 1])
         if rng.random() < 0.5:
             frames, mask = frames[:, :, ::-1], mask[:, :, ::-1]

@@ -1,8 +1,8 @@
 """A film's frames a few at a time: the store reads of the Review page at feature length (issue 16).
 
 A feature holds 130 000 frame rows; loading them as ORM objects took ~3 s per page run
-(bench/store_scale.py). The page asks instead for what it shows (`frame_window`: the shown frame, its
-flick neighbours, the frames it prefetches, the film's first and last numbers) and lets the database
+(bench/store_scale.py). The page asks instead for what it shows (`frame_window`: the shown frame and its
+flick neighbours; `frames_at`: the frames its canvas holds, the film's first and last) and lets the database
 find navigation targets (`shot_start`, `next_detected_index`, `frame_numbered`, `frame_ids_numbered`)
 with set-based queries that the (film_id, index) key and revision 0002's (film_id, number) index serve.
 
@@ -84,18 +84,12 @@ def frame_at(store: Store, film: Any, index: int) -> Frame | None:
 
 @dataclass(frozen=True)
 class FrameWindow:
-    """What the Review page shows of a film on one run. count: the film's frames; frame: the shown one
-    (the index asked for, clipped to 0..count-1); prev / next: its temporal neighbours (`prev_index`,
-    `next_index`: the flick view); upcoming: the frame after it and that one's next neighbour (decoded
-    ahead); first / last: frames 0 and count-1 (the film's number range)."""
+    """The frame the Review page shows and its flick view's. frame: the shown one (the index asked for,
+    clipped to 0..count-1); prev / next: its temporal neighbours (`prev_index`, `next_index`)."""
 
-    count: int
     frame: Frame
     prev: Frame
     next: Frame
-    upcoming: tuple[Frame, Frame]
-    first: Frame
-    last: Frame
 
 
 def frame_window(store: Store, film: Any, index: int) -> FrameWindow | None:
@@ -105,12 +99,9 @@ def frame_window(store: Store, film: Any, index: int) -> FrameWindow | None:
     if count == 0:
         return None
     index = min(max(int(index), 0), count - 1)
-    after = min(index + 1, count - 1)
-    rows = frames_at(store, film, (0, count - 1, index, after))
-    frame, upcoming = rows[index], rows[after]
-    rows.update(frames_at(store, film, {frame.prev_index, frame.next_index, upcoming.next_index} - rows.keys()))
-    return FrameWindow(count, frame, rows[frame.prev_index], rows[frame.next_index],
-                       (upcoming, rows[upcoming.next_index]), rows[0], rows[count - 1])
+    frame = frames_at(store, film, (index,))[index]
+    rows = {index: frame} | frames_at(store, film, {frame.prev_index, frame.next_index} - {index})
+    return FrameWindow(frame, rows[frame.prev_index], rows[frame.next_index])
 
 
 def numbers_unique(store: Store, film: Any) -> bool:

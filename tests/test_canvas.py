@@ -49,22 +49,24 @@ def test_erase_after_add_in_drawing_order_and_rest_untouched():
     np.testing.assert_array_equal(apply_drawing(drawing, GEOM, base), (base & ~erase) | add)
 
 
-def test_quadratic_curve_on_a_straight_line_equals_the_line():
-    straight = {"objects": [_path([(10, 10), (30, 10)], ADD_COLOR, 3)]}
-    curved = {"objects": [{"type": "Path", "stroke": ADD_COLOR, "strokeWidth": 3,
-                           "path": [["M", 10, 10], ["Q", 20, 10, 30, 10]]}]}
+def test_each_move_command_starts_a_new_stroke():
+    """The canvas sends M then L commands; a second M lifts the brush (nothing between the two parts)."""
+    two = {"type": "Path", "stroke": ADD_COLOR, "fill": None, "strokeWidth": 3,
+           "path": [["M", 10, 10], ["L", 30, 10], ["M", 10, 30], ["L", 30, 30]]}
     base = np.zeros((100, 200), bool)
-    np.testing.assert_array_equal(apply_drawing(curved, GEOM, base), apply_drawing(straight, GEOM, base))
+    got = apply_drawing({"objects": [two]}, GEOM, base)
+    expected = (_naive_capsule(base.shape, (20, 20), (60, 20), 3.0)
+                | _naive_capsule(base.shape, (20, 60), (60, 60), 3.0))
+    np.testing.assert_array_equal(got, expected)
 
 
-def test_rectangle_fill_includes_half_border():
-    rect = {"type": "Rect", "left": 10, "top": 5, "width": 20, "height": 10, "originX": "left",
-            "originY": "top", "scaleX": 1, "scaleY": 1, "strokeWidth": 2, "stroke": ADD_COLOR,
-            "fill": ADD_COLOR}
+def test_rectangle_fills_exactly_the_dragged_box():
+    # As the canvas sends it: left/top the top-left corner, strokeWidth 0.
+    rect = {"type": "Rect", "left": 10, "top": 5, "width": 20, "height": 10, "strokeWidth": 0,
+            "stroke": ADD_COLOR, "fill": ADD_COLOR}
     got = apply_drawing({"objects": [rect]}, GEOM, np.zeros((100, 200), bool))
     expected = np.zeros((100, 200), bool)
-    # Fabric puts originX "left" at the outer edge of the border: canvas [10, 32] x [5, 17], x2.
-    expected[10:34, 20:64] = True
+    expected[10:30, 20:60] = True  # canvas [10, 30] x [5, 15], x2
     np.testing.assert_array_equal(got, expected)
 
 
@@ -87,11 +89,10 @@ def test_polygon_fill_matches_naive_point_in_triangle():
     np.testing.assert_array_equal(got, expected)
 
 
-def _click(cx, cy, radius=3, stroke=1):
-    # What the point tool sends: originX "left", originY "center", left = x - (r + stroke / 2).
-    return {"type": "Circle", "left": cx - (radius + stroke / 2), "top": cy, "originX": "left",
-            "originY": "center", "radius": radius, "width": 2 * radius, "height": 2 * radius,
-            "strokeWidth": stroke, "stroke": TOGGLE_COLOR, "fill": TOGGLE_COLOR}
+def _click(cx, cy, radius=3):
+    # What the point tool sends (webapp/frontend/review_canvas.js): the circle's box from its top-left.
+    return {"type": "Circle", "left": cx - radius, "top": cy - radius, "radius": radius, "width": 2 * radius,
+            "height": 2 * radius, "strokeWidth": 0, "stroke": TOGGLE_COLOR, "fill": TOGGLE_COLOR}
 
 
 def test_click_rejects_a_kept_defect_and_accepts_a_dropped_one():

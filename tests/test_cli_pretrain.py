@@ -99,3 +99,33 @@ def test_registering_the_commands_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_synth_overrides_change_the_generator_and_are_recorded(tiny_video, tmp_path):
+    from correlnet.checkpoint import load_checkpoint_meta
+    from correlnet.synth import SynthConfig
+    from studio.commands.pretrain import parse_overrides
+
+    assert parse_overrides(["dust_opacity=0.1,1.0", "dust_per_256=0,30"]) == {
+        "dust_opacity": (0.1, 1.0), "dust_per_256": (0, 30)}
+    with pytest.raises(ValueError, match="comma list must hold numbers"):
+        parse_overrides(["dust_opacity=a,b"])
+    real = SynthConfig.real()
+    changed = real.with_overrides({"dust_opacity": [0.1, 1.0], "sprites.max_speed": 12.0})
+    assert changed.dust_opacity == (0.1, 1.0) and changed.sprites.max_speed == 12.0
+    assert changed.sprites.speck_prob == real.sprites.speck_prob and real.dust_opacity == (0.35, 1.0)
+    with pytest.raises(ValueError, match="dust_opcity"):
+        real.with_overrides({"dust_opcity": (0.1, 1.0)})
+    with pytest.raises(ValueError, match="sprites.speed"):
+        real.with_overrides({"sprites.speed": 3.0})
+    with pytest.raises(ValueError, match="need a generator with moving sprites"):
+        SynthConfig.paper().with_overrides({"sprites.max_speed": 3.0})
+
+    out = tmp_path / "over.pt"
+    assert main(["pretrain", "--source", str(tiny_video), "--encoder", "test_efficientnet", "--dry-run", "--crop", "32",
+                 "--batch", "2", "--override", "max_displacement=2", "--override", "decoder_channels=8,8,8,8,8",
+                 "--threads", "1", "--synth", "real", "--synth-override", "dust_opacity=0.1,1.0",
+                 "--out", str(out)]) == 0
+    provenance = load_checkpoint_meta(out)["extra"]["data"]
+    assert provenance["synth_overrides"] == ["dust_opacity=0.1,1.0"]
+    assert provenance["synth_config"]["dust_opacity"] == [0.1, 1.0]

@@ -142,6 +142,32 @@ def test_disagreement_crops_cover_the_disagreement_at_the_documented_rate() -> N
     assert {no_proposal.window(i).kind for i in range(400)} == {"defect", "elsewhere"}
 
 
+def test_synthetic_crops_add_labelled_defects_to_the_film_and_keep_the_restorers_mask() -> None:
+    frames, target, proposal = _crops_film()
+    cfg = FinetuneConfig(crop=64, disagreement_crop_fraction=0.0, defect_crop_fraction=0.0, synthetic_crop_fraction=0.6)
+    crops = CorrectionCrops(frames, [TrainFrame((0, 1, 2), target, True, proposal)], length=400, cfg=cfg)
+    kinds = [crops.window(i).kind for i in range(400)]
+    assert abs(kinds.count("synthetic") / 400 - 0.6) < 0.1 and set(kinds) == {"synthetic", "elsewhere"}
+    added = 0
+    for i in [i for i, k in enumerate(kinds) if k == "synthetic"][:40]:
+        win, item = crops.window(i), crops[i]
+        rows, cols = slice(win.y, win.y + 64), slice(win.x, win.x + 64)
+        orig = np.stack([frames[j][rows, cols] for j in (0, 1, 2)]).astype(np.float32)
+        mid, mask = item["frames"][1].numpy(), item["mask"][0].numpy() > 0.5
+        # the crop is flipped at random: find the flip under which it is the film's own crop off the marks
+        for flip in (lambda a: a, lambda a: a[:, ::-1], lambda a: a[::-1], lambda a: a[::-1, ::-1]):
+            if np.array_equal(mid[~mask], flip(orig[1])[~mask]):
+                break
+        else:
+            raise AssertionError(f"crop {i}: pixels off the mask differ from the film's frame")
+        assert (flip(target[rows, cols]) <= mask).all()  # the restorer's defects stay targets
+        added += int(mask.sum() - target[rows, cols].sum())
+        assert np.abs(mid - flip(orig[1]))[mask & ~flip(target[rows, cols])].min(initial=1.0) >= 0.05 - 1e-6
+    assert added > 0  # synthetic defects were drawn and labelled
+    with pytest.raises(ValueError, match="synthetic_crop_fraction"):
+        FinetuneConfig(disagreement_crop_fraction=0.5, defect_crop_fraction=0.25, synthetic_crop_fraction=0.5)
+
+
 def test_accepted_frames_give_only_unmarked_crops() -> None:
     frames, target, proposal = _crops_film()
     accepted = proposal.copy()
@@ -170,7 +196,8 @@ def test_config_rejects_nonsense() -> None:
         FinetuneConfig(disagreement_crop_fraction=0.8, defect_crop_fraction=0.3)
     with pytest.raises(ValueError):
         PublishGateConfig(min_frames=1)
-    assert FinetuneConfig().lr == 1e-6 and FinetuneConfig.cpu().lr == 1e-4
+    assert FinetuneConfig().lr == 1e-6 and FinetuneConfig.cpu().lr == 5e-5
+    assert FinetuneConfig().synthetic_crop_fraction == 0.0 and FinetuneConfig.cpu().synthetic_crop_fraction == 0.2
     assert FinetuneConfig.for_device(torch.device("cpu")) == FinetuneConfig.cpu()
 
 
@@ -400,3 +427,28 @@ def test_a_cancel_publishes_nothing_at_any_stage(tmp_path: Path, cancel_at: int,
         assert s.execute(select(ModelVersion).where(ModelVersion.film_id == tf.film.id)).scalars().all() == []
         assert s.get(Film, tf.film.id).active_model_version_id is None
     assert not (tf.store.data_dir / "models").exists()
+
+
+def test_the_sure_marks_choice_keeps_the_recall_of_the_edited_frames():
+    from correlnet.metrics import PixelCounts
+    from studio.publish_gate import FrameScore
+
+    def frame(tp, fp, fn):  # pixels and blobs alike (blob counts = pixel counts / 10)
+        return FrameScore(PixelCounts(tp, fp, fn), PixelCounts(tp // 10, fp // 10, fn // 10))
+
+    # 0.09: recall 100/120 = 0.833 with 80 false-positive pixels. 0.16 removes 70 of them but loses 10
+    # true pixels (recall 0.75, -0.083): best F1 (0.80 vs 0.69), refused. 0.12 loses 2 (0.817, -0.017): kept
+    # (its defects: 9 of 11 found, 10 of 12 at 0.09: -0.015).
+    scores = {0.09: [frame(100, 80, 20)], 0.12: [frame(98, 50, 22)], 0.16: [frame(90, 10, 30)], 0.0: [frame(40, 0, 80)]}
+    assert finetune.pick_sure_marks(scores, 0.09) == 0.12
+    del scores[0.12]
+    assert finetune.pick_sure_marks(scores, 0.09) == 0.09  # nothing admissible beats the current setting
+    # Frames with no true defect (the restorer erased everything): recall puts no floor, the best score wins.
+    empty = {0.09: [frame(0, 80, 0)], 0.16: [frame(0, 10, 0)], 0.0: [frame(0, 0, 0)]}
+    assert finetune.pick_sure_marks(empty, 0.09) == 0.0
+    # A faint defect lost whole: pixel recall barely moves (200/210 -> 198/210), defect recall 3/4 -> 2/4.
+    def counts(px, blobs):
+        return FrameScore(PixelCounts(*px), PixelCounts(*blobs))
+
+    faint = {0.09: [counts((200, 80, 10), (3, 4, 1))], 0.16: [counts((198, 10, 12), (2, 1, 2))]}
+    assert finetune.pick_sure_marks(faint, 0.09) == 0.09

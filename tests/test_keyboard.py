@@ -1,6 +1,7 @@
 """The Review page's key listener (webapp/keyboard.py), run in Node against a stub of the app's document
 (issue 14, item 5): every press counts even when presses come faster than the app reruns, keys work
-while a tool radio has focus, and text fields keep their keys. Skips where `node` is absent."""
+while a tool radio has focus, text fields keep their keys, and with the review canvas on the page its
+keys go to the canvas, in order with the button presses. Skips where `node` is absent."""
 
 from __future__ import annotations
 
@@ -25,14 +26,23 @@ const code = input.html.replace(/^\s*<script>/, "").replace(/<\/script>\s*$/, ""
 let state = "notRunning";
 const clicks = [];
 const handlers = {};
+let canvasBusyUntil = 0;
+const now = () => Number(process.hrtime.bigint() / 1000000n);
 const buttons = input.labels.map((label) => ({
   innerText: label, disabled: false,
   click() {
-    clicks.push({label: label, state: state});
+    clicks.push({label: label, state: state, canvasBusy: now() < canvasBusyUntil});
     setTimeout(() => { state = "running"; setTimeout(() => { state = "notRunning"; }, 150); }, 30);
   },
 }));
 global.window = {};
+if (input.canvas) {  // a review canvas whose sends the server applies 120 ms later
+  window.__correlnetCanvas = {
+    step(delta) { clicks.push({step: delta, state: state}); canvasBusyUntil = now() + 120; },
+    busy() { return now() < canvasBusyUntil; },
+    connected() { return true; },
+  };
+}
 global.document = {
   addEventListener(type, fn) { handlers[type] = fn; },
   querySelector(sel) { return sel.includes("stApp") ? {getAttribute: () => state} : null; },
@@ -55,10 +65,10 @@ setTimeout(() => { process.stdout.write(JSON.stringify(clicks)); }, t + input.se
 """
 
 
-def _run(presses: list[tuple[int, str, str]], settle_ms: int) -> list[dict]:
+def _run(presses: list[tuple[int, str, str]], settle_ms: int, canvas: bool = False) -> list[dict]:
     labels = sorted(set(keyboard.REVIEW_KEYS.values()))
-    payload = json.dumps({"html": keyboard.script(keyboard.REVIEW_KEYS), "labels": labels,
-                          "presses": presses, "settle_ms": settle_ms})
+    payload = json.dumps({"html": keyboard.script(keyboard.REVIEW_KEYS, keyboard.STEPS), "labels": labels,
+                          "presses": presses, "settle_ms": settle_ms, "canvas": canvas})
     out = subprocess.run([NODE, "-e", HARNESS], input=payload, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -75,6 +85,17 @@ def test_keys_work_while_a_radio_has_focus_but_text_fields_keep_theirs():
                    (10, "o", "body")], settle_ms=1500)
     # Letters after clicking a tool work; arrows stay with the radio group; typed text is not a shortcut.
     assert [c["label"] for c in clicks] == ["Accept frame as is", keyboard.OVERLAY]
+
+
+def test_with_the_canvas_steps_go_to_it_at_once_and_keep_their_order_with_buttons():
+    """j and k are the canvas's own (no click, no wait: 20 presses 20 ms apart are 20 steps); a button
+    pressed after steps waits until the canvas's sends are applied, and a step pressed after that button
+    waits for the button's run, so the accept acts on the frame the steps reached."""
+    clicks = _run([(20, "j", "body")] * 20 + [(10, "a", "body"), (10, "k", "body")], settle_ms=2000, canvas=True)
+    assert [c.get("step", c.get("label")) for c in clicks] == [1] * 20 + ["Accept frame as is", -1]
+    accept, back = clicks[20], clicks[21]
+    assert not accept["canvasBusy"] and accept["state"] == "notRunning"
+    assert back["state"] == "notRunning"
 
 
 def test_legend_lists_every_key_and_escapes_brackets():

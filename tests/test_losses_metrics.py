@@ -119,3 +119,31 @@ def test_supported_components_against_a_hand_count():
     np.testing.assert_array_equal(supported_components(labels, 3, support, 0.0), [False, True, True, True])
     with pytest.raises(ValueError, match="same shape"):
         supported_components(labels, 3, support[:2], 0.5)
+
+
+def test_small_defect_weights_count_defects_by_number():
+    import torch
+
+    from correlnet.losses import small_defect_weights, soft_dice_loss
+
+    mask = torch.zeros(1, 1, 12, 12)
+    mask[0, 0, 1, 1] = 1  # a 1-px speck
+    mask[0, 0, 5:7, 5:7] = 1  # a 4-px speck
+    mask[0, 0, 9:12, 0:12] = 1  # a 36-px band
+    w = small_defect_weights(mask, area_ref=16, max_weight=8)
+    assert w[0, 0, 1, 1] == 8  # 16 / 1 capped at 8
+    assert torch.all(w[0, 0, 5:7, 5:7] == 4)  # 16 / 4
+    assert torch.all(w[0, 0, 9:12] == 1)  # larger than area_ref: weight 1
+    assert w[0, 0, 0, 5] == 1 and float(w.sum()) == 144 - 1 - 4 - 36 + 8 + 16 + 36
+    # Weight 1 everywhere is the unweighted loss; with weights a missed speck costs more.
+    logits = torch.full_like(mask, -4.0)
+    logits[0, 0, 9:12] = 4.0  # finds the band, misses both specks
+    plain = soft_dice_loss(logits, mask, bce_weight=0.5)
+    assert torch.isclose(soft_dice_loss(logits, mask, bce_weight=0.5, weight=torch.ones_like(mask)), plain)
+    assert soft_dice_loss(logits, mask, bce_weight=0.5, weight=w) > plain
+    # By hand: p = sigmoid(+-4); weighted Dice = -(2 sum w p t + 1) / (sum w p + sum w t + 1).
+    p = torch.sigmoid(logits)
+    by_hand = -(2 * (w * p * mask).sum() + 1) / ((w * p).sum() + (w * mask).sum() + 1)
+    assert torch.isclose(soft_dice_loss(logits, mask, weight=w), by_hand)
+    with pytest.raises(ValueError, match="area_ref"):
+        small_defect_weights(mask, area_ref=0)

@@ -10,7 +10,7 @@ from torch import nn
 
 from correlnet.checkpoint import load_detector
 from correlnet.default_model import default_model_path
-from correlnet.static_probe import probe, static_scene
+from correlnet.static_probe import faint_specks, probe, speck_sensitivity, static_scene
 
 
 class _VerticalLineDetector(nn.Module):
@@ -51,3 +51,31 @@ def test_shipped_detector_leaves_a_static_scene_empty_and_finds_the_one_frame_sp
         r = probe(model, static_scene(seed=seed))
         assert r["flagged_share"] <= 0.0005, r
         assert r["speck_found"] >= 0.5, r
+
+
+class _ThresholdDetector(nn.Module):
+    """A stub temporal detector: flags where the middle frame differs from both neighbours' mean by
+    more than 0.1 (so it finds a speck of peak contrast 0.15 and misses one of 0.05)."""
+
+    size_multiple = 1
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        diff = (frames[:, 1:2] - (frames[:, 0:1] + frames[:, 2:3]) / 2).abs()
+        return (diff - 0.1) * 1000
+
+
+def test_faint_specks_have_the_asked_peak_contrast_in_the_middle_frame_only():
+    frames, centres = faint_specks(0.11, seed=1)
+    assert frames.shape == (3, 192, 192) and len(centres) == 16
+    diff = np.abs(frames[1] - frames[0])
+    for y, x in centres:  # the peak of each speck is the contrast asked for, up to the noise
+        assert diff[y - 1 : y + 2, x - 1 : x + 2].max() == pytest.approx(0.11, abs=0.02)
+    assert np.abs(frames[2] - frames[0]).max() < 0.04  # the neighbours are the scene, up to noise
+    with pytest.raises(ValueError, match="contrast"):
+        faint_specks(0.8)
+
+
+def test_speck_sensitivity_finds_what_a_threshold_detector_can_see():
+    sens = speck_sensitivity(_ThresholdDetector().eval(), (0.05, 0.15), seeds=1)
+    assert sens[0.05]["found"] == 0.0 and sens[0.15]["found"] == 1.0
+    assert sens[0.15]["flagged_share"] < 0.001

@@ -111,8 +111,28 @@ def test_model_config_gate_travels_with_the_checkpoint_and_applies_in_both_predi
     expected = gate_probs(raw, *clip[1:4], gate_cfg)
     np.testing.assert_allclose(predict_triplet_tiled(loaded, clip[1:4], cfg, cpu), expected, atol=1e-5)
     np.testing.assert_allclose(predict_triplet_tiled(loaded, clip[1:4], cfg, cpu, gate=False), raw, atol=1e-5)
-    streamed = dict(detect_frames(loaded, lambda j: clip[j], default_neighbours(len(clip)), cfg, cpu))
+    neighbours = default_neighbours(len(clip))
+    streamed = dict(detect_frames(loaded, lambda j: clip[j], neighbours, cfg, cpu))
     np.testing.assert_allclose(streamed[2], expected, atol=1e-4)
+    # Every frame, its gate's flows computed on a thread while the network ran: as the one-triplet path.
+    assert sorted(streamed) == [0, 1, 2, 3]
+    for i, (p, q) in enumerate(neighbours):
+        np.testing.assert_allclose(streamed[i], predict_triplet_tiled(loaded, clip[[p, i, q]], cfg, cpu), atol=1e-4)
+
+
+def test_a_precomputed_compensation_gives_the_same_gate():
+    from correlnet.sdi import compensate_triplet
+
+    base = textured(5)
+    frames = np.stack([np.roll(base, s, axis=1) for s in (-1, 0, 1)])
+    frames[1, 20:23, 90:93] += 0.25  # a one-frame speck
+    probs = np.zeros((H, W), np.float32)
+    probs[60:64, 10:14] = 0.9  # a mark without temporal evidence: the gate drops it
+    cfg = GateConfig(sure=sure_config(0.09))
+    comp = compensate_triplet(*frames, cfg.flow)
+    alone = gate_probs(probs, *frames, cfg)
+    np.testing.assert_array_equal(gate_probs(probs, *frames, cfg, compensation=comp), alone)
+    assert alone[60:64, 10:14].max() == 0.0 and alone[20:23, 90:93].min() == 1.0
 
 
 def test_model_specs_switch_the_gate_on_and_off(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 
 from studio import corrections, films, jobs
 from webapp.matte_archive import matte_zip
-from tests.webapp_fixtures import FRAMES, H, W, make_web_store, write_film
+from tests.webapp_fixtures import FRAMES, H, W, canvas_drawing, make_web_store, send_canvas, write_film
+from webapp.canvas import ADD_COLOR
 
 APP = str(Path(__file__).resolve().parents[1] / "webapp" / "app.py")
 pytest.importorskip("streamlit")
@@ -123,7 +124,7 @@ def test_review_threshold_changes_what_is_painted_only(web):
     from webapp.overlay import component_labels
 
     at = _app("review")
-    at.session_state[f"frame_index:{web.film.id}"] = 2  # a frame nobody corrects in these tests
+    at.session_state[f"frame_index:{web.film.id}"] = 2  # a frame nobody else corrects in these tests
     at.run()
     frame = web.frames[2]
     probs = detection.load_prediction(web.store, detection.latest_prediction(web.store, frame.id))
@@ -132,9 +133,14 @@ def test_review_threshold_changes_what_is_painted_only(web):
         at.slider(key="threshold").set_value(thr).run()
         listed[thr] = len(at.selectbox(key=f"magnify:{frame.id}").options) - 1
         assert listed[thr] == min(component_labels(probs >= thr)[0] - 1, 50)
-        _, session = at.session_state["canvas_session"]
-        np.testing.assert_array_equal(session.base, probs >= detection.THRESHOLD)
     assert listed[0.05] != listed[0.95]
+    # A stroke drawn with the threshold at 0.95 lands on the full proposal (probability >= 0.5).
+    stroke = {"type": "Rect", "left": 0, "top": 0, "width": 15, "height": 15, "originX": "left", "originY": "top",
+              "strokeWidth": 0, "stroke": ADD_COLOR, "fill": ADD_COLOR}  # image pixel (0, 0) on the fit canvas
+    send_canvas(at, drawings=canvas_drawing(at, stroke))
+    expected = probs >= detection.THRESHOLD
+    expected[0, 0] = True
+    np.testing.assert_array_equal(corrections.current_mask(web.store, frame.id), expected)
 
 
 def test_training_button_queues_exactly_one_job_even_clicked_twice(web):

@@ -100,3 +100,71 @@ def poll(at, timeout: float = 60):
         return at.run(timeout=timeout)
     finally:
         local_script_runner.RerunData = real
+
+
+# --- the Review page's canvas in AppTest (webapp/review_canvas.py) -----------------------------------------
+
+def _component(at, key: str):
+    [element] = [e for e in at.get("bidi_component") if e.key == key]
+    return element
+
+
+def canvas_data(at, merged: bool = True) -> dict:
+    """What the page sent the review canvas on the last run; merged: with the neighbours the page sent
+    after it (review_canvas.mount_more), as the browser holds them."""
+    import json
+
+    from webapp.review_canvas import KEY, MORE_KEY
+
+    data = json.loads(_component(at, KEY).proto.json)
+    if merged:
+        more = json.loads(_component(at, MORE_KEY).proto.json)
+        assert more["run"] == data["run"]
+        data["frames"] = sorted(data["frames"] + more["frames"], key=lambda f: f["index"])
+    return data
+
+
+def shown_entry(at) -> dict:
+    """The canvas's entry for the frame shown."""
+    data = canvas_data(at)
+    [entry] = [f for f in data["frames"] if f["index"] == data["index"]]
+    return entry
+
+
+def send_review(at, review: dict):
+    """Run as the browser does when the canvas sends state "review": the widget states of the page
+    (a button clicked or a widget set before counts too) and the canvas's new state, so the component's
+    change callback runs before the script, as in the browser."""
+    import json
+
+    from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+    from webapp.review_canvas import KEY
+
+    canvas_id = _component(at, KEY).proto.id
+    states = WidgetStates()
+    states.widgets.extend(w for w in at._tree.get_widget_states().widgets if w.id != canvas_id)
+    sent = states.widgets.add()
+    sent.id = canvas_id
+    sent.json_value = json.dumps({"review": review})
+    at._run(states)
+    assert not at.exception, at.exception
+    return at
+
+
+def send_canvas(at, **state):
+    """send_review with the next seq, on the frame shown, with `state`'s fields (a callable gets the seq:
+    a navigation or a drawing made in this send)."""
+    data = canvas_data(at)
+    seq = data["ack"] + 1
+    review = {"seq": seq, "film": data["film"], "target": data["index"], "nav": 0, "drawings": [], "magnify": None}
+    review.update({k: v(seq) if callable(v) else v for k, v in state.items()})
+    return send_review(at, review)
+
+
+def canvas_drawing(at, *objects, index: int | None = None):
+    """For send_canvas(drawings=...): objects drawn on frame `index` (default: the one shown)."""
+    data = canvas_data(at)
+    index = data["index"] if index is None else index
+    [entry] = [f for f in data["frames"] if f["index"] == index]
+    return lambda seq: [{"token": entry["token"], "seq": seq, "objects": list(objects)}]

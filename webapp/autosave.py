@@ -1,22 +1,14 @@
 """Saving the canvas as a Correction each time the drawing changes, without losing anyone's work.
 
-A mounted canvas (one frame, one `CanvasSession`) composites all its objects onto the mask it started
-from (`base`). The canvas sends its whole drawing ~200 ms after each mouse-up; we save only when the
-drawing's objects changed and the resulting mask differs from the current one.
+A canvas session (one frame, one `CanvasSession`; webapp/canvas_input.py opens one per drawing token)
+composites all its objects onto the mask it started from (`base`). The canvas sends its whole drawing
+at each mouse-up; we save only when the drawing's objects changed and the resulting mask differs from
+the current one.
 
 Two restorers on the same frame: before saving we look at the frame's current correction; if it is
 neither our base nor our own last save, someone else saved meanwhile, so we rebase onto their mask.
 Add and erase strokes are set operations (x -> (x & K) | L), so re-applying our drawing on top of
 their mask keeps both edits; history() keeps both rows and the later save is current.
-
-A canvas that loses its objects: Streamlit can re-create the component in the browser (two updates of
-its data in quick succession run the old instance's cleanup, streamlit 1.67), and the new canvas starts
-empty while this session still holds the old drawing. Its next drawing then shares no object with the
-last one. Compositing it onto `base` would silently drop every earlier stroke, so the session first
-moves `base` to what the earlier drawing made. The toolbar's undo, delete and reset remove objects
-but leave the others in the list (or send an empty list), so they still recompute from `base`. Known
-limit: an object moved with the toolbar's edit toggle when it is the only one on the canvas is taken as
-a new object (its old footprint stays); the page's own Undo button reverts that save.
 """
 
 from __future__ import annotations
@@ -34,14 +26,13 @@ class CanvasSession:
     """State of one mounted canvas. base (H, W) bool: the mask the drawing applies to;
     base_id: the correction row base came from (None = the model's proposal);
     last_saved_id / last_mask: our last save; objects: the canvas objects of the drawing last
-    handled (`drawing_objects`) and drawn (H, W) bool: base with them composited."""
+    handled (`drawing_objects`)."""
 
     base: np.ndarray
     base_id: int | None
     last_saved_id: int | None = None
     last_mask: np.ndarray | None = None
     objects: tuple[str, ...] = field(default_factory=tuple)
-    drawn: np.ndarray | None = None
 
     @classmethod
     def start(cls, store, frame_id: int, fallback: np.ndarray) -> "CanvasSession":
@@ -67,10 +58,8 @@ def autosave(store, frame_id: int, json_data: dict | None, geometry: CanvasGeome
         session.base = corrections.load_correction(store, current)  # another session saved: keep its work
         session.base_id = current_id
         session.last_mask = session.base
-    elif session.drawn is not None and session.objects and objects and not set(objects) & set(session.objects):
-        session.base = session.drawn  # the canvas was re-created empty: keep what its old objects drew
     mask = apply_drawing(json_data, geometry, session.base, predicted)
-    session.objects, session.drawn = objects, mask
+    session.objects = objects
     unchanged_ref = session.last_mask if current_id is not None else None
     if unchanged_ref is not None and np.array_equal(mask, unchanged_ref):
         return None

@@ -1,23 +1,21 @@
-"""Turn streamlit-drawable-canvas drawings into a full-resolution defect mask.
+"""Turn the review canvas's drawings into a full-resolution defect mask.
 
-The canvas (Fabric.js) returns only its objects as JSON and has no eraser, so the Correct tool
-draws "add" and "erase" in two colours and we composite here, in drawing order, at the film's
-full resolution. The canvas may show the frame scaled: a canvas point (cx, cy) maps to the
-continuous image point (cx * sx, cy * sy) with sx = image_w / canvas_w; pixel (row i, col j)
-covers [j, j+1) x [i, i+1) and belongs to a shape when its centre (j + 0.5, i + 0.5) does.
+The canvas (webapp/review_canvas.py) returns only its objects, as fabric-style JSON (the format
+streamlit-drawable-canvas used before it), and has no eraser, so the Correct tool draws "add" and
+"erase" in two colours and we composite here, in drawing order, at the film's full resolution. The
+canvas may show the frame scaled: a canvas point (cx, cy) maps to the continuous image point
+(cx * sx, cy * sy) with sx = image_w / canvas_w; pixel (row i, col j) covers [j, j+1) x [i, i+1) and
+belongs to a shape when its centre (j + 0.5, i + 0.5) does.
 
-Objects understood (Fabric 6+ JSON as the canvas sends it):
-- "Path" (freedraw brush): a stroke of width strokeWidth along M/L/Q/C commands;
-- "Rect" (originX/originY "left"/"top"): filled rectangle including half its border;
+Objects understood, as webapp/frontend/review_canvas.js sends them (left/top: the top-left corner):
+- "Path" (brush): a stroke of width strokeWidth along its "M" (move) and "L" (line) commands;
+- "Rect": filled rectangle (left, top, width, height): exactly the dragged box;
 - "Polygon": filled polygon from its absolute "points";
-- "Circle" drawn in TOGGLE colour (point tool): a click that toggles the predicted defect under it.
-Objects moved or scaled afterwards with the toolbar's edit toggle are not supported for paths and
-polygons (their absolute points are used); the page does not expose that workflow.
+- "Circle" drawn in TOGGLE colour (point tool; left, top, width, height of its box): a click that
+  toggles the predicted defect under it.
 
-A shape may reach past the canvas: the compositing clips it to the frame. The page lets it
-(`KEEP_DRAGGING_SCRIPT`): the component's rectangle tool stopped growing as soon as the pointer left the
-canvas, so a rectangle started within ~15 px of the right (or bottom) edge and dragged on past it stayed
-the tool's 2-brush-width starting square (issue 14).
+A shape may reach past the canvas: the compositing clips it to the frame (the canvas keeps a drag going
+outside itself, so a rectangle started near the edge reaches it; issue 14).
 """
 
 from __future__ import annotations
@@ -34,31 +32,6 @@ from webapp.overlay import component_labels
 ADD_COLOR = "rgba(255,0,255,0.5)"
 ERASE_COLOR = "rgba(0,255,255,0.5)"
 TOGGLE_COLOR = "rgba(255,255,0,0.8)"
-_ORIGIN = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
-_CURVE_SAMPLES = 8
-
-# In the app's document (st.html): while the left button is held, the drawing canvas never hears that
-# the pointer left it. streamlit-drawable-canvas 0.13's rectangle tool ends its drag on Fabric's
-# "mouse:out"; Fabric itself follows a drag outside the canvas (it listens on the document until the
-# button is released), so the rectangle keeps following the pointer, and the mouse-up sends it.
-# Window capture listeners run before the canvas's own (inside the component's shadow root).
-KEEP_DRAGGING_SCRIPT = """
-<script>
-(function () {
-  if (window.__correlnetKeepDragging) { return; }
-  window.__correlnetKeepDragging = true;
-  function hold(event) {
-    const target = event.composedPath ? event.composedPath()[0] : event.target;
-    if ((event.buttons & 1) && target && target.classList && target.classList.contains("upper-canvas")) {
-      event.stopImmediatePropagation();
-    }
-  }
-  window.addEventListener("mouseout", hold, true);
-  window.addEventListener("pointerout", hold, true);
-})();
-</script>
-"""
-
 
 @dataclass(frozen=True)
 class CanvasGeometry:
@@ -113,36 +86,16 @@ def object_operation(obj: dict) -> str | None:
 
 
 def _path_points(path: list) -> list[np.ndarray]:
-    """Fabric path commands -> polylines (list of (N, 2) canvas points), curves flattened."""
+    """Path commands ["M", x, y] / ["L", x, y] -> polylines (list of (N, 2) canvas points); each M
+    starts one. Other commands are not sent by the canvas and are ignored."""
     lines: list[list[tuple[float, float]]] = []
-    cur = (0.0, 0.0)
-    t = np.linspace(0.0, 1.0, _CURVE_SAMPLES + 1)[1:]
     for cmd in path:
-        op, args = str(cmd[0]).upper(), [float(v) for v in cmd[1:]]
-        if op == "M":
-            cur = (args[0], args[1])
-            lines.append([cur])
-            continue
-        if not lines:
-            lines.append([cur])
-        if op == "L":
-            cur = (args[0], args[1])
-            lines[-1].append(cur)
-        elif op == "Q":
-            (x0, y0), (x1, y1, x2, y2) = cur, args[:4]
-            xs = (1 - t) ** 2 * x0 + 2 * (1 - t) * t * x1 + t**2 * x2
-            ys = (1 - t) ** 2 * y0 + 2 * (1 - t) * t * y1 + t**2 * y2
-            lines[-1].extend(zip(xs.tolist(), ys.tolist()))
-            cur = (x2, y2)
-        elif op == "C":
-            (x0, y0), (x1, y1, x2, y2, x3, y3) = cur, args[:6]
-            xs = (1 - t) ** 3 * x0 + 3 * (1 - t) ** 2 * t * x1 + 3 * (1 - t) * t**2 * x2 + t**3 * x3
-            ys = (1 - t) ** 3 * y0 + 3 * (1 - t) ** 2 * t * y1 + 3 * (1 - t) * t**2 * y2 + t**3 * y3
-            lines[-1].extend(zip(xs.tolist(), ys.tolist()))
-            cur = (x3, y3)
-        elif op == "Z" and lines[-1]:
-            lines[-1].append(lines[-1][0])
-    return [np.asarray(line, dtype=np.float64) for line in lines if line]
+        op = str(cmd[0]).upper()
+        if op == "M" or (op == "L" and not lines):
+            lines.append([(float(cmd[1]), float(cmd[2]))])
+        elif op == "L":
+            lines[-1].append((float(cmd[1]), float(cmd[2])))
+    return [np.asarray(line, dtype=np.float64) for line in lines]
 
 
 def paint_stroke(mask: np.ndarray, points: np.ndarray, width: float, value: bool) -> None:
@@ -183,13 +136,9 @@ def paint_polygon(mask: np.ndarray, points: np.ndarray, value: bool) -> None:
     mask[y0:y1, x0:x1][inside] = value
 
 
-def _object_box(obj: dict, extra: float = 0.0) -> tuple[float, float, float, float]:
-    """Canvas-space (left, top, width, height) of a Rect/Circle including `extra` around it."""
-    width = float(obj.get("width", 0)) * float(obj.get("scaleX", 1)) + extra
-    height = float(obj.get("height", 0)) * float(obj.get("scaleY", 1)) + extra
-    left = float(obj.get("left", 0)) - _ORIGIN.get(obj.get("originX", "left"), 0.0) * width
-    top = float(obj.get("top", 0)) - _ORIGIN.get(obj.get("originY", "top"), 0.0) * height
-    return left, top, width, height
+def _object_box(obj: dict) -> tuple[float, float, float, float]:
+    """Canvas-space (left, top, width, height) of a Rect/Circle."""
+    return tuple(float(obj.get(name, 0)) for name in ("left", "top", "width", "height"))
 
 
 def toggle_component(mask: np.ndarray, predicted: np.ndarray, x: float, y: float, radius: float) -> None:
@@ -227,7 +176,7 @@ def apply_drawing(json_data: dict | None, geometry: CanvasGeometry, base_mask: n
         stroke_w = float(obj.get("strokeWidth", 0) or 0)
         if op == "toggle":
             if predicted is not None:
-                left, top, cw, ch = _object_box(obj, extra=stroke_w)
+                left, top, cw, ch = _object_box(obj)
                 cx, cy = (left + cw / 2) * sx, (top + ch / 2) * sy
                 toggle_component(mask, predicted, cx, cy, radius=max(cw, ch) / 2 * max(sx, sy))
             continue
@@ -236,7 +185,7 @@ def apply_drawing(json_data: dict | None, geometry: CanvasGeometry, base_mask: n
             for line in _path_points(obj.get("path") or []):
                 paint_stroke(mask, line * scale, stroke_w * (sx + sy) / 2, value)
         elif kind == "rect":
-            left, top, cw, ch = _object_box(obj, extra=stroke_w)
+            left, top, cw, ch = _object_box(obj)
             corners = np.array([[left, top], [left + cw, top], [left + cw, top + ch], [left, top + ch]])
             paint_polygon(mask, corners * scale, value)
         elif kind == "polygon" and obj.get("points"):

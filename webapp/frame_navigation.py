@@ -56,7 +56,9 @@ def step(shown: ShownFilm, delta: int) -> None:
 
 
 def notice(text: str) -> None:
-    st.session_state[NOTICE] = text
+    """Tell the restorer `text` in the next toast (several in one run go in one toast, none is lost)."""
+    pending = st.session_state.get(NOTICE)
+    st.session_state[NOTICE] = f"{pending}  \n{text}" if pending else text
 
 
 def next_with_detections(shown: ShownFilm) -> None:

@@ -72,6 +72,13 @@ class FrameView:
         return self.corrected if self.corrected is not None else self.proposal
 
 
+def proposal_mask(probs: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """The model's proposal as the store keeps it: (H, W) bool, probs >= studio.detection.THRESHOLD, no
+    display filter; all False without a prediction (probs None). What accepting stores and drawing starts
+    from on a frame nobody corrected (`FrameView.proposal`)."""
+    return np.zeros(shape, bool) if probs is None else probs >= detection.THRESHOLD
+
+
 def build_view(store, frame, flt: MaskFilter, opacity: float, *,
                load_image: ImageLoader = films.frame_image, load_pred: ProbsLoader = load_probs,
                load_mask: Callable = load_correction, load_evidence: Callable = load_evidence) -> FrameView:
@@ -82,10 +89,10 @@ def build_view(store, frame, flt: MaskFilter, opacity: float, *,
     if probs is not None and probs.shape != frame_rgb.shape[:2]:
         raise ValueError(f"prediction of frame {frame.index} is {probs.shape}, the frame {frame_rgb.shape[:2]}; "
                          "run detection again (`correlnet film detect`)")
+    proposal = proposal_mask(probs, frame_rgb.shape[:2])
     if probs is None:
-        proposal = candidates = predicted = np.zeros(frame_rgb.shape[:2], bool)
+        candidates = predicted = proposal
     else:
-        proposal = probs >= detection.THRESHOLD
         candidates = filter_mask(probs, image, replace(flt, dilation=0))
         predicted = dilate(candidates, flt.dilation)
     corrected = load_mask(store, frame)

@@ -7,14 +7,22 @@ included. The listener is installed once per browser tab; re-rendering only upda
 - Keys typed into a text field (a text or number input, a select's search box, a text area) are
   ignored. A focused radio, checkbox, slider or button does not swallow them: letter keys still work
   after clicking a tool, and the arrow keys stay with a focused radio group or slider, which uses them.
+  The rule is webapp/frontend/typing.js, which the review canvas's space + drag follows too.
 - Presses are queued and clicked one at a time, each once the app has finished the run the previous
   one started. Two clicks of one button that reach the server before it starts a run count as one
   (Streamlit merges button triggers), so "k" pressed 9 times 80 ms apart moved 4-5 frames.
+- Next and previous frame (`STEPS`) are no clicks where the review canvas is on the page
+  (webapp/review_canvas.py, `window.__correlnetCanvas`): the canvas shows the frame at once and tells
+  the server which frame it is on now (an absolute index, so no press is merged away). A step waits
+  in the queue only behind an earlier button press, and a button press waits until the canvas's
+  sends are applied, so keys act in the order they were pressed.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 
 import streamlit as st
 
@@ -35,6 +43,9 @@ REVIEW_KEYS = {
     "o": OVERLAY,
 }
 
+# Labels whose keys the review canvas handles itself: the frame step it takes.
+STEPS = {NEXT: +1, PREVIOUS: -1}
+
 # How long the queue waits for the run a click starts to show (then assumes it was too quick to see),
 # and how long at most for that run to end (a stuck app must not swallow the keys forever).
 START_WAIT_MS, RUN_WAIT_MS = 400, 15_000
@@ -43,16 +54,10 @@ SCRIPT = """
 <script>
 (function () {
   window.__correlnetKeys = %(keys)s;
+  window.__correlnetSteps = %(steps)s;
   if (window.__correlnetKeysInstalled) { return; }
   window.__correlnetKeysInstalled = true;
-  const TEXT_TYPES = ["", "text", "search", "number", "email", "password", "url", "tel"];
-  function typing(target) {
-    if (!target) { return false; }
-    if (target.isContentEditable) { return true; }
-    const tag = target.tagName || "";
-    if (tag === "TEXTAREA" || tag === "SELECT") { return true; }
-    return tag === "INPUT" && TEXT_TYPES.includes(String(target.type || "").toLowerCase());
-  }
+%(typing)s
   function usesArrows(target) {
     if (!target) { return false; }
     const role = target.getAttribute ? target.getAttribute("role") : null;
@@ -62,7 +67,15 @@ SCRIPT = """
     const app = document.querySelector('[data-testid="stApp"]');
     return app ? app.getAttribute("data-test-script-state") : null;
   }
-  function busy() { const s = runState(); return s === "running" || s === "rerunRequested"; }
+  function canvas() {
+    const c = window.__correlnetCanvas;
+    return c && c.connected() ? c : null;
+  }
+  function busy() {
+    const s = runState();
+    const c = canvas();
+    return s === "running" || s === "rerunRequested" || (c !== null && c.busy());
+  }
   const queue = [];
   let pumping = false;
   function waitUntil(done, limitMs, then) {
@@ -76,9 +89,15 @@ SCRIPT = """
     pumping = true;
     waitUntil(function () { return !busy(); }, %(run_ms)d, function () {
       const label = queue.shift();
+      const next = function () { pumping = false; if (queue.length) { pump(); } };
+      if (typeof label === "number") {  // a frame step queued behind a button press
+        const c = canvas();
+        if (c) { c.step(label); }
+        next();
+        return;
+      }
       const button = Array.from(document.querySelectorAll("button")).find(
         (b) => b.innerText.trim() === label && !b.disabled);
-      const next = function () { pumping = false; if (queue.length) { pump(); } };
       if (!button) { next(); return; }
       button.click();
       waitUntil(busy, %(start_ms)d, function () {
@@ -94,6 +113,12 @@ SCRIPT = """
     const label = (window.__correlnetKeys || {})[event.key];
     if (!label) { return; }
     event.preventDefault();
+    const step = (window.__correlnetSteps || {})[label];
+    const c = canvas();
+    if (step && c) {
+      if (!pumping && !queue.length) { c.step(step); } else { queue.push(step); pump(); }
+      return;
+    }
     queue.push(label);
     pump();
   });
@@ -102,14 +127,23 @@ SCRIPT = """
 """
 
 
-def script(keys: dict[str, str]) -> str:
-    """The listener's HTML for keys (KeyboardEvent.key -> button label)."""
-    return SCRIPT % {"keys": json.dumps(keys), "start_ms": START_WAIT_MS, "run_ms": RUN_WAIT_MS}
+@functools.cache
+def typing_js() -> str:
+    """webapp/frontend/typing.js: which focused element types text (its keys are no shortcut); the key
+    listener and the review canvas share it."""
+    return (Path(__file__).resolve().parent / "frontend" / "typing.js").read_text()
 
 
-def install(keys: dict[str, str]) -> None:
-    """Bind keys (KeyboardEvent.key -> button label) on the current page."""
-    st.html(script(keys), unsafe_allow_javascript=True)
+def script(keys: dict[str, str], steps: dict[str, int] | None = None) -> str:
+    """The listener's HTML for keys (KeyboardEvent.key -> button label); steps (label -> frame step):
+    the labels a review canvas on the page takes itself."""
+    return SCRIPT % {"keys": json.dumps(keys), "steps": json.dumps(steps or {}), "start_ms": START_WAIT_MS,
+                     "run_ms": RUN_WAIT_MS, "typing": typing_js()}
+
+
+def install(keys: dict[str, str], steps: dict[str, int] | None = None) -> None:
+    """Bind keys (KeyboardEvent.key -> button label) on the current page; see `script`."""
+    st.html(script(keys, steps), unsafe_allow_javascript=True)
 
 
 def legend(keys: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ Tri-Net, the one-branch baselines, SDI-p) are predicted on each stacked triplet 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from torch import nn
 from correlnet.correlation import Correlation, flip_correlation
 from correlnet.inference import prepare_for_inference
 from correlnet.models.base import StreamingNet, is_streaming
+from correlnet.sdi import compensate_triplet
 from correlnet.temporal_gate import gate_config_of, gate_probs
 from correlnet.tiling import TilingConfig
 
@@ -140,6 +142,7 @@ def detect_frames(
     indices: Iterable[int] | None = None,
     prepare: bool = True,
     runtime: str | None = None,
+    overlap_gate: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Predict each frame of a sequence at full resolution.
 
@@ -153,6 +156,8 @@ def detect_frames(
         channels_last, the head run by `runtime`; same outputs up to float rounding); False runs
         `model` as given.
     runtime: the inference runtime (`correlnet.runtime`; None: $CORRELNET_RUNTIME, else auto).
+    overlap_gate: compute the temporal gate's optical flows for a frame on a thread while the network
+        predicts it (the default; same results); False computes them after, one after the other.
     A `StreamingNet` is streamed (features and correlations reused); any other model is run on each
     stacked triplet. Raises ValueError for a model in training mode, neighbours or indices outside
     the sequence, and frames of another shape than the first.
@@ -166,17 +171,32 @@ def detect_frames(
         model = prepare_for_inference(model, device, runtime)
     run = _stream_branch if is_streaming(model) else _stream_stacked
     gate = gate_config_of(model)
-    if gate.enabled:
-        read_frame = _recent_frames(read_frame)
-    for index, probs in run(model, read_frame, pairs, order, cfg, device):
-        if gate.enabled:
+    if not gate.enabled:
+        yield from run(model, read_frame, pairs, order, cfg, device)
+        return
+    read_frame = _recent_frames(read_frame)
+    if not overlap_gate:
+        for index, probs in run(model, read_frame, pairs, order, cfg, device):
             p, q = pairs[index]
-            frames = [np.asarray(read_frame(j), dtype=np.float32) for j in (p, index, q)]
-            probs = gate_probs(probs, *frames, gate)
-        yield index, probs
+            yield index, gate_probs(probs, *(np.asarray(read_frame(j), dtype=np.float32) for j in (p, index, q)), gate)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="correlnet-gate") as pool:
+        # The gate's optical flows do not depend on the network: frame k's run on a thread (OpenCV
+        # releases the GIL) while the network predicts frame k. Frames are read here, in the caller's
+        # thread, since read_frame need not be thread-safe. Same results as computing them after.
+        def compensate(k: int) -> tuple[list[np.ndarray], Future]:
+            frames = [np.asarray(read_frame(j), dtype=np.float32) for j in (pairs[k][0], k, pairs[k][1])]
+            return frames, pool.submit(compensate_triplet, *frames, gate.flow)
+
+        pending = compensate(order[0]) if order else None
+        for n, (index, probs) in enumerate(run(model, read_frame, pairs, order, cfg, device)):
+            frames, future = pending
+            comp = future.result()
+            pending = compensate(order[n + 1]) if n + 1 < len(order) else None
+            yield index, gate_probs(probs, *frames, gate, compensation=comp)
 
 
-def _recent_frames(read_frame: Callable[[int], np.ndarray], keep: int = 4) -> Callable[[int], np.ndarray]:
+def _recent_frames(read_frame: Callable[[int], np.ndarray], keep: int = 6) -> Callable[[int], np.ndarray]:
     """read_frame with the last `keep` frames kept, so the gate re-reads no frame the stream just read."""
     recent: dict[int, np.ndarray] = {}
 

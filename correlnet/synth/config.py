@@ -173,6 +173,16 @@ class SynthConfig:
             dust_opacity=(0.35, 1.0), scene_lines_prob=0.6, clean_prob=0.15, bank_per_256=3.0,
         )
 
+    @classmethod
+    def marks_only(cls) -> "SynthConfig":
+        """Defects to composite onto frames that already carry a film's look (fine-tuning's rehearsal
+        crops, `studio.crop_sampler`): `real()`'s blotches, dust and hairs with nothing else drawn,
+        no scene content, no grain, flicker, optical blur or compression, every triplet defective."""
+        return replace(
+            cls.real().only(blotches=True, dust=True, hairs=True), sprites=None, scene_lines=False,
+            scene_blotches=False, duplicate_frame_prob=0.0, compression_prob=0.0, clean_prob=0.0, paper_only_prob=0.0,
+        )
+
     def paper_part(self) -> "SynthConfig":
         """This configuration with everything beyond Sec. 4.1 switched off (its blotch settings kept)."""
         return replace(
@@ -195,6 +205,31 @@ class SynthConfig:
             sprites = values["sprites"]
             values["sprites"] = SpriteConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in sprites.items()})
         return cls(**values)
+
+    def with_overrides(self, values: dict[str, object]) -> "SynthConfig":
+        """A copy with fields replaced by `values` ({"dust_opacity": (0.1, 1.0), "sprites.opacity": ...});
+        a dotted key reaches into the sprite settings (which must be on); lists become tuples.
+        Raises ValueError naming an unknown key."""
+        top: dict[str, object] = {}
+        sprite: dict[str, object] = {}
+        for key, value in values.items():
+            value = tuple(value) if isinstance(value, list) else value
+            group, _, name = key.rpartition(".")
+            if group not in ("", "sprites"):
+                raise ValueError(f"unknown generator setting {key!r}: only 'sprites.' settings are nested")
+            (sprite if group else top)[name] = value
+        known, sprite_known = {f.name for f in fields(self)}, {f.name for f in fields(SpriteConfig)}
+        for names, allowed, prefix in ((top, known, ""), (sprite, sprite_known, "sprites.")):
+            unknown = sorted(set(names) - allowed)
+            if unknown:
+                raise ValueError(f"unknown generator setting(s) {[prefix + u for u in unknown]}; "
+                                 f"valid: {sorted(prefix + a for a in allowed)}")
+        out = replace(self, **top)
+        if sprite:
+            if out.sprites is None:
+                raise ValueError("sprites.* settings need a generator with moving sprites (e.g. --synth real)")
+            out = replace(out, sprites=replace(out.sprites, **sprite))
+        return out
 
     def only(self, **flags: bool) -> "SynthConfig":
         """A copy with every family off except those passed as True (used by tests and benches)."""

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--defect-bank", action="store_true",
                    help="also paste real defects cut from the later frames of ../shared/data/real_film "
                         "(correlnet.synth.bank; frames 1-25 stay for evaluation), at the generator's bank_per_256")
+    p.add_argument("--small-defect-area", type=float, default=0.0, metavar="PX",
+                   help="weigh each pixel of a defect smaller than PX pixels by PX / its area (at most 16x) in "
+                        "the loss, so small dust counts by number rather than area (default 0: off)")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="N")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -50,11 +53,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="stop after 2 steps (checks every path cheaply)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. decoder_channels=64,32,16,8,8 (repeatable)")
+    p.add_argument("--synth-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="defect generator override on top of --synth, e.g. dust_opacity=0.1,1.0 or "
+                        "sprites.max_speed=12 (repeatable; fields of correlnet.synth.SynthConfig)")
     p.set_defaults(func=run)
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
-    """KEY=VALUE strings -> typed model config overrides (true/false, ints, floats, comma lists of ints)."""
+    """KEY=VALUE strings -> typed config overrides (true/false, ints, floats, comma lists of ints or,
+    where one item is not an integer, of floats)."""
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -63,7 +70,14 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
         if value.lower() in ("true", "false"):
             out[key] = value.lower() == "true"
         elif "," in value:
-            out[key] = tuple(int(v) for v in value.split(",") if v)
+            items = [v for v in value.split(",") if v]
+            try:
+                out[key] = tuple(int(v) for v in items)
+            except ValueError:
+                try:
+                    out[key] = tuple(float(v) for v in items)
+                except ValueError:
+                    raise ValueError(f"--override {item!r}: a comma list must hold numbers") from None
         else:
             try:
                 out[key] = int(value)
@@ -102,13 +116,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig(
             steps=args.steps or 2000, epochs=args.epochs, lr=args.lr, batch_size=args.batch, seed=args.seed,
             checkpoint_every=args.checkpoint_every, dry_run=args.dry_run, warmup_steps=args.warmup,
+            small_defect_area=args.small_defect_area,
         )
         samples = None if args.epochs else cfg.steps * args.batch  # steps: every sample index used once
         bank = defect_bank() if args.defect_bank else None
         if bank is not None:
             print(f"defect bank: {bank.describe()}")
-        loader = training_loader(args.source, synth_config(args.synth), args.crop, args.batch, args.seed,
-                                 args.workers, samples, bank)
+        synth = synth_config(args.synth).with_overrides(parse_overrides(args.synth_override))
+        loader = training_loader(args.source, synth, args.crop, args.batch, args.seed, args.workers, samples, bank)
         torch.manual_seed(args.seed)
         model = build_model(args.arch, encoder=args.encoder, **parse_overrides(args.override))
         if args.init and not (args.resume and Path(args.out).exists()):
@@ -119,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from exc
     bar = tqdm(desc="pretrain", unit="step", dynamic_ncols=True)
-    provenance = {"sources": list(args.source), "synth": args.synth, "synth_config": _plain(synth_config(args.synth)),
+    provenance = {"sources": list(args.source), "synth": args.synth, "synth_overrides": list(args.synth_override),
+                  "synth_config": _plain(synth),
                   "crop": args.crop, "init": args.init, "overrides": list(args.override),
                   "defect_bank": bank.describe() if bank is not None else None}
     result = train(model, loader, cfg, device, job=bar_job(bar), checkpoint_path=args.out, resume=args.resume,

@@ -2,28 +2,39 @@
 previous/current/next flick, keyboard navigation, and a drawing canvas whose every change is saved
 as a Correction (the model's proposal is never overwritten).
 
+The canvas (webapp/review_canvas.py), its tools, the magnifier and the sidebar counters are one
+`st.fragment`: a stroke, a navigation key or a magnifier click reruns them alone, not the film picker,
+the navigation or the filters. The canvas shows the next frames from pictures it already holds, so a
+key moves at once, and the fragment catches up. What the canvas sends is applied in its change
+callback (`_apply_canvas`), and first in every button callback that saves or moves (`_canvas_first`):
+Streamlit runs a button's callback before the component's.
+
 Executed by st.navigation (webapp/app.py) as a script; also runnable alone by AppTest.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 import streamlit as st
 
-from studio import corrections, detection, evidence, frame_queries, jobs
+from studio import corrections, detection, frame_queries, jobs
 from studio.frame_sources import SourceFrameError
+from webapp import canvas_input, magnifier, review_canvas
 from webapp import frame_navigation as nav
 from webapp import keyboard
-from webapp.autosave import CanvasSession, autosave
-from webapp.canvas import ADD_COLOR, ERASE_COLOR, KEEP_DRAGGING_SCRIPT, TOGGLE_COLOR, CanvasGeometry
+from webapp.canvas import ADD_COLOR, ERASE_COLOR, TOGGLE_COLOR, CanvasGeometry
+from webapp.canvas_frames import Look, Window, cached_neighbours, filter_note, missing_neighbours, shown_entry
 from webapp.context import AppContext, app_context, author, choose_film
 from webapp.frame_cache import FrameCache
-from webapp.frame_view import build_view, encode_jpeg, flick_crops, flick_gif, load_correction
-from webapp.overlay import POLARITIES, MaskFilter, component_labels, magnify
+from webapp.frame_view import FrameView, build_view, load_correction, proposal_mask
+from webapp.overlay import POLARITIES, MaskFilter
 from webapp.review_counts import review_counts
 from webapp.widget_state import keep
 
-# label -> (canvas drawing_mode, colour); the colour tells the server to add, erase or toggle.
+# label -> (canvas drawing mode, colour); the colour tells the server to add, erase or toggle.
 TOOLS = {
     "Add brush": ("freedraw", ADD_COLOR), "Erase brush": ("freedraw", ERASE_COLOR),
     "Add rectangle": ("rect", ADD_COLOR), "Erase rectangle": ("rect", ERASE_COLOR),
@@ -42,6 +53,12 @@ DISPLAY_ONLY = (f"These change only what is painted. Accepting or drawing starts
 def _frame_cache() -> FrameCache:
     # One per server process, shared by every session: decoded frames keyed by path + checksum.
     return FrameCache(max_entries=24)
+
+
+@st.cache_resource(show_spinner=False)
+def _picture_cache() -> review_canvas.PictureCache:
+    # One per server process: the canvas pictures of frames around the shown one (webapp/canvas_frames.py).
+    return review_canvas.PictureCache()
 
 
 def _image(store, frame) -> np.ndarray:
@@ -65,6 +82,13 @@ def _filters() -> tuple[MaskFilter, float]:
     return MaskFilter(threshold, polarity, min_size, dilation), opacity
 
 
+def _canvas_first(pending: Callable[[], None], action: Callable, *args) -> None:
+    """A button's callback: what the canvas sent first (`pending`, `_apply_canvas` bound to the last
+    run), then `action(*args)`."""
+    pending()
+    action(*args)
+
+
 def _after_save(film_id: int) -> None:
     """Each saved correction may trigger fine-tuning (every settings.retrain_after corrections)."""
     ctx = app_context()
@@ -83,7 +107,7 @@ def _accept(shown: nav.ShownFilm) -> None:
         nav.notice(str(exc))
         return
     _after_save(frame.film_id)
-    _bump_canvas(frame.id)
+    canvas_input.bump(frame.id)
     nav.step(shown, +1)
 
 
@@ -93,7 +117,7 @@ def _undo(shown: nav.ShownFilm) -> None:
         corrections.undo(shown.store, frame.id, author())
     except corrections.NothingToUndo as exc:
         nav.notice(str(exc))
-    _bump_canvas(frame.id)
+    canvas_input.bump(frame.id)
 
 
 def _range() -> tuple[int, int] | None:
@@ -111,12 +135,13 @@ def _accept_range(shown: nav.ShownFilm) -> None:
                f"their mask" + (f", {len(unpredicted)} not predicted yet" if unpredicted else "") + ".")
     if accepted:
         _after_save(shown.film.id)
-        _bump_canvas(shown.current().id)
+        for frame_id in accepted:
+            canvas_input.bump(frame_id)
 
 
-def _bulk_accept(shown: nav.ShownFilm) -> None:
+def _bulk_accept(shown: nav.ShownFilm, pending: Callable[[], None], box) -> None:
     """Accept a range of frames as the model proposed them, after an explicit confirmation."""
-    with st.sidebar.expander("Accept a range of frames"):
+    with box.expander("Accept a range of frames"):
         left, right = st.columns(2)
         left.number_input("From frame number", min_value=0, value=None, step=1, key="bulk_from")
         right.number_input("To frame number", min_value=0, value=None, step=1, key="bulk_to")
@@ -124,7 +149,7 @@ def _bulk_accept(shown: nav.ShownFilm) -> None:
         chosen = 0 if numbers is None else frame_queries.count_numbered(shown.store, shown.film, numbers)
         st.checkbox(f"Accept the model's proposal on the {chosen} frames of this range that nobody has "
                     "reviewed (reviewed frames keep their mask)", key="bulk_confirm", disabled=not chosen)
-        st.button("Accept range", on_click=_accept_range, args=(shown,),
+        st.button("Accept range", on_click=_canvas_first, args=(pending, _accept_range, shown),
                   disabled=not (chosen and st.session_state.get("bulk_confirm")))
 
 
@@ -132,39 +157,37 @@ def _toggle_overlay() -> None:
     st.session_state["hide_overlay"] = not st.session_state.get("hide_overlay", False)
 
 
-def _bump_canvas(frame_id: int) -> None:
-    # A new key remounts the canvas empty, on top of the mask now stored.
-    st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
-    st.session_state[f"canvas_gen:{frame_id}"] = st.session_state.get(f"canvas_gen:{frame_id}", 0) + 1
-
-
-def _navigation(shown: nav.ShownFilm, window: frame_queries.FrameWindow) -> None:
-    """One row of buttons above the canvas; shots and go-to in the sidebar (the canvas stays high)."""
+def _navigation(shown: nav.ShownFilm, pending: Callable[[], None], sb) -> None:
+    """One row of buttons above the canvas; shots and go-to in the sidebar's `sb` (the canvas stays
+    high). Each callback that saves or moves applies what the canvas sent first (`pending`)."""
+    def first(action, *args) -> dict:
+        return {"on_click": _canvas_first, "args": (pending, action, *args)}
     cols = st.columns(7)
-    cols[0].button(keyboard.PREVIOUS, on_click=nav.step, args=(shown, -1), width="stretch")
-    cols[1].button(keyboard.NEXT, on_click=nav.step, args=(shown, +1), width="stretch")
-    cols[2].button("Next with detections", on_click=nav.next_with_detections, args=(shown,), width="stretch")
-    cols[3].button("Next suggested", on_click=nav.next_suggested, args=(shown,), width="stretch")
-    cols[4].button("Accept frame as is", on_click=_accept, args=(shown,), type="primary",
+    cols[0].button(keyboard.PREVIOUS, **first(nav.step, shown, -1), width="stretch")
+    cols[1].button(keyboard.NEXT, **first(nav.step, shown, +1), width="stretch")
+    cols[2].button("Next with detections", **first(nav.next_with_detections, shown), width="stretch")
+    cols[3].button("Next suggested", **first(nav.next_suggested, shown), width="stretch")
+    cols[4].button("Accept frame as is", **first(_accept, shown), type="primary",
                    width="stretch", help="Stores the frame's correction, or the model's full proposal if it has "
                                          "none; the overlay filters do not apply.")
-    cols[5].button("Undo", on_click=_undo, args=(shown,), width="stretch")
+    cols[5].button("Undo", **first(_undo, shown), width="stretch")
     cols[6].button(keyboard.OVERLAY, on_click=_toggle_overlay, width="stretch",
                    help="Show the frame without the overlay, and back (key o)")
-    sb = st.sidebar
+    ends = frame_queries.frames_at(shown.store, shown.film, (0, shown.count - 1))
     sb.subheader("Navigate")
     left, right = sb.columns(2)
-    left.button(keyboard.PREVIOUS_SHOT, on_click=nav.shot, args=(shown, -1), width="stretch")
-    right.button(keyboard.NEXT_SHOT, on_click=nav.shot, args=(shown, +1), width="stretch")
-    sb.number_input("Go to frame number", min_value=0, value=None, step=1, key=nav.GOTO, on_change=nav.go_to_number,
-                    args=(shown,), placeholder=f"{window.first.number}-{window.last.number}")
-    _bulk_accept(shown)
+    left.button(keyboard.PREVIOUS_SHOT, **first(nav.shot, shown, -1), width="stretch")
+    right.button(keyboard.NEXT_SHOT, **first(nav.shot, shown, +1), width="stretch")
+    sb.number_input("Go to frame number", min_value=0, value=None, step=1, key=nav.GOTO, on_change=_canvas_first,
+                    args=(pending, nav.go_to_number, shown),
+                    placeholder=f"{ends[0].number}-{ends[shown.count - 1].number}")
+    _bulk_accept(shown, pending, sb)
 
 
-def _counters(ctx: AppContext, film, frame) -> None:
-    """In the sidebar: above the canvas they pushed it 100 px down the page."""
+def _counters(ctx: AppContext, film, frame, box) -> None:
+    """Into `box` in the sidebar: above the canvas they pushed it 100 px down the page."""
     counts = review_counts(ctx.store, film)
-    a, b = st.sidebar.columns(2)
+    a, b = box.columns(2)
     a.metric("Reviewed", f"{counts.reviewed}/{counts.frames}")
     b.metric("Corrected", counts.corrected)
     a.metric("Remaining", counts.frames - counts.reviewed)
@@ -178,148 +201,162 @@ def _geometry(w: int, h: int, zoom: float | None) -> CanvasGeometry:
     return CanvasGeometry(round(w * zoom), round(h * zoom), w, h)
 
 
-def _canvas(ctx: AppContext, frame, view, picture: np.ndarray, note: str) -> None:
-    from streamlit_drawable_canvas import st_canvas  # registers its component: only inside a page run
-
-    h, w = view.frame_rgb.shape[:2]
+def _tools(film) -> tuple[dict, CanvasGeometry]:
+    """The tool row above the canvas: (the canvas's tool, its geometry for this film)."""
     tool_col, size_col, zoom_col = st.columns([4, 1, 1])
     tool = tool_col.radio("Tool", list(TOOLS), horizontal=True, **keep("tool"))
     brush = size_col.slider("Brush (px)", 1, 60, **keep("brush", 8))
     zoom = ZOOMS[zoom_col.selectbox("Canvas zoom", list(ZOOMS), **keep("zoom"))]
-    geometry = _geometry(w, h, zoom)
-    gen = st.session_state.get(f"canvas_gen:{frame.id}", 0)
-    key = f"canvas-{frame.id}-{gen}-{geometry.canvas_w}"
-    mounted_key, session = st.session_state.get("canvas_session", (None, None))
-    if mounted_key != key:  # a new frame, zoom or generation: start from the mask stored now
-        session = CanvasSession.start(ctx.store, frame.id, view.proposal)
-        st.session_state["canvas_session"] = (key, session)
     mode, colour = TOOLS[tool]
-    # Save what the canvas sent before drawing it again: a save reruns at once, so the canvas is sent
-    # to the browser once per save (with the new overlay), not twice in quick succession, which can
-    # make Streamlit re-create it empty (see webapp/autosave.py).
-    _save(ctx, frame, _sent_drawing(key), geometry, session, view)
-    result = st_canvas(fill_color=colour, stroke_width=brush, stroke_color=colour,
-                       background_image=encode_jpeg(picture, geometry.canvas_w),
-                       width=geometry.canvas_w, height=geometry.canvas_h, drawing_mode=mode,
-                       point_display_radius=max(2, brush // 2), key=key, update_streamlit=True)
-    _save(ctx, frame, result.json_data, geometry, session, view)
-    # Below the canvas, so a message that comes and goes never moves it.
-    st.caption(f"Magenta adds, cyan erases, yellow clicks toggle a whole predicted defect. "
-               f"Saved automatically at {w}x{h}. {st.session_state.pop('review_saved', '')}{note}  \n"
-               f"Keys: {keyboard.legend(keyboard.REVIEW_KEYS)}")
+    return ({"label": tool, "mode": mode, "colour": colour, "brush": brush, "radius": max(2, brush // 2)},
+            _geometry(film.width, film.height, zoom))
 
 
-def _sent_drawing(key: str) -> dict | None:
-    """The drawing the canvas `key` sent for this rerun, read before the canvas is drawn (components
-    v2 keep it in st.session_state[key]["drawing"]["raw"]); None before its first send."""
+def _view_of(ctx: AppContext, flt: MaskFilter, opacity: float):
+    def view_of(frame) -> FrameView:
+        return build_view(ctx.store, frame, flt, opacity, load_image=_image, load_pred=_probs,
+                          load_mask=load_correction)
+    return view_of
+
+
+LAST_MASKS = "review_masks"  # (frame id, filters, probs, proposal, candidates) the last run built
+
+
+def _masks(ctx: AppContext, flt: MaskFilter, view_of) -> canvas_input.FrameMasks:
+    """A frame's proposal and toggle candidates for the canvas's drawings: those the last run built when
+    they are that frame's with these filters and prediction (then a save builds no view: about 100 ms
+    on a 2K frame), else from the cached prediction (proposal) or a new view (candidates)."""
+    def last(frame) -> tuple | None:
+        frame_id, shown_flt, probs, proposal, candidates = st.session_state.get(LAST_MASKS, (None,) * 5)
+        current = frame_id == frame.id and shown_flt == flt and probs is _probs(ctx.store, frame)
+        return (proposal, candidates) if current else None
+
+    def proposal(frame):
+        kept = last(frame)
+        return kept[0] if kept else proposal_mask(_probs(ctx.store, frame), _image(ctx.store, frame).shape[:2])
+
+    def candidates(frame):
+        kept = last(frame)
+        return kept[1] if kept else view_of(frame).candidates
+
+    return canvas_input.FrameMasks(proposal, candidates)
+
+
+def _show_notice() -> None:
+    if notice := st.session_state.pop(nav.NOTICE, None):
+        st.toast(notice)  # floats over the page: an st.info here moved the canvas 72 px down and back
+
+
+CENTRED = "canvas_centred"  # a shift-click on the canvas set the magnifier's point
+
+
+def _apply_canvas(ctx: AppContext, shown: nav.ShownFilm, flt: MaskFilter, opacity: float) -> None:
+    """Save what the canvas drew, centre the magnifier where it was clicked, follow its navigation;
+    `shown`, `flt` and `opacity` are the last run's (what the restorer drew under). Idempotent: a state
+    is applied once (canvas_input.applied). Runs as a callback, before the page or fragment body."""
+    masks = _masks(ctx, flt, _view_of(ctx, flt, opacity))
+    outcome = canvas_input.apply(shown, review_canvas.sent_state(), author(), masks)
+    for film_id, row in outcome.saved:
+        _after_save(film_id)
+        st.session_state["review_saved"] = f"Saved correction {row.id}"
+    for sentence in outcome.dropped:
+        nav.notice(sentence)
+    if outcome.centred:
+        st.session_state[CENTRED] = True
+
+
+@st.fragment
+def _review(ctx: AppContext, shown: nav.ShownFilm, flt: MaskFilter, opacity: float, counters,
+            pending: Callable[[], None]) -> None:
+    """The tools, the canvas, the captions and the magnifier; the counters into the sidebar's `counters`.
+    Drawn out of page order (containers): "saved" goes out first, the canvas once the magnifier's
+    widgets have decided the window it outlines, the magnifier's images next, the neighbours' pictures
+    the canvas holds last (`_neighbours`)."""
+    view_of = _view_of(ctx, flt, opacity)
+    tool, geometry = _tools(shown.film)
+    canvas_box, saved_box, below = st.container(), st.container(), st.container()
+    _show_notice()
+    # First on the wire: the restorer sees "saved" before the overlay is redrawn (same place, below).
+    saved_box.caption(st.session_state.pop("review_saved", None) or
+                      f"Every stroke is saved at {shown.film.width}x{shown.film.height} when the mouse is released.")
+    window = frame_queries.frame_window(ctx.store, shown.film, shown.index())
+    frame = window.frame
+    st.session_state[nav.index_key(shown.film.id)] = frame.index
+    _counters(ctx, shown.film, frame, counters)
     try:
-        drawing = st.session_state[key]["drawing"]["raw"]
-    except (KeyError, TypeError, AttributeError):
-        return None
-    return drawing if isinstance(drawing, dict) else None
-
-
-def _save(ctx: AppContext, frame, drawing: dict | None, geometry: CanvasGeometry, session: CanvasSession,
-          view) -> None:
-    """Autosave `drawing`; after a save, rerun to redraw the overlay in Fig. 5 colours."""
-    if drawing is None:
+        view, error = view_of(frame), None
+        st.session_state[LAST_MASKS] = (frame.id, flt, view.probs, view.proposal, view.candidates)
+    except SourceFrameError as exc:  # a source frame referenced in place was moved or changed
+        view, error = None, str(exc)  # names the film, frame and file, and what to do
+        st.session_state.pop(LAST_MASKS, None)
+    look = Look(flt, opacity, bool(st.session_state.get("hide_overlay")))
+    sent = review_canvas.sent_state()
+    have = sent.have if sent is not None else frozenset()
+    around = Window.around(ctx.store, shown.film, frame, shown.count)
+    run = st.session_state["canvas_run"] = st.session_state.get("canvas_run", 0) + 1
+    # The shown frame and the neighbours already cached now; the others once the page is drawn.
+    data = {"film": shown.film.id, "count": shown.count, "index": frame.index, "ack": canvas_input.applied(),
+            "run": run, "canvas": [geometry.canvas_w, geometry.canvas_h],
+            "image": [shown.film.width, shown.film.height],
+            "tool": tool, "magnifier": None,  # the magnifier's window, once its widgets are drawn
+            "frames": sorted([shown_entry(ctx.store, frame, view, error, geometry, look, _picture_cache(), have),
+                              *cached_neighbours(around, geometry, look, _picture_cache(), have)],
+                             key=lambda f: f["index"])}
+    if view is None:
+        with canvas_box:
+            review_canvas.mount(data, pending)
+        below.error(error)  # the navigation above still works
+        _neighbours(ctx, around, geometry, look, have, view_of, run)
         return
-    saved = autosave(ctx.store, frame.id, drawing, geometry, session, author(), predicted=view.candidates)
-    if saved is not None:
-        _after_save(frame.film_id)
-        st.session_state["review_saved"] = f"Saved correction {saved.id}"
-        st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
-        st.rerun()
+    picture = view.frame_rgb if look.hide_overlay else view.picture
+    with below:
+        st.caption("Magenta adds, cyan erases, yellow clicks toggle a whole predicted defect; shift-click centres "
+                   f"the magnifier; the wheel zooms, the middle button or space + drag pans.{filter_note(view)}  \n"
+                   f"Keys: {keyboard.legend(keyboard.REVIEW_KEYS)}")
+        with st.expander("Magnifier and flick", expanded=True):
+            centred = bool(st.session_state.pop(CENTRED, False))
+            centre, size, factor = magnifier.controls(frame, view, centred)
+            data["magnifier"] = {"x": centre[0], "y": centre[1], "size": size}
+            with canvas_box:
+                review_canvas.mount(data, pending)
+            magnifier.images(ctx.store, window, view, picture, centre, size, factor, load_image=_image)
+        # While the restorer looks at this frame, decode the next frame to enter the canvas's window.
+        ahead = frame_queries.frames_at(ctx.store, shown.film, [frame.index + review_canvas.WINDOW[1] + 1])
+        _frame_cache().prefetch(ctx.store, list(ahead.values()))
+        if st.toggle("Show the frame at full resolution (1:1, lossless)", key="full_res"):
+            # Behind a toggle: PNG-encoding a 2K frame on every rerun would cost ~100 ms.
+            st.image(picture, output_format="PNG")
+        _neighbours(ctx, around, geometry, look, have, view_of, run)
 
 
-def _magnifier(ctx: AppContext, shown: frame_queries.FrameWindow, view, picture: np.ndarray) -> None:
-    frame = shown.frame
-    h, w = view.frame_rgb.shape[:2]
-    count, labels, areas = component_labels(view.shown_mask)
-    order = [int(i) for i in np.argsort(-areas[1:]) + 1][:50] if count > 1 else []
-    choice = st.selectbox("Magnify defect", [0] + order, key=f"magnify:{frame.id}",
-                          format_func=lambda i: "choose a point below" if i == 0 else f"defect {i} ({areas[i]} px)")
-    factor = st.slider("Zoom factor", 2, 16, **keep("zoom_factor", 6))
-    window = max(8, 384 // factor)
-    if choice:
-        ys, xs = np.nonzero(labels == choice)
-        centre = (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)
-    else:
-        # Keyed per film: a remembered position may not fit another film's size.
-        centre = (st.slider("Centre x", 0, w - 1, w // 2, key=f"mx:{frame.film_id}"),
-                  st.slider("Centre y", 0, h - 1, h // 2, key=f"my:{frame.film_id}"))
-    left, right = st.columns(2)
-    left.image(magnify(picture, centre, window, factor),
-               caption=f"{factor}x around ({centre[0]:.0f}, {centre[1]:.0f})")
-    images, unreadable = [], []
-    for other in (shown.prev, None, shown.next):
-        try:
-            images.append(view.image if other is None else _image(ctx.store, other))
-        except SourceFrameError:  # a moved or changed neighbour: the flick shows the current frame there
-            images.append(view.image)
-            unreadable.append(str(other.number))
-    crops = flick_crops(images, centre, window, factor)
-    caption = "flick: previous / current / next (same window)"
-    if unreadable:
-        numbers = ", ".join(dict.fromkeys(unreadable))
-        caption += f"; frame {numbers} could not be read (its source file was moved or changed)"
-    right.image(flick_gif(crops), caption=caption)
-
-
-def _status(frame, view) -> tuple[str, str]:
-    """(one-line status above the canvas, note for the caption below it)."""
-    status = "no prediction yet (start detection on the Films page)" if view.probs is None else (
-        "accepted as is: the model's proposal (orange), not checked defect by defect; an edit makes it "
-        "training evidence" if view.evidence == evidence.ACCEPTED
-        else "corrected: green agreed, blue false positive, red missed" if view.corrected is not None
-        else "model's proposal (orange)")
-    if st.session_state.get("hide_overlay"):
-        status += "; overlay hidden (o shows it)"
-    note = ""
-    if view.corrected is None and view.probs is not None and not np.array_equal(view.predicted, view.proposal):
-        note = (f" The filters paint {int(view.predicted.sum())} px, Accept stores the full proposal's "
-                f"{int(view.proposal.sum())} px.")
-    return f"**Frame {frame.number}** (index {frame.index}) - {status}", note
+def _neighbours(ctx: AppContext, around: Window, geometry: CanvasGeometry, look: Look, have: frozenset[str],
+                view_of, run: int) -> None:
+    """Last in the fragment: build the pictures of the neighbours not cached yet and hand them to the
+    canvas of this `run` (after a filter change, five frames' views: the frame shown came first)."""
+    review_canvas.mount_more(run, missing_neighbours(ctx.store, around, geometry, look, _picture_cache(), view_of,
+                                                     _image, have))
 
 
 def render(ctx: AppContext) -> None:
     # No page title and no counters above the canvas: the sidebar's navigation names the page, and the
-    # canvas starts right under one row of buttons, one status line and the tools.
+    # canvas starts right under one row of buttons and the tools (the status line is the canvas's own).
     film = choose_film(ctx)
     if film is None:
         return
+    counters = st.sidebar.container()  # the fragment fills it: a save changes the counts
     # Only the frames shown (a feature has 130 000: loading them all took 3 s per run).
-    window = frame_queries.frame_window(ctx.store, film, st.session_state.get(nav.index_key(film.id), 0))
-    if window is None:
+    count = frame_queries.frame_count(ctx.store, film)
+    if count == 0:
         st.warning("This film has no frames.")
         return
-    frame = window.frame
-    st.session_state[nav.index_key(film.id)] = frame.index
-    _counters(ctx, film, frame)
-    _navigation(nav.ShownFilm(ctx.store, film, window.count), window)
+    shown = nav.ShownFilm(ctx.store, film, count)
+    navigate = st.sidebar.container()  # above the filters, drawn once the filters are known
     flt, opacity = _filters()
-    if notice := st.session_state.pop(nav.NOTICE, None):
-        st.toast(notice)  # floats over the page: an st.info here moved the canvas 72 px down and back
-    try:
-        view = build_view(ctx.store, frame, flt, opacity, load_image=_image, load_pred=_probs,
-                          load_mask=load_correction)
-    except SourceFrameError as exc:  # a source frame referenced in place was moved or changed
-        st.error(str(exc))  # names the film, frame and file, and what to do; the navigation above still works
-        keyboard.install(keyboard.REVIEW_KEYS)
-        return
-    picture = view.frame_rgb if st.session_state.get("hide_overlay") else view.picture
-    status, note = _status(frame, view)
-    st.markdown(status)
-    _canvas(ctx, frame, view, picture, note)
-    with st.expander("Magnifier and flick", expanded=True):
-        _magnifier(ctx, window, view, picture)
-    # While the restorer looks at this frame, decode the next one and its next neighbour.
-    _frame_cache().prefetch(ctx.store, list(window.upcoming))
-    if st.toggle("Show the frame at full resolution (1:1, lossless)", key="full_res"):
-        # Behind a toggle: PNG-encoding a 2K frame on every rerun would cost ~100 ms.
-        st.image(picture, output_format="PNG")
-    keyboard.install(keyboard.REVIEW_KEYS)  # last: its (empty) element adds no gap above the canvas
-    st.html(KEEP_DRAGGING_SCRIPT, unsafe_allow_javascript=True)  # a rectangle may be dragged past the edge
+    pending = functools.partial(_apply_canvas, ctx, shown, flt, opacity)
+    _navigation(shown, pending, navigate)
+    _show_notice()
+    _review(ctx, shown, flt, opacity, counters, pending)
+    keyboard.install(keyboard.REVIEW_KEYS, keyboard.STEPS)  # last: its (empty) element adds no gap above
 
 
 render(app_context())
