@@ -201,8 +201,8 @@ def validation_scores(model: nn.Module, triplets: list[np.ndarray], masks: list[
 
 
 # Sure one-frame marks (correlnet.temporal_gate) a film's version may use: off, SDI-p's validated
-# threshold, and two stricter ones. Not weights: the restorer's erasures cannot train them away.
-SURE_CANDIDATES: tuple[float, ...] = (0.0, 0.09, 0.12, 0.16)
+# threshold, and stricter ones. Not weights: the restorer's erasures cannot train them away.
+SURE_CANDIDATES: tuple[float, ...] = (0.0, 0.09, 0.12, 0.16, 0.2, 0.25)
 
 
 # The film's sure marks may not lose more than this share of the true defects' pixels on the edited
