@@ -3,10 +3,10 @@ with per-pixel weights that give small defects the weight of their number rather
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 
 def small_defect_weights(target: torch.Tensor, area_ref: float, max_weight: float = 16.0) -> torch.Tensor:
@@ -21,13 +21,11 @@ def small_defect_weights(target: torch.Tensor, area_ref: float, max_weight: floa
         raise ValueError(f"area_ref must be > 0 and max_weight >= 1; got {area_ref}, {max_weight}")
     masks = target.detach().to("cpu").numpy().reshape(-1, *target.shape[-2:]) > 0.5
     out = np.ones(masks.shape, dtype=np.float32)
-    eight = np.ones((3, 3), dtype=bool)
     for i, mask in enumerate(masks):
-        labels, count = ndimage.label(mask, structure=eight)
-        if count:
-            areas = np.bincount(labels.ravel())[1:].astype(np.float32)
-            weights = np.clip(area_ref / areas, 1.0, max_weight)
-            out[i][mask] = weights[labels[mask] - 1]
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        if count > 1:
+            weights = np.clip(area_ref / stats[:, cv2.CC_STAT_AREA].astype(np.float32), 1.0, max_weight)
+            out[i][mask] = weights[labels[mask]]
     return torch.from_numpy(out.reshape(target.shape)).to(target.device)
 
 
@@ -45,7 +43,8 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, bce_weight: float
     keeps the ratio defined on frames without defects, where predicting nothing scores -1. Since
     2pt <= p + t for p, t in [0, 1], the Dice term lies in [-1, 0] and is -1 at a perfect
     prediction. `weight` (same shape, >= 0, e.g. `small_defect_weights`) weighs each pixel in all
-    three sums and in the BCE mean; None is weight 1 everywhere. Returns a scalar tensor.
+    three sums and in the BCE term, which becomes mean(w * bce) (not a weighted mean: with weights
+    above 1 the BCE term grows by mean(w)); None is weight 1 everywhere. Returns a scalar tensor.
     """
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same "

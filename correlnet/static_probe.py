@@ -119,8 +119,9 @@ def faint_specks(contrast: float, size: int = 192, radius: float = 1.5, blur: fl
     step = size // 5
     centres = [(step * (1 + i), step * (1 + j)) for i in range(4) for j in range(4)]
     alpha = np.zeros((size, size), np.float32)
+    yy, xx = np.mgrid[:size, :size]
     for y, x in centres:
-        cv2.circle(alpha, (x, y), int(round(radius)), 1.0, -1)
+        alpha[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = 1.0
     if blur > 0:
         alpha = cv2.GaussianBlur(alpha, (0, 0), blur)
     alpha /= max(float(alpha.max()), 1e-6)

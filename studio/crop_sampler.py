@@ -17,12 +17,14 @@ evidence"):
 - "elsewhere" (the rest): a training frame drawn uniformly, EDITED or ACCEPTED, and a uniform window
   in it; in an ACCEPTED frame only a window where the frame marks nothing (its marks are the model's
   unchecked proposal), else an EDITED frame's uniform window.
-A kind with nothing to centre on (no proposal stored, no defect) gives its share to the next one.
+A kind with nothing to centre on (no proposal stored, no defect) gives its share to the next one
+(disagreement -> defect -> elsewhere); the synthetic share is its own.
 Every crop is a function of (seed, item index); random horizontal and vertical flips.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -35,7 +37,6 @@ from correlnet.synth import SynthConfig, degrade_triplet
 
 CROP_KINDS = ("disagreement", "defect", "synthetic", "elsewhere")
 NEGATIVE_TRIES = 16  # uniform windows tried in an accepted frame before falling back to an edited one
-_MARKS = SynthConfig.marks_only()
 
 
 @dataclass
@@ -57,6 +58,11 @@ class CropWindow:
     y: int
     x: int
     kind: str  # one of CROP_KINDS
+
+
+@functools.cache
+def _marks() -> SynthConfig:
+    return SynthConfig.marks_only()
 
 
 def _blobs(mask: np.ndarray) -> list[np.ndarray]:
@@ -122,8 +128,8 @@ class CorrectionCrops(Dataset):
             k = self.with_defects[int(rng.integers(len(self.with_defects)))]
             cy, cx = self.defects[k][int(rng.integers(len(self.defects[k])))]
             return self._around(k, int(cy), int(cx), rng, "defect")
-        synthetic = getattr(self.cfg, "synthetic_crop_fraction", 0.0)
-        if u < self.cfg.disagreement_crop_fraction + self.cfg.defect_crop_fraction + synthetic:
+        centred = self.cfg.disagreement_crop_fraction + self.cfg.defect_crop_fraction
+        if centred <= u < centred + self.cfg.synthetic_crop_fraction:
             k = self.edited[int(rng.integers(len(self.edited)))]
             return CropWindow(k, *self._uniform(k, rng), "synthetic")
         k = int(rng.integers(len(self.samples)))
@@ -145,7 +151,7 @@ class CorrectionCrops(Dataset):
         if sample.edited:  # an accepted frame's window marks nothing (or came from an edited frame)
             mask[0] = sample.target[rows, cols]
         if win.kind == "synthetic":
-            frames, marks = degrade_triplet(frames, _MARKS, np.random.default_rng([self.cfg.seed, i, 2]))
+            frames, marks = degrade_triplet(frames, _marks(), np.random.default_rng([self.cfg.seed, i, 2]))
             mask[0] = np.maximum(mask[0], marks[1])
         rng = np.random.default_rng([self.cfg.seed, i, 1])
         if rng.random() < 0.5:

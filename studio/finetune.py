@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from correlnet import DEFECT_THRESHOLD
 from correlnet.inference import prepare_for_inference
 from correlnet.job_context import JobCancelled, JobContext
+from correlnet.metrics import PixelCounts
 from correlnet.prediction import predict_triplet_tiled
 from correlnet.tiling import TilingConfig
 from correlnet.train import TrainConfig, total_steps, train
@@ -216,17 +217,14 @@ def pick_sure_marks(scores: dict[float, list[FrameScore]], current: float) -> fl
     gate score (`pooled`) among those whose pooled recall, of pixels and of defects (blobs) alike, is
     at most SURE_RECALL_SLACK below the recall at `current` (a faint defect lost whole is a loss even
     when it has few pixels; no floor when the frames hold no true defect); `current` wins ties."""
-    def recalls(frames: list[FrameScore]) -> tuple[float | None, float | None]:
-        out = []
-        for kind in ("pixels", "blobs"):
-            tp = sum(getattr(f, kind).tp for f in frames)
-            fn = sum(getattr(f, kind).fn for f in frames)
-            out.append(tp / (tp + fn) if tp + fn else None)
-        return out[0], out[1]
+    def recalls(frames: list[FrameScore]) -> tuple[float, float]:
+        # The true pixels and blobs are the same at every threshold: no true defect gives recall 1
+        # everywhere, so no floor.
+        return (sum((f.pixels for f in frames), PixelCounts()).recall,
+                sum((f.blobs for f in frames), PixelCounts()).recall)
 
     def keeps_recall(frames: list[FrameScore]) -> bool:
-        return all(floor is None or r is None or r >= floor - SURE_RECALL_SLACK
-                   for r, floor in zip(recalls(frames), floors))
+        return all(r >= floor - SURE_RECALL_SLACK for r, floor in zip(recalls(frames), floors))
 
     floors = recalls(scores[current])
     best, best_score = current, pooled(scores[current])[2]

@@ -120,6 +120,12 @@ def test_synth_overrides_change_the_generator_and_are_recorded(tiny_video, tmp_p
         real.with_overrides({"sprites.speed": 3.0})
     with pytest.raises(ValueError, match="need a generator with moving sprites"):
         SynthConfig.paper().with_overrides({"sprites.max_speed": 3.0})
+    for bad in ({"dust_opacity": 0.5}, {"dust": 0.3}, {"dust_opacity": (0.1, 0.5, 1.0)}, {"sprites.opacity": "x"}):
+        with pytest.raises(ValueError, match="does not fit its current value"):
+            real.with_overrides(bad)
+    with pytest.raises(ValueError, match="one by one"):
+        real.with_overrides({"sprites": (1, 2)})
+    assert real.with_overrides({"dust": False, "dust_per_256": (0, 30)}).dust is False
 
     out = tmp_path / "over.pt"
     assert main(["pretrain", "--source", str(tiny_video), "--encoder", "test_efficientnet", "--dry-run", "--crop", "32",

@@ -111,13 +111,71 @@ def test_model_config_gate_travels_with_the_checkpoint_and_applies_in_both_predi
     expected = gate_probs(raw, *clip[1:4], gate_cfg)
     np.testing.assert_allclose(predict_triplet_tiled(loaded, clip[1:4], cfg, cpu), expected, atol=1e-5)
     np.testing.assert_allclose(predict_triplet_tiled(loaded, clip[1:4], cfg, cpu, gate=False), raw, atol=1e-5)
-    neighbours = default_neighbours(len(clip))
-    streamed = dict(detect_frames(loaded, lambda j: clip[j], neighbours, cfg, cpu))
+    streamed = dict(detect_frames(loaded, lambda j: clip[j], default_neighbours(len(clip)), cfg, cpu))
     np.testing.assert_allclose(streamed[2], expected, atol=1e-4)
-    # Every frame, its gate's flows computed on a thread while the network ran: as the one-triplet path.
-    assert sorted(streamed) == [0, 1, 2, 3]
+
+
+class _ColumnMarker(torch.nn.Module):
+    """A stub detector with the gate and sure marks on: it marks a static column of every frame
+    (no temporal evidence: the gate must drop it) and nothing else (the sure marks must add the specks)."""
+
+    size_multiple = 1
+
+    def __init__(self):
+        super().__init__()
+        self.config = ModelConfig(temporal_gate=0.03, sure_marks=0.09)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        logits = torch.full_like(frames[:, 1:2], -20.0)
+        logits[..., 10:60, 100:103] = 20.0
+        return logits
+
+
+def test_the_gate_computed_beside_the_network_gives_every_frame_its_own_gate():
+    base = textured(7)
+    clip = np.stack([np.clip(base + 0.003 * np.random.default_rng(k).standard_normal(base.shape), 0, 1)
+                     for k in range(6)]).astype(np.float32)
+    specks = {1: (20, 30), 2: (40, 60), 4: (70, 20)}  # a different one-frame speck in three frames
+    for k, (y, x) in specks.items():
+        clip[k, y : y + 3, x : x + 3] += 0.3
+    model, cfg, cpu = _ColumnMarker().eval(), TilingConfig(), torch.device("cpu")
+    neighbours = default_neighbours(len(clip))
+    reads: list[int] = []
+
+    def read(j: int) -> np.ndarray:
+        reads.append(j)
+        return clip[j]
+
+    threaded = dict(detect_frames(model, read, neighbours, cfg, cpu, prepare=False))
+    assert sorted(reads) == list(range(len(clip)))  # each frame read once
+    after = dict(detect_frames(model, lambda j: clip[j], neighbours, cfg, cpu, prepare=False, overlap_gate=False))
     for i, (p, q) in enumerate(neighbours):
-        np.testing.assert_allclose(streamed[i], predict_triplet_tiled(loaded, clip[[p, i, q]], cfg, cpu), atol=1e-4)
+        alone = predict_triplet_tiled(model, clip[[p, i, q]], cfg, cpu, prepare=False)
+        np.testing.assert_array_equal(threaded[i], after[i])
+        np.testing.assert_array_equal(threaded[i], alone)
+        assert threaded[i][10:60, 100:103].max() == 0.0  # the static column: dropped on every frame
+        if i in specks:  # each frame's own speck, found by its own flows
+            y, x = specks[i]
+            assert threaded[i][y : y + 3, x : x + 3].min() == 1.0
+        for k, (y, x) in specks.items():
+            if k != i and p != q:  # an end frame's one neighbour counts twice: its speck is a (dark) anomaly
+                assert threaded[i][y : y + 3, x : x + 3].max() < 0.5
+
+
+def test_a_frame_that_cannot_be_read_ahead_does_not_lose_the_frame_before_it():
+    clip = np.stack([textured(7)] * 4).astype(np.float32)
+    model, cfg, cpu = _ColumnMarker().eval(), TilingConfig(), torch.device("cpu")
+
+    def read(j: int) -> np.ndarray:
+        if j == 3:
+            raise OSError("frame 3: file missing")
+        return clip[j]
+
+    got = []
+    with pytest.raises(OSError, match="frame 3"):
+        for i, _ in detect_frames(model, read, default_neighbours(4), cfg, cpu, prepare=False):
+            got.append(i)
+    assert got == [0, 1]  # frame 2 needs frame 3 as its neighbour; 0 and 1 came out first
 
 
 def test_a_precomputed_compensation_gives_the_same_gate():

@@ -157,7 +157,8 @@ def detect_frames(
         `model` as given.
     runtime: the inference runtime (`correlnet.runtime`; None: $CORRELNET_RUNTIME, else auto).
     overlap_gate: compute the temporal gate's optical flows for a frame on a thread while the network
-        predicts it (the default; same results); False computes them after, one after the other.
+        predicts it (the default; used when the model has sure marks, which always need the flows;
+        same results); False computes them after, one after the other.
     A `StreamingNet` is streamed (features and correlations reused); any other model is run on each
     stacked triplet. Raises ValueError for a model in training mode, neighbours or indices outside
     the sequence, and frames of another shape than the first.
@@ -175,7 +176,7 @@ def detect_frames(
         yield from run(model, read_frame, pairs, order, cfg, device)
         return
     read_frame = _recent_frames(read_frame)
-    if not overlap_gate:
+    if not overlap_gate or gate.sure is None:  # without sure marks, no marks need no flows: gate_probs decides
         for index, probs in run(model, read_frame, pairs, order, cfg, device):
             p, q = pairs[index]
             yield index, gate_probs(probs, *(np.asarray(read_frame(j), dtype=np.float32) for j in (p, index, q)), gate)
@@ -183,13 +184,20 @@ def detect_frames(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="correlnet-gate") as pool:
         # The gate's optical flows do not depend on the network: frame k's run on a thread (OpenCV
         # releases the GIL) while the network predicts frame k. Frames are read here, in the caller's
-        # thread, since read_frame need not be thread-safe. Same results as computing them after.
-        def compensate(k: int) -> tuple[list[np.ndarray], Future]:
-            frames = [np.asarray(read_frame(j), dtype=np.float32) for j in (pairs[k][0], k, pairs[k][1])]
+        # thread, since read_frame need not be thread-safe. Same results as computing them after. A
+        # read that fails while reading ahead is raised when its frame's turn comes, so the frames
+        # before it are still yielded.
+        def compensate(k: int) -> tuple[list[np.ndarray], Future] | BaseException:
+            try:
+                frames = [np.asarray(read_frame(j), dtype=np.float32) for j in (pairs[k][0], k, pairs[k][1])]
+            except Exception as exc:  # noqa: BLE001 - re-raised at frame k's turn
+                return exc
             return frames, pool.submit(compensate_triplet, *frames, gate.flow)
 
         pending = compensate(order[0]) if order else None
         for n, (index, probs) in enumerate(run(model, read_frame, pairs, order, cfg, device)):
+            if isinstance(pending, BaseException):
+                raise pending
             frames, future = pending
             comp = future.result()
             pending = compensate(order[n + 1]) if n + 1 < len(order) else None

@@ -181,6 +181,7 @@ class SynthConfig:
         return replace(
             cls.real().only(blotches=True, dust=True, hairs=True), sprites=None, scene_lines=False,
             scene_blotches=False, duplicate_frame_prob=0.0, compression_prob=0.0, clean_prob=0.0, paper_only_prob=0.0,
+            subpixel_jitter=False, bank_per_256=0.0,
         )
 
     def paper_part(self) -> "SynthConfig":
@@ -224,12 +225,15 @@ class SynthConfig:
             if unknown:
                 raise ValueError(f"unknown generator setting(s) {[prefix + u for u in unknown]}; "
                                  f"valid: {sorted(prefix + a for a in allowed)}")
+        if "sprites" in top:
+            raise ValueError("set the sprite settings one by one (sprites.max_speed=12), not 'sprites' itself")
+        if sprite and self.sprites is None:
+            raise ValueError("sprites.* settings need a generator with moving sprites (e.g. --synth real)")
+        for names, current, prefix in ((top, self, ""), (sprite, self.sprites, "sprites.")):
+            for name, value in names.items():
+                _check_like(prefix + name, value, getattr(current, name))
         out = replace(self, **top)
-        if sprite:
-            if out.sprites is None:
-                raise ValueError("sprites.* settings need a generator with moving sprites (e.g. --synth real)")
-            out = replace(out, sprites=replace(out.sprites, **sprite))
-        return out
+        return replace(out, sprites=replace(out.sprites, **sprite)) if sprite else out
 
     def only(self, **flags: bool) -> "SynthConfig":
         """A copy with every family off except those passed as True (used by tests and benches)."""
@@ -238,3 +242,22 @@ class SynthConfig:
         if unknown:
             raise ValueError(f"unknown defect families {sorted(unknown)}; choose from {names}")
         return replace(self, **{n: bool(flags.get(n, False)) for n in names})
+
+
+def _check_like(key: str, value: object, current: object) -> None:
+    """Raise ValueError unless `value` can stand where `current` stands: a bool for a bool, a number
+    for a number, a tuple of as many numbers for a range; None only where the field may be None."""
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif number(current):
+        ok = number(value)
+    elif isinstance(current, tuple):
+        ok = isinstance(value, tuple) and len(value) == len(current) and all(number(v) for v in value)
+    else:
+        ok = value is None or type(value) is type(current)
+    if not ok:
+        raise ValueError(f"generator setting {key}={value!r} does not fit its current value {current!r} "
+                         "(give a bool for a switch, a number, or a comma list of as many numbers for a range)")

@@ -59,25 +59,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_overrides(items: list[str]) -> dict[str, object]:
+def parse_overrides(items: list[str], flag: str = "--override") -> dict[str, object]:
     """KEY=VALUE strings -> typed config overrides (true/false, ints, floats, comma lists of ints or,
     where one item is not an integer, of floats)."""
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--override {item!r}: write KEY=VALUE, e.g. decoder_channels=64,32,16,8,8")
+            raise ValueError(f"{flag} {item!r}: write KEY=VALUE, e.g. decoder_channels=64,32,16,8,8")
         if value.lower() in ("true", "false"):
             out[key] = value.lower() == "true"
         elif "," in value:
-            items = [v for v in value.split(",") if v]
+            parts = [v for v in value.split(",") if v]
             try:
-                out[key] = tuple(int(v) for v in items)
+                out[key] = tuple(int(v) for v in parts)
             except ValueError:
                 try:
-                    out[key] = tuple(float(v) for v in items)
+                    out[key] = tuple(float(v) for v in parts)
                 except ValueError:
-                    raise ValueError(f"--override {item!r}: a comma list must hold numbers") from None
+                    raise ValueError(f"{flag} {item!r}: a comma list must hold numbers") from None
         else:
             try:
                 out[key] = int(value)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         bank = defect_bank() if args.defect_bank else None
         if bank is not None:
             print(f"defect bank: {bank.describe()}")
-        synth = synth_config(args.synth).with_overrides(parse_overrides(args.synth_override))
+        synth = synth_config(args.synth).with_overrides(parse_overrides(args.synth_override, "--synth-override"))
         loader = training_loader(args.source, synth, args.crop, args.batch, args.seed, args.workers, samples, bank)
         torch.manual_seed(args.seed)
         model = build_model(args.arch, encoder=args.encoder, **parse_overrides(args.override))
