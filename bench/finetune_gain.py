@@ -365,6 +365,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default FinetuneConfig.cpu()'s)")
     p.add_argument("--defect-fraction", type=float, default=None,
                    help="share of crops centred on corrected defects (default FinetuneConfig's)")
+    p.add_argument("--validations", type=int, default=None,
+                   help="FinetuneConfig.validations (validation passes; the best one's weights are kept)")
     p.add_argument("--synthetic-fraction", type=float, default=None,
                    help="FinetuneConfig.synthetic_crop_fraction (rehearsal crops with synthetic defects)")
     p.add_argument("--disagreement-fraction", type=float, default=None,
@@ -397,7 +399,8 @@ def main() -> None:
     truth = write_film(clean, frames_dir, np.random.default_rng(args.seed))
     extra = {k: v for k, v in (("lr", args.lr), ("defect_crop_fraction", args.defect_fraction),
                                ("disagreement_crop_fraction", args.disagreement_fraction),
-                               ("synthetic_crop_fraction", args.synthetic_fraction)) if v is not None}
+                               ("synthetic_crop_fraction", args.synthetic_fraction),
+                               ("validations", args.validations)) if v is not None}
     ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed, dry_run=args.dry_run, **extra)
     cases = []
     if args.ks or args.random_ks:
