@@ -365,6 +365,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default FinetuneConfig.cpu()'s)")
     p.add_argument("--defect-fraction", type=float, default=None,
                    help="share of crops centred on corrected defects (default FinetuneConfig's)")
+    p.add_argument("--train-only", nargs="+", default=None, metavar="PART",
+                   help="FinetuneConfig.train_only: the model parts that train (e.g. decoder); default all")
     p.add_argument("--validations", type=int, default=None,
                    help="FinetuneConfig.validations (validation passes; the best one's weights are kept)")
     p.add_argument("--synthetic-fraction", type=float, default=None,
@@ -400,7 +402,8 @@ def main() -> None:
     extra = {k: v for k, v in (("lr", args.lr), ("defect_crop_fraction", args.defect_fraction),
                                ("disagreement_crop_fraction", args.disagreement_fraction),
                                ("synthetic_crop_fraction", args.synthetic_fraction),
-                               ("validations", args.validations)) if v is not None}
+                               ("validations", args.validations),
+                               ("train_only", tuple(args.train_only) if args.train_only else None)) if v is not None}
     ft_cfg = FinetuneConfig.cpu(steps=args.steps, crop=args.crop, seed=args.seed, dry_run=args.dry_run, **extra)
     cases = []
     if args.ks or args.random_ks:

@@ -73,6 +73,7 @@ class FinetuneConfig:
     disagreement_crop_fraction: float = 0.5
     defect_crop_fraction: float = 0.25
     synthetic_crop_fraction: float = 0.0
+    train_only: tuple[str, ...] = ()  # top-level modules that train (e.g. ("decoder",)); () = all
     validation_fraction: float = 0.2
     validations: int = 3
     threshold: float = DEFECT_THRESHOLD
@@ -264,6 +265,21 @@ def choose_sure_marks(model: nn.Module, data: _TrainingData, device: torch.devic
     return pick_sure_marks({sure: frames_at(sure) for sure in candidates}, config.sure_marks)
 
 
+def train_only(model: nn.Module, parts: tuple[str, ...]) -> nn.Module:
+    """Freeze every parameter outside the top-level modules named in `parts` (all train when empty).
+    Raises ValueError naming an unknown part and the model's parts."""
+    if not parts:
+        return model
+    children = dict(model.named_children())
+    unknown = [p for p in parts if p not in children]
+    if unknown:
+        raise ValueError(f"train_only names {unknown}, not parts of this model: {sorted(children)}")
+    for name, child in children.items():
+        for param in child.parameters():
+            param.requires_grad_(name in parts)
+    return model
+
+
 def keep_norm_statistics(model: nn.Module) -> nn.Module:
     """Freeze the batch-norm running statistics (momentum 0): a few crops of one film, most of them
     centred on defects, would otherwise overwrite the statistics learned over the whole pre-training
@@ -309,7 +325,7 @@ def run_finetune(store: Any, job_row: Any, device: torch.device, cfg: FinetuneCo
                                 "correct the model's mistakes on a few more frames and queue training again")
     start = active_model_version(store, film, default_model)
     data = load_training_data(store, film, split)
-    model = keep_norm_statistics(load_version_model(store, start, device))
+    model = train_only(keep_norm_statistics(load_version_model(store, start, device)), cfg.train_only)
     before, after, best_step, result = _train(model, data, cfg, device, job)
     start_sure = getattr(getattr(model, "config", None), "sure_marks", None)
     sure = choose_sure_marks(model, data, device, cfg)

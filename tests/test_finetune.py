@@ -452,3 +452,13 @@ def test_the_sure_marks_choice_keeps_the_recall_of_the_edited_frames():
 
     faint = {0.09: [counts((200, 80, 10), (3, 4, 1))], 0.16: [counts((198, 10, 12), (2, 1, 2))]}
     assert finetune.pick_sure_marks(faint, 0.09) == 0.09
+
+
+def test_train_only_freezes_the_other_parts():
+    model = tiny_model("efficient-correlnet")
+    assert finetune.train_only(model, ()) is model and all(p.requires_grad for p in model.parameters())
+    finetune.train_only(model, ("decoder",))
+    assert all(p.requires_grad for p in model.decoder.parameters())
+    assert not any(p.requires_grad for name, c in model.named_children() if name != "decoder" for p in c.parameters())
+    with pytest.raises(ValueError, match="encoder.*not parts of this model"):
+        finetune.train_only(model, ("encoder",))
