@@ -136,12 +136,14 @@ def _default_sure() -> float:
 _SPEC_OPTIONS = {
     "gate": ("temporal_gate", _default_gate), "nogate": ("temporal_gate", lambda: 0.0),
     "sure": ("sure_marks", _default_sure), "nosure": ("sure_marks", lambda: 0.0),
+    "extent": ("mark_extent", lambda: 1.0), "noextent": ("mark_extent", lambda: 0.0),
 }
 
 
 def split_spec(spec: str | os.PathLike) -> tuple[str, dict[str, float]]:
     """(checkpoint path, {ModelConfig field: value}) of a --model spec whose path may end in
-    ``+gate[:T]`` / ``+nogate`` / ``+sure[:S]`` / ``+nosure`` (any order; see `load_detector`);
+    ``+gate[:T]`` / ``+nogate`` / ``+sure[:S]`` / ``+nosure`` / ``+extent[:PX]`` / ``+noextent`` (any order;
+    see `load_detector`);
     ValueError for a suffix whose value is not a number."""
     path, options = str(spec), {}
     while True:
@@ -164,7 +166,8 @@ def load_detector(spec: str | os.PathLike, device: str | torch.device = "cpu") -
     path may end in ``+gate`` or ``+gate:THRESHOLD`` (the network with the temporal gate,
     `correlnet.temporal_gate`, at its default or the given evidence threshold), ``+nogate`` (without
     it, whatever its checkpoint asks for), ``+sure`` or ``+sure:SCORE`` (with the sure one-frame
-    marks, `ModelConfig.sure_marks`, default SDI-p's threshold) and ``+nosure``, in any combination
+    marks, `ModelConfig.sure_marks`, default SDI-p's threshold), ``+nosure``, ``+extent`` or
+    ``+extent:PX`` (the marks' extent, `ModelConfig.mark_extent`, default 1 px) and ``+noextent``, in any combination
     (`split_spec`). The one place that resolves a model spec: every command and benchmark that takes
     --model calls it.
     Raises CheckpointError for unusable files, ValueError for a malformed spec."""

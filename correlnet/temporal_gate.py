@@ -28,6 +28,16 @@ components are added to the network's marks (probability 1). The network, traine
 misses much of the faint, soft real dust (session 6's annotated real-film frames); the rule's
 rigidity and agreement tests keep moving objects, occlusions and flow failures out. The same two
 flows serve the veto and the sure marks.
+
+Extent (`GateConfig.extent_px`, `ModelConfig.mark_extent`). Real dust is blurred by the scanner: its
+core is a strong anomaly, its soft edge a weak one. The network's outline and the sure rule's
+components (score >= its threshold) cover the core only; on the annotated real-film frames about half
+of each found mark's pixels (docs/benchmarks.md). So, last, every mark grows, one pixel ring per step
+for `extent_px` steps, into the neighbouring pixels whose same-sign score reaches `extent_score`: 0.05,
+the visibility rule of the training labels (`SynthConfig.min_contrast`: a defect pixel is one the
+defect moved by at least 0.05). Hysteresis, as in an edge detector, bounded so that a mark never
+spreads along a scene structure that merely differs a little; a pixel without a visible same-sign
+anomaly is never added. The shipped detector grows 1 px (measured in docs/benchmarks.md, "Session 11").
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from correlnet.metrics import supported_components
 from correlnet.sdi import Compensation, SdiConfig, compensate_triplet
 from correlnet.sure_defects import SureConfig, sure_labels
 
-__all__ = ["GateConfig", "gate_config_of", "sure_config", "temporal_evidence", "gate_probs"]
+__all__ = ["GateConfig", "gate_config_of", "sure_config", "temporal_evidence", "gate_probs", "grow_marks"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ class GateConfig:
     # Sure marks added to the network's (None = off): the sure-defect rule at SDI-p's validated
     # threshold, a little looser than the bank's strict cut (`SureConfig` defaults).
     sure: SureConfig | None = None
+    # The marks' extent (module docstring): growth steps in px (0 = off) and the score a grown pixel needs.
+    extent_px: int = 0
+    extent_score: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold < 1.0:
@@ -69,10 +82,12 @@ class GateConfig:
                 f"need dilate_px >= 0, min_support in [0, 1], mark_threshold in (0, 1); got {self.dilate_px}, "
                 f"{self.min_support}, {self.mark_threshold}"
             )
+        if self.extent_px < 0 or not 0.0 < self.extent_score < 1.0:
+            raise ValueError(f"need extent_px >= 0 and extent_score in (0, 1); got {self.extent_px}, {self.extent_score}")
 
     @property
     def enabled(self) -> bool:
-        return self.threshold > 0 or self.sure is not None
+        return self.threshold > 0 or self.sure is not None or self.extent_px > 0
 
 
 def sure_config(score: float) -> SureConfig:
@@ -87,7 +102,8 @@ def gate_config_of(model: object) -> GateConfig:
     config = getattr(model, "config", None)
     threshold = float(getattr(config, "temporal_gate", 0.0) or 0.0)
     sure = float(getattr(config, "sure_marks", 0.0) or 0.0)
-    return GateConfig(threshold=threshold, sure=sure_config(sure) if sure > 0 else None)
+    extent = int(getattr(config, "mark_extent", 0) or 0)
+    return GateConfig(threshold=threshold, sure=sure_config(sure) if sure > 0 else None, extent_px=extent)
 
 
 def temporal_evidence(frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.ndarray,
@@ -139,4 +155,30 @@ def gate_probs(probs: np.ndarray, frame_prev: np.ndarray, frame_mid: np.ndarray,
         sure, count = sure_labels(comp, cfg.sure, score)
         if count:
             out[sure > 0] = 1.0
+    if cfg.extent_px > 0:
+        out = grow_marks(out, score, cfg)
+    return out
+
+
+def grow_marks(probs: np.ndarray, score: np.ndarray, cfg: GateConfig) -> np.ndarray:
+    """probs (H, W) float32 with every mark (``probs >= cfg.mark_threshold``) grown by up to
+    cfg.extent_px steps of one 4-connected pixel into pixels whose same-sign SDI-p `score` (H, W) is
+    >= cfg.extent_score; a grown pixel gets the probability cfg.mark_threshold (marked, least sure).
+    A new array; pixels that are not reached keep their value."""
+    if probs.shape != score.shape:
+        raise ValueError(f"probs {probs.shape} and score {score.shape} must share one (H, W)")
+    marks = (probs >= np.float32(cfg.mark_threshold)).astype(np.uint8)
+    out = np.array(probs, np.float32, copy=True)
+    if cfg.extent_px <= 0 or not marks.any():
+        return out
+    allowed = (score >= np.float32(cfg.extent_score)).astype(np.uint8)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    grown = marks
+    for _ in range(cfg.extent_px):
+        step = cv2.dilate(grown, cross) & allowed | grown
+        if np.array_equal(step, grown):
+            break
+        grown = step
+    new = (grown > 0) & (marks == 0)
+    out[new] = np.float32(cfg.mark_threshold)
     return out

@@ -202,68 +202,104 @@ def validation_scores(model: nn.Module, triplets: list[np.ndarray], masks: list[
             for t, m in zip(triplets, masks)]
 
 
-# Sure one-frame marks (correlnet.temporal_gate) a film's version may use: off, SDI-p's validated
-# threshold, and stricter ones. Not weights: the restorer's erasures cannot train them away.
-SURE_CANDIDATES: tuple[float, ...] = (0.0, 0.09, 0.12, 0.16, 0.2, 0.25)
+# The film's detection rules: the `ModelConfig` fields applied after the network
+# (`correlnet.temporal_gate`: the gate's evidence threshold, the sure one-frame marks, the marks'
+# extent) and the values a film's version may take. Not weights: a restorer's erasures cannot train
+# them away, so the job chooses them (`choose_film_rules`).
+RULE_CANDIDATES: dict[str, tuple[float, ...]] = {
+    "temporal_gate": (0.03, 0.05, 0.07, 0.1),  # the shipped lenient veto, and stricter ones
+    "sure_marks": (0.0, 0.09, 0.12, 0.16, 0.2, 0.25),  # off, SDI-p's validated threshold, stricter ones
+    "mark_extent": (0, 1, 2),  # px
+}
+RULE_NAMES = {"sure_marks": "sure one-frame marks", "temporal_gate": "temporal gate", "mark_extent": "mark extent"}
 
 
-# The film's sure marks may not lose more than this share of the true defects (pixels, and blobs) on
-# the edited frames: "without losing what the model already found". A stricter threshold chosen by F1
-# alone could drop faint true defects together with the erased marks; on issue 13's scenario 2 it cost
-# little (0.005-0.010 of recall at 0.16: most of that scenario's lost recall came from the weights).
+# The film's rules may not lose more than this share of the true defects (pixels, and blobs) on the
+# edited frames, against the start model's rules: "without losing what the model already found". A
+# stricter rule chosen by F1 alone could drop faint true defects together with the erased marks; on
+# issue 13's scenario 2 it cost little (0.005-0.010 of recall for the sure marks at 0.16: most of that
+# scenario's lost recall came from the weights).
 SURE_RECALL_SLACK = 0.02
 
 
-def pick_sure_marks(scores: dict[float, list[FrameScore]], current: float) -> float:
-    """The threshold of `scores` ({threshold: per-frame scores on the edited frames}) with the best
-    gate score (`pooled`) among those whose pooled recall, of pixels and of defects (blobs) alike, is
-    at most SURE_RECALL_SLACK below the recall at `current` (a faint defect lost whole is a loss even
-    when it has few pixels; no floor when the frames hold no true defect); `current` wins ties."""
-    def recalls(frames: list[FrameScore]) -> tuple[float, float]:
-        # The true pixels and blobs are the same at every threshold: no true defect gives recall 1
-        # everywhere, so no floor.
-        return (sum((f.pixels for f in frames), PixelCounts()).recall,
-                sum((f.blobs for f in frames), PixelCounts()).recall)
+def _recalls(frames: list[FrameScore]) -> tuple[float, float]:
+    """Pooled recall of pixels and of defects (blobs). The true pixels and blobs are the same for every
+    rule: frames with no true defect give recall 1 everywhere, so no floor."""
+    return (sum((f.pixels for f in frames), PixelCounts()).recall,
+            sum((f.blobs for f in frames), PixelCounts()).recall)
 
-    def keeps_recall(frames: list[FrameScore]) -> bool:
-        return all(r >= floor - SURE_RECALL_SLACK for r, floor in zip(recalls(frames), floors))
 
-    floors = recalls(scores[current])
+def pick_rule_value(scores: dict[Any, list[FrameScore]], current: Any,
+                    floors: tuple[float, float] | None = None) -> Any:
+    """The value of `scores` ({value: per-frame scores on the edited frames}) with the best gate score
+    (`pooled`) among those whose pooled recall, of pixels and of defects (blobs) alike, is at most
+    SURE_RECALL_SLACK below `floors` (default: the recalls at `current`; a faint defect lost whole is a
+    loss even when it has few pixels); `current` wins ties."""
+    floors = _recalls(scores[current]) if floors is None else floors
     best, best_score = current, pooled(scores[current])[2]
-    for sure, frames in scores.items():
-        if sure == current or not keeps_recall(frames):
+    for value, frames in scores.items():
+        if value == current or not all(r >= f - SURE_RECALL_SLACK for r, f in zip(_recalls(frames), floors)):
             continue
-        if (value := pooled(frames)[2]) > best_score:
-            best, best_score = sure, value
+        if (score := pooled(frames)[2]) > best_score:
+            best, best_score = value, score
     return best
 
 
-def choose_sure_marks(model: nn.Module, data: _TrainingData, device: torch.device, cfg: FinetuneConfig) -> float | None:
-    """The sure-marks threshold (`ModelConfig.sure_marks`) for the film, chosen on its edited training
-    frames by `pick_sure_marks` (best score that keeps the recall), or None to keep the model's (no
-    edited frame, or a model without the option).
+def choose_film_rules(model: nn.Module, data: _TrainingData, device: torch.device,
+                      cfg: FinetuneConfig) -> dict[str, float] | None:
+    """The film's detection rules ({`RULE_CANDIDATES` field: value}), chosen on its edited training
+    frames, or None to keep the model's (no edited frame, or a model without the rules).
 
-    Why: the sure marks are a rule applied after the network, so fine-tuning cannot remove the ones a
-    restorer erases (issue 13 scenario 2: on a real clip with synthetic blotches they were 75 % of the
-    false-positive pixels, and 60 steps left them all). The choice is made on training frames, never
-    on the validation frames, so the publish gate still judges the result on frames it did not see."""
+    One rule at a time, in `RULE_CANDIDATES` order, the others at their values so far: the value with
+    the best gate score whose recall stays within SURE_RECALL_SLACK of the start model's rules
+    (`pick_rule_value`, the floor fixed at the start, so the steps cannot add up to a larger loss).
+    One rule at a time keeps the choice to 13 settings, not 72: cheaper at 2K, and less room to fit the
+    few edited frames' noise.
+
+    Why: the rules apply after the network, so fine-tuning cannot remove what they add (issue 13
+    scenario 2: on a real clip with synthetic blotches the sure marks were 75 % of the false-positive
+    pixels, and 60 steps left them all), nor the network's weak-evidence marks the lenient gate lets
+    through. The choice is made on training frames, never on the validation frames, so the publish
+    gate still judges the result on frames it did not see."""
     config = getattr(model, "config", None)
     edited = [f for f in data.train if f.edited]
-    if config is None or not hasattr(config, "sure_marks") or not edited:
+    if config is None or not all(hasattr(config, name) for name in RULE_CANDIDATES) or not edited:
         return None
-    from correlnet.temporal_gate import GateConfig, gate_probs, sure_config
+    from types import SimpleNamespace
+
+    from correlnet.sdi import compensate_triplet
+    from correlnet.temporal_gate import GateConfig, gate_config_of, gate_probs
 
     inference_model = prepare_for_inference(model, device)
     tiling = TilingConfig.for_tile(cfg.tile)
     triplets = [np.stack([data.frames[i] for i in f.indices]).astype(np.float32) for f in edited]
     raw = [predict_triplet_tiled(inference_model, t, tiling, device, gate=False) for t in triplets]
+    flows = [compensate_triplet(*t, GateConfig().flow) for t in triplets]  # one flow serves every rule
+    cache: dict[tuple, list[FrameScore]] = {}
 
-    def frames_at(sure: float) -> list[FrameScore]:
-        gate = GateConfig(threshold=config.temporal_gate, sure=sure_config(sure) if sure > 0 else None)
-        return [frame_score(gate_probs(p, *t, gate) >= cfg.threshold, f.target) for p, t, f in zip(raw, triplets, edited)]
+    def frames_at(rules: dict[str, float]) -> list[FrameScore]:
+        key = tuple(sorted(rules.items()))
+        if key not in cache:
+            gate = gate_config_of(SimpleNamespace(config=replace(config, **rules)))
+            cache[key] = [frame_score(gate_probs(p, *t, gate, compensation=c) >= cfg.threshold, f.target)
+                          for p, t, c, f in zip(raw, triplets, flows, edited)]
+        return cache[key]
 
-    candidates = dict.fromkeys((config.sure_marks, *SURE_CANDIDATES))
-    return pick_sure_marks({sure: frames_at(sure) for sure in candidates}, config.sure_marks)
+    chosen = {name: getattr(config, name) for name in RULE_CANDIDATES}
+    floors = _recalls(frames_at(chosen))
+    for name, values in RULE_CANDIDATES.items():
+        options = {v: frames_at({**chosen, name: v}) for v in dict.fromkeys((chosen[name], *values))}
+        chosen[name] = pick_rule_value(options, chosen[name], floors)
+    return chosen
+
+
+def _rules_note(start: dict[str, float], chosen: dict[str, float]) -> str:
+    """'; temporal gate at 0.05 (was 0.03), ... chosen on the edited training frames' ('' if unchanged)."""
+    def say(name: str, value: float) -> str:
+        return "off" if not value else (f"{value:g} px" if name == "mark_extent" else f"at {value:g}")
+
+    changed = [f"{RULE_NAMES[n]} {say(n, v)} (was {say(n, start[n])})" for n, v in chosen.items() if v != start[n]]
+    return f"; {', '.join(changed)} for this film, chosen on the edited training frames" if changed else ""
 
 
 def train_only(model: nn.Module, parts: tuple[str, ...]) -> nn.Module:
@@ -327,20 +363,23 @@ def run_finetune(store: Any, job_row: Any, device: torch.device, cfg: FinetuneCo
     start = active_model_version(store, film, default_model)
     data = load_training_data(store, film, split)
     model = train_only(keep_norm_statistics(load_version_model(store, start, device)), cfg.train_only)
-    before, after, best_step, result = _train(model, data, cfg, device, job)
-    start_sure = getattr(getattr(model, "config", None), "sure_marks", None)
-    sure = choose_sure_marks(model, data, device, cfg)
-    if sure is not None and sure != start_sure:
-        model.config = replace(model.config, sure_marks=sure)
-        after = validation_scores(model, data.val_triplets, data.val_masks, device, cfg)
+    # The film's rules are chosen with the start weights, which have not seen the edited frames: their
+    # recall there predicts the recall on the film's other frames (after training on those frames the
+    # network finds their defects by heart, and a rule that drops faint defects would look free).
+    # The training then validates, and keeps its best weights, with the rules in place.
+    config = getattr(model, "config", None)
+    rules = choose_film_rules(model, data, device, cfg)
+    start_rules = None if rules is None else {name: getattr(config, name) for name in rules}
+    before = validation_scores(model, data.val_triplets, data.val_masks, device, cfg)  # the start detector
+    if rules is not None and rules != start_rules:
+        model.config = replace(model.config, **rules)
+    _, after, best_step, result = _train(model, data, cfg, device, job, before)
     gate = decide(before, after, cfg.gate)
     job.report(val_f1=gate.after[0])
     n_train, n_val = len(data.train), len(data.val_masks)
-    sure_note = "" if sure is None or sure == start_sure else (
-        f"; sure one-frame marks {'off' if sure == 0 else f'at {sure:g}'} for this film (was "
-        f"{'off' if not start_sure else f'{start_sure:g}'}), chosen on the edited training frames")
+    rules_note = "" if rules is None else _rules_note(start_rules, rules)
     summary = (f"{gate.summary()}; weights of step {best_step} of {result.steps_done} (best validation); trained on "
-               f"{len(split.train_edited)} edited + {len(split.train_accepted)} accepted frame(s){sure_note}")
+               f"{len(split.train_edited)} edited + {len(split.train_accepted)} accepted frame(s){rules_note}")
     if not gate.publish and not job_row.force_publish:
         return FinetuneOutcome(None, gate.before[0], gate.after[0], n_train, n_val, result.steps_done,
                                f"not published: {gate.reason}; {summary}; the film keeps model version {start.id} "
@@ -374,7 +413,7 @@ class _KeepBest:
 
 
 def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: torch.device,
-           job: JobContext) -> tuple[list[FrameScore], list[FrameScore], int, Any]:
+           job: JobContext, before: list[FrameScore] | None = None) -> tuple[list[FrameScore], list[FrameScore], int, Any]:
     """Validate, train with progress, cancellation and `cfg.validations` validation passes, and leave
     `model` holding the best pass's weights: (scores before, scores of the kept weights, their step,
     TrainResult). Raises JobCancelled when `job` is cancelled before or during training."""
@@ -383,7 +422,7 @@ def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: t
     def scores(m: nn.Module) -> list[FrameScore]:
         return validation_scores(m, data.val_triplets, data.val_masks, device, cfg)
 
-    before = scores(model)
+    before = scores(model) if before is None else before
     job.report(done=0, total=total_steps(tcfg, None), unit="step", **({"val_f1": pooled(before)[0]} if before else {}))
     job.raise_if_cancelled("cancelled before training started; nothing was published")
     keep = _KeepBest(scores, before)

@@ -390,9 +390,48 @@ def test_the_film_version_chooses_its_sure_marks_from_the_edited_frames(keep_spe
     probs = predict_triplet_tiled(model, np.stack([data.frames[i] for i in range(3)]).astype(np.float32),
                                   TilingConfig(), torch.device("cpu"))
     assert (probs >= 0.5)[40:44, 60:64].all() and (probs >= 0.5).sum() <= 30
-    assert finetune.choose_sure_marks(model, data, torch.device("cpu"), cfg) == expected
-    assert finetune.choose_sure_marks(model, finetune._TrainingData(data.frames, [], [], []),
-                                      torch.device("cpu"), cfg) is None  # no edited frame: keep the model's
+    assert finetune.choose_film_rules(model, data, torch.device("cpu"), cfg)["sure_marks"] == expected
+    assert finetune.choose_film_rules(model, finetune._TrainingData(data.frames, [], [], []),
+                                     torch.device("cpu"), cfg) is None  # no edited frame: keep the model's
+
+
+@pytest.mark.parametrize("rim_is_dirt", [True, False])
+def test_the_film_version_chooses_the_marks_extent_from_the_edited_frames(rim_is_dirt):
+    """A speck with a faint rim (+0.08: visible, below the sure rule's 0.09): the sure mark covers the
+    core, the extent the rim (its corners are two 4-connected steps away: 2 px). A restorer who keeps the rim gets the extent; one who erases it
+    (e.g. a film whose mattes are the cores only) gets none."""
+    torch.manual_seed(0)
+    model = tiny_model("efficient-correlnet", temporal_gate=0.03, sure_marks=0.09, mark_extent=1).eval()
+    with torch.no_grad():
+        model.decoder.logits.bias.fill_(-30.0)  # the network flags nothing: only the rules mark
+    data = _speck_training_data(keep_speck=True)
+    mid = data.frames[1].astype(np.float32)
+    rim = np.zeros(mid.shape, bool)
+    rim[39:45, 59:65] = True
+    rim[40:44, 60:64] = False
+    mid[rim] += 0.08
+    data.frames[1] = mid.astype(np.float16)
+    if rim_is_dirt:
+        data.train[0].target[rim] = True
+    chosen = finetune.choose_film_rules(model, data, torch.device("cpu"), FinetuneConfig())
+    assert chosen["mark_extent"] == (2 if rim_is_dirt else 0)
+    assert chosen["sure_marks"] == 0.09 and chosen["temporal_gate"] == 0.03
+    note = finetune._rules_note({"temporal_gate": 0.03, "sure_marks": 0.09, "mark_extent": 1}, chosen)
+    assert note == f"; mark extent {'2 px' if rim_is_dirt else 'off'} (was 1 px) for this film, chosen on the edited training frames"
+
+
+def test_the_rules_recall_floor_is_the_start_one_for_every_step():
+    from correlnet.metrics import PixelCounts
+    from studio.publish_gate import FrameScore
+
+    def frame(tp, fp, fn):
+        return FrameScore(PixelCounts(tp, fp, fn), PixelCounts(tp // 10, fp // 10, fn // 10))
+
+    # After an earlier step lost 0.015 of recall (0.80 -> 0.785), a value losing 0.015 more is within
+    # 0.02 of the step's current value but not of the start (0.80): refused against the start's floor.
+    scores = {"now": [frame(785, 100, 215)], "stricter": [frame(770, 10, 230)]}
+    assert finetune.pick_rule_value(scores, "now") == "stricter"
+    assert finetune.pick_rule_value(scores, "now", floors=(0.80, 0.80)) == "now"
 
 
 class CancelWhen(JobContext):
@@ -440,18 +479,18 @@ def test_the_sure_marks_choice_keeps_the_recall_of_the_edited_frames():
     # true pixels (recall 0.75, -0.083): best F1 (0.80 vs 0.69), refused. 0.12 loses 2 (0.817, -0.017): kept
     # (its defects: 9 of 11 found, 10 of 12 at 0.09: -0.015).
     scores = {0.09: [frame(100, 80, 20)], 0.12: [frame(98, 50, 22)], 0.16: [frame(90, 10, 30)], 0.0: [frame(40, 0, 80)]}
-    assert finetune.pick_sure_marks(scores, 0.09) == 0.12
+    assert finetune.pick_rule_value(scores, 0.09) == 0.12
     del scores[0.12]
-    assert finetune.pick_sure_marks(scores, 0.09) == 0.09  # nothing admissible beats the current setting
+    assert finetune.pick_rule_value(scores, 0.09) == 0.09  # nothing admissible beats the current setting
     # Frames with no true defect (the restorer erased everything): recall puts no floor, the best score wins.
     empty = {0.09: [frame(0, 80, 0)], 0.16: [frame(0, 10, 0)], 0.0: [frame(0, 0, 0)]}
-    assert finetune.pick_sure_marks(empty, 0.09) == 0.0
+    assert finetune.pick_rule_value(empty, 0.09) == 0.0
     # A faint defect lost whole: pixel recall barely moves (200/210 -> 198/210), defect recall 3/4 -> 2/4.
     def counts(px, blobs):
         return FrameScore(PixelCounts(*px), PixelCounts(*blobs))
 
     faint = {0.09: [counts((200, 80, 10), (3, 4, 1))], 0.16: [counts((198, 10, 12), (2, 1, 2))]}
-    assert finetune.pick_sure_marks(faint, 0.09) == 0.09
+    assert finetune.pick_rule_value(faint, 0.09) == 0.09
 
 
 def test_train_only_freezes_the_other_parts():

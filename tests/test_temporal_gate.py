@@ -233,3 +233,56 @@ def test_sure_marks_travel_with_the_config_and_the_spec(tmp_path):
     assert both.config.temporal_gate == 0.0 and both.config.sure_marks == pytest.approx(0.1)
     with pytest.raises(ValueError, match="sure_marks"):
         ModelConfig(sure_marks=2.0)
+
+
+def test_marks_grow_step_by_step_into_visible_same_sign_anomaly_only():
+    from correlnet.temporal_gate import grow_marks
+
+    probs = np.zeros((10, 12), np.float32)
+    probs[5, 5] = 0.9  # one mark pixel
+    probs[1, 1] = 0.3  # below the mark threshold: not a mark, left as it is
+    score = np.zeros((10, 12), np.float32)
+    score[5, 6:9] = 0.06  # a visible anomaly running right of the mark: 1, 2 and 3 steps away
+    score[6, 5] = 0.04  # below extent_score (0.05): never added
+    score[3, 3] = 0.5  # strong, but not reachable through allowed pixels
+    out = grow_marks(probs, score, GateConfig(extent_px=2))
+    expected = probs.copy()
+    expected[5, 6:8] = 0.5  # steps 1 and 2, at the mark threshold; (5, 8) is 3 steps away
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(grow_marks(probs, score, GateConfig(extent_px=0)), probs)
+    assert grow_marks(probs, score, GateConfig(extent_px=5))[5, 8] == 0.5
+    with pytest.raises(ValueError, match="extent_px"):
+        GateConfig(extent_px=-1)
+
+
+def test_a_blurred_speck_is_marked_to_its_rim_and_not_into_the_static_line_beside_it():
+    frames = static_scene()
+    frames[1, 60:63, 20:23] += 0.3  # the speck's core, in the middle frame only
+    rim = np.zeros((H, W), bool)
+    rim[59:64, 19:24] = True
+    rim[60:63, 20:23] = False
+    frames[1][rim] += 0.08  # its soft rim, blurred by the scanner: visible (>= 0.05), weak
+    frames = frames.clip(0, 1)
+    probs = np.zeros((H, W), np.float32)
+    probs[60:63, 20:23] = 0.9  # the network marks the core only
+    probs[:, 40:42] = 0.0  # the static line at columns 40-41 is not marked
+    core_only = gate_probs(probs, *frames, GateConfig())
+    grown = gate_probs(probs, *frames, GateConfig(extent_px=2))
+    assert (core_only[rim] >= 0.5).sum() == 0
+    assert (grown[rim] >= 0.5).mean() > 0.9
+    assert (grown >= 0.5).sum() <= 25 + 8  # the 5x5 speck (plus at most a pixel of noise on a side)
+    assert grown[:, 30:].max() == 0.0  # nothing reaches the static line or the edge
+
+
+def test_mark_extent_travels_with_the_config_and_the_spec(tmp_path):
+    from correlnet.checkpoint import load_detector
+
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model("efficient-correlnet", temporal_gate=0.03,
+                                                         mark_extent=2).eval())
+    assert gate_config_of(load_detector(str(path))).extent_px == 2
+    assert gate_config_of(load_detector(f"{path}+noextent")).extent_px == 0
+    assert load_detector(f"{path}+extent:3").config.mark_extent == 3
+    assert gate_config_of(load_detector(f"{path}+nogate+nosure")).enabled  # the extent alone still grows
+    for bad in (1.5, -1, True, 9):
+        with pytest.raises(ValueError, match="mark_extent"):
+            ModelConfig(mark_extent=bad)

@@ -78,6 +78,10 @@ class ModelConfig:
     # Inference only: the SDI-p score at which sure one-frame defects (correlnet.sure_defects) are
     # added to the network's marks (correlnet.temporal_gate; 0 = off).
     sure_marks: float = 0.0
+    # Inference only: the marks' extent, in px (correlnet.temporal_gate; 0 = off). A kept or sure mark
+    # grows into the pixels within this distance whose same-sign temporal anomaly reaches the gate's
+    # evidence level: the soft edge of a speck that the network's or the sure rule's core leaves out.
+    mark_extent: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -98,6 +102,10 @@ class ModelConfig:
         if isinstance(self.sure_marks, bool) or not 0.0 <= float(self.sure_marks) < 1.0:
             raise ValueError(f"sure_marks must be an SDI-p score in [0, 1) (0 = off); got {self.sure_marks!r}")
         object.__setattr__(self, "sure_marks", float(self.sure_marks))
+        extent = self.mark_extent
+        if isinstance(extent, bool) or not isinstance(extent, (int, float)) or extent != int(extent) or not 0 <= extent <= 8:
+            raise ValueError(f"mark_extent must be a whole number of px in 0-8 (0 = off); got {extent!r}")
+        object.__setattr__(self, "mark_extent", int(extent))
         if not 3 <= self.encoder_depth <= 5:
             raise ValueError(f"encoder_depth must be 3, 4 or 5; got {self.encoder_depth}")
         if len(self.decoder_channels) != self.encoder_depth or min(self.decoder_channels) < 1:
