@@ -6,7 +6,8 @@
 `sdi-p:THRESHOLD` (the classical motion-compensated peer) and `git:COMMIT` (the shipped
 correlnet/weights/default.pt as it was at that commit: an earlier shipped model); any network spec
 may end in `+gate[:T]` / `+nogate` (with or without the temporal gate) and `+sure[:S]` / `+nosure`
-(with or without the sure one-frame marks), as `correlnet.checkpoint.load_detector` reads them. Every model runs
+(with or without the sure one-frame marks) and `+extent[:PX]` / `+noextent` (with or without the
+marks' extent), as `correlnet.checkpoint.load_detector` reads them. Every model runs
 on the same footage with the same seeds: (a) the paper's defects on the held-out demo frames, (b)
 the moving-objects trap, (c) clean real video, (d) real 1903/1906 film, (e) annotated real-film
 frames (n/a until masks are committed under data/annotations/real_film). Prints one Markdown row

@@ -7,9 +7,9 @@ op (blocked GEMMs in a custom autograd Function) is replaced by the same product
 layers (`shifted_correlation`, equal to it up to float rounding), and the padding to the network's
 size multiple is in the graph. A frame size other than the exported one needs another export.
 
-Not in the graph: the temporal gate and the sure one-frame marks of the shipped detector
-(`correlnet.temporal_gate`: OpenCV optical flow and connected components). The exported model gives
-what `--model CKPT+nogate+nosure` gives; `scripts/farm_detect.py` is the ten-line runner, and
+Not in the graph: the temporal gate, the sure one-frame marks and the marks' extent of the shipped
+detector (`correlnet.temporal_gate`: OpenCV optical flow and connected components). The exported model
+gives what `--model CKPT+nogate+nosure+noextent` gives; `scripts/farm_detect.py` is the ten-line runner, and
 docs/farm.md says how to add the gate when correlnet is installed on the farm.
 """
 
@@ -125,7 +125,7 @@ def export_model(model: nn.Module, fmt: str, out: Path, height: int, width: int,
                       "meaning": "previous, middle, next frame; grayscale in [0, 1]"},
             "output": {"name": "probs", "shape": [1, 1, height, width], "dtype": "float32",
                        "meaning": "defect probability of the middle frame; a defect where >= 0.5"},
-            "not_included": "temporal gate and sure marks (correlnet.temporal_gate); equals --model CKPT+nogate+nosure",
+            "not_included": "temporal gate, sure marks and mark extent (correlnet.temporal_gate); equals --model CKPT+nogate+nosure+noextent",
             "model_config": config.to_dict() if config is not None else None,
             "source": str(source) if source else None,
             "source_sha256": source_sha256,

@@ -212,7 +212,7 @@ def test_exported_model_runs_in_the_farm_script_with_the_network_masks(fmt, tmp_
     mask_path = tmp_path / "mask.png"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "farm_detect.py"), str(files[0]), *map(str, pngs),
                     str(mask_path)], check=True, cwd=tmp_path)
-    ref = predict_triplet_tiled(load_detector(f"{default_model_path()}+nogate+nosure"), frames.astype(np.float32),
+    ref = predict_triplet_tiled(load_detector(f"{default_model_path()}+nogate+nosure+noextent"), frames.astype(np.float32),
                                 TilingConfig(), CPU)
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
     assert mask.shape == ref.shape and (ref >= 0.5).sum() > 0

@@ -14,8 +14,8 @@ The exported model takes one triplet of one frame size: input "frames" (1, 3, H,
 previous, middle and next frame in grayscale [0, 1]; output "probs" (1, 1, H, W), the defect
 probability of the middle frame (a defect where >= 0.5). Export again for another frame size.
 It runs without correlnet (scripts/farm_detect.py, docs/farm.md). Not in the file: the shipped
-detector's temporal gate and sure marks (OpenCV post-processing), so its masks equal
-`correlnet detect --model CKPT+nogate+nosure`.
+detector's temporal gate, sure marks and marks' extent (OpenCV post-processing), so its masks equal
+`correlnet detect --model CKPT+nogate+nosure+noextent`.
 
 Writes OUT.onnx (onnx) or OUT.xml + OUT.bin (openvino), and OUT.<format>.json describing the input, the
 output and the source checkpoint (with its sha256). Existing files are kept unless --overwrite.
