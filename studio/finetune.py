@@ -375,7 +375,7 @@ def run_finetune(store: Any, job_row: Any, device: torch.device, cfg: FinetuneCo
     before = validation_scores(model, data.val_triplets, data.val_masks, device, cfg)  # the start detector
     if rules is not None and rules != start_rules:
         model.config = replace(model.config, **rules)
-    _, after, best_step, result = _train(model, data, cfg, device, job, before)
+    after, best_step, result = _train(model, data, cfg, device, job, before)
     gate = decide(before, after, cfg.gate)
     job.report(val_f1=gate.after[0])
     n_train, n_val = len(data.train), len(data.val_masks)
@@ -415,16 +415,16 @@ class _KeepBest:
 
 
 def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: torch.device,
-           job: JobContext, before: list[FrameScore] | None = None) -> tuple[list[FrameScore], list[FrameScore], int, Any]:
-    """Validate, train with progress, cancellation and `cfg.validations` validation passes, and leave
-    `model` holding the best pass's weights: (scores before, scores of the kept weights, their step,
-    TrainResult). Raises JobCancelled when `job` is cancelled before or during training."""
+           job: JobContext, before: list[FrameScore]) -> tuple[list[FrameScore], int, Any]:
+    """Train with progress, cancellation and `cfg.validations` validation passes, and leave `model`
+    holding the best pass's weights: (scores of the kept weights, their step, TrainResult). `before`:
+    the start detector's validation scores (reported as the starting val_f1). Raises JobCancelled when
+    `job` is cancelled before or during training."""
     tcfg = cfg.train_config()
 
     def scores(m: nn.Module) -> list[FrameScore]:
         return validation_scores(m, data.val_triplets, data.val_masks, device, cfg)
 
-    before = scores(model) if before is None else before
     job.report(done=0, total=total_steps(tcfg, None), unit="step", **({"val_f1": pooled(before)[0]} if before else {}))
     job.raise_if_cancelled("cancelled before training started; nothing was published")
     keep = _KeepBest(scores, before)
@@ -437,6 +437,6 @@ def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: t
         model.load_state_dict(keep.weights)
     # train() records one val_history entry per val_fn pass, in order: the best pass's step
     best_step = 0 if keep.best_pass is None else result.val_history[keep.best_pass][0]
-    return before, keep.scores, best_step, result
+    return keep.scores, best_step, result
 
 

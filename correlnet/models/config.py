@@ -79,8 +79,9 @@ class ModelConfig:
     # added to the network's marks (correlnet.temporal_gate; 0 = off).
     sure_marks: float = 0.0
     # Inference only: the marks' extent, in px (correlnet.temporal_gate; 0 = off). A kept or sure mark
-    # grows into the pixels within this distance whose same-sign temporal anomaly reaches the gate's
-    # evidence level: the soft edge of a speck that the network's or the sure rule's core leaves out.
+    # grows, one pixel per step, into the pixels whose same-sign temporal anomaly is visible
+    # (`GateConfig.extent_score`, 0.05): the soft edge of a speck that the network's or the sure rule's
+    # core leaves out.
     mark_extent: int = 0
 
     def __post_init__(self) -> None:
