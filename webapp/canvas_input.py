@@ -22,6 +22,7 @@ handled, sent back as the canvas's `ack`; a state already applied is skipped (a 
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ SESSIONS = "canvas_sessions"
 SAVED = "canvas_saved_tokens"  # tokens whose drawing was saved (then replaced): a resend is no loss
 MAX_SESSIONS = 4  # each holds up to three (H, W) masks
 MAX_SAVED = 256
+# Review-counter nonces unique in this process, not per session: the counters' cache is shared by every
+# session, so two sessions' first saves must not both be nonce 1 (one would read the other's counts).
+_NONCES = itertools.count(1)
 
 
 def generation(frame_id: int) -> int:
@@ -50,7 +54,7 @@ def bump(frame_id: int) -> None:
     """After a save, accept or undo on the frame: end its canvas session (the next drawing starts from
     the mask stored now) and refresh this session's review counters (`webapp.review_counts`)."""
     st.session_state[f"canvas_gen:{frame_id}"] = generation(frame_id) + 1
-    st.session_state["review_nonce"] = st.session_state.get("review_nonce", 0) + 1
+    st.session_state["review_nonce"] = next(_NONCES)
 
 
 def token(frame, geometry: CanvasGeometry) -> Token:

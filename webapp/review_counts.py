@@ -43,10 +43,13 @@ def count_reviews(store, film) -> ReviewCounts:
 
 
 @st.cache_data(ttl=3, show_spinner=False)
-def _cached(_store, film_id: int, nonce: int, _film) -> ReviewCounts:
+def _cached(_store, where: str, film_id: int, nonce: int, _film) -> ReviewCounts:
     return count_reviews(_store, _film)
 
 
 def review_counts(store, film) -> ReviewCounts:
-    """Cached for 3 s per film; a save in this session (nonce) refreshes it at once."""
-    return _cached(store, film.id, st.session_state.get("review_nonce", 0), film)
+    """Cached for 3 s per store and film; a save in this session refreshes it at once (its nonce,
+    `webapp.canvas_input.bump`, is unique in the process). The cache is shared by every session of
+    the process, so the key names the store: film ids repeat from one store to the next."""
+    where = f"{store.engine.url.render_as_string(hide_password=True)}|{store.data_dir}"
+    return _cached(store, where, film.id, st.session_state.get("review_nonce", 0), film)
