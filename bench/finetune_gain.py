@@ -16,8 +16,11 @@ Scenario 2, false-positive rejection (issue 13): a clean-video validation clip w
 the paper's synthetic blotches added; whatever the start model flags beyond them is scene taken for a
 defect. The ground truth corrects K frames chosen by active learning, which erases those false
 positives and adds the misses; reported: false-positive pixels and recall on the uncorrected frames
-(`fp_pixels_before`, `fp_pixels_after`, `recall_before`, `recall_after`). Skipped (None) when the
-clip is absent; `--fp-ks` with no value skips it.
+(`fp_pixels_before`, `fp_pixels_after`, `recall_before`, `recall_after`), and the false-positive
+pixels split by where they lie: on a true defect's outline (within OUTLINE_PX of it: the mark a
+little wider than the blotch, `fp_outline_pixels_*`) or on the scene (farther: scene structure taken
+for a defect, `fp_scene_pixels_*`). Skipped (None) when the clip is absent; `--fp-ks` with no value
+skips it.
 
 Start model: the shipped default (correlnet.default_model) when present, else --start-model, else
 a fallback pre-trained here for --fallback-steps on the demo clips (cached under runs/).
@@ -158,7 +161,9 @@ def fp_scenario(model: Path, ks: list[int], frames: int, ft_cfg, seed: int, say)
     cases = []
     for k in ks:
         case = run_case(base, film_id, start_version, truth, "active", k, model, "cpu", ft_cfg, seed, tag="fp_")
-        say(f"false positives, active K={k:<3} FP px {case['fp_before']} -> {case['fp_after']}, recall "
+        say(f"false positives, active K={k:<3} FP px {case['fp_before']} -> {case['fp_after']} (scene "
+            f"{case['fp_scene_before']} -> {case['fp_scene_after']}, outline {case['fp_outline_before']} -> "
+            f"{case['fp_outline_after']}), recall "
             f"{case['recall_before']:.3f} -> {case['recall_after']:.3f} ({case['job_status']}): {case['job_message']}")
         cases.append(case)
     return {"footage": f"{FP_CLIP} ({len(truth)} frames at width {FP_MAX_WIDTH}, paper blotches)", "cases": cases}
@@ -169,7 +174,9 @@ def fp_keys(scenario: dict | None) -> dict:
     cases = (scenario or {}).get("cases") or []
     case = next((c for c in cases if c["k"] == 10), cases[0] if cases else None)
     keys = {"fp_pixels_before": "fp_before", "fp_pixels_after": "fp_after", "recall_before": "recall_before",
-            "recall_after": "recall_after"}
+            "recall_after": "recall_after", "fp_outline_pixels_before": "fp_outline_before",
+            "fp_outline_pixels_after": "fp_outline_after", "fp_scene_pixels_before": "fp_scene_before",
+            "fp_scene_pixels_after": "fp_scene_after"}
     out = {key: case[field] if case else None for key, field in keys.items()}
     return {**out, "fp_k": case["k"] if case else None, "fp_scenario": scenario}
 
@@ -243,6 +250,22 @@ def predictions(store: Store, film_id: int, version_id: int) -> dict[int, np.nda
     return {idx: load_prediction(store, p) >= DEFECT_THRESHOLD for idx, p in rows}
 
 
+OUTLINE_PX = 3  # a false-positive pixel this close to a true defect is its outline, not scene
+
+
+def fp_split(preds: dict[int, np.ndarray], truth: np.ndarray, indices: list[int]) -> tuple[int, int]:
+    """(outline, scene) false-positive pixels over `indices`: within OUTLINE_PX (chessboard distance)
+    of a true defect pixel, and farther."""
+    size = 2 * OUTLINE_PX + 1
+    outline = scene = 0
+    for i in indices:
+        fp = preds[i] & ~truth[i]
+        near = cv2.dilate(truth[i].astype(np.uint8), np.ones((size, size), np.uint8)) > 0
+        outline += int((fp & near).sum())
+        scene += int((fp & ~near).sum())
+    return outline, scene
+
+
 def counts_on(preds: dict[int, np.ndarray], truth: np.ndarray, indices: list[int]):
     """PixelCounts summed over `indices`."""
     from correlnet.metrics import PixelCounts, count_pixels
@@ -302,13 +325,16 @@ def run_case(base: Path, film_id: int, start_version: int, truth: np.ndarray, st
     seconds = time.perf_counter() - t0
     row = jobs.get_job(store, job.id)
     others = [i for i in range(len(frames)) if i not in set(chosen)]
-    before = counts_on(predictions(store, film.id, start_version), truth, others)
+    start_preds = predictions(store, film.id, start_version)
     active_id = get_film(store, film.id).active_model_version_id or start_version
-    after = counts_on(predictions(store, film.id, active_id), truth, others)
+    new_preds = predictions(store, film.id, active_id)
     store.close()
+    before, after = counts_on(start_preds, truth, others), counts_on(new_preds, truth, others)
+    split_before, split_after = fp_split(start_preds, truth, others), fp_split(new_preds, truth, others)
     return {"strategy": strategy, "k": k, "frames": chosen, "f1_before": before.f1, "f1_after": after.f1,
             "fp_before": before.fp, "fp_after": after.fp, "recall_before": before.recall,
-            "recall_after": after.recall,
+            "recall_after": after.recall, "fp_outline_before": split_before[0], "fp_outline_after": split_after[0],
+            "fp_scene_before": split_before[1], "fp_scene_after": split_after[1],
             "published": row.result_model_version_id is not None, "job_status": row.status,
             "job_message": row.message, "seconds": round(seconds, 1)}
 

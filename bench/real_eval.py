@@ -1,4 +1,4 @@
-"""The real-footage evaluation (correlnet.real_eval, parts a-e) for several models, in one table.
+"""The real-footage evaluation (correlnet.real_eval, parts a-f) for several models, in one table.
 
     nice .venv/bin/python bench/real_eval.py --model default sdi-p git:998c64a runs/trinet.pt --threads 2
 
@@ -10,9 +10,10 @@ may end in `+gate[:T]` / `+nogate` (with or without the temporal gate) and `+sur
 marks' extent), as `correlnet.checkpoint.load_detector` reads them. Every model runs
 on the same footage with the same seeds: (a) the paper's defects on the held-out demo frames, (b)
 the moving-objects trap, (c) clean real video, (d) real 1903/1906 film, (e) annotated real-film
-frames (n/a until masks are committed under data/annotations/real_film). Prints one Markdown row
+frames (n/a until masks are committed under data/annotations/real_film), (f) the paper's defects on
+the clean-video validation clips (real motion, exact truth). Prints one Markdown row
 per model and, as the last line, a JSON object {model spec: {part name: result}}.
---frames N caps the evaluated frames per sequence of parts a-c (a smoke run: --frames 2).
+--frames N caps the evaluated frames per sequence of parts a-c and f (a smoke run: --frames 2).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def row(spec: str, r: dict) -> str:
         d = r.get(name, {})
         return {} if "skipped" in d and len(d) == 1 else d
 
-    a, b, c, d, e = (part(PART_NAMES[p]) for p in PARTS)
+    a, b, c, d, e, f = (part(PART_NAMES[p]) for p in PARTS)
     film = d.get("per_clip", {})
     shares = " / ".join(_pct(film[k]["share_flagged"]) if k in film else "n/a" for k in
                         ("the_great_train_robbery", "a_trip_down_market_street_before_the_fire"))
@@ -76,20 +77,20 @@ def row(spec: str, r: dict) -> str:
     pr = f"{e['overall']['precision']:.3f} / {e['overall']['recall']:.3f}" if e else "n/a"
     return (f"| {spec} | {a['overall']['f1']:.3f} |" if a else f"| {spec} | n/a |") + (
         f" {_pct(b.get('share_flagged')) if b else 'n/a'} | {_pct(c['overall']['share_flagged']) if c else 'n/a'} |"
-        f" {shares} | {one} | {sure} | {pr} |")
+        f" {shares} | {one} | {sure} | {pr} |" + (f" {f['overall']['f1']:.3f} |" if f else " n/a |"))
 
 
 HEADER = ("| model | paper F1 (a) | moving objects flagged (b) | clean video flagged (c) | "
           "real film flagged 1903 / 1906 (d) | one-frame share 1903 / 1906 (d) | "
-          "sure defects found 1903 / 1906 (d) | annotated P / R (e) |\n"
-          "|---|---:|---:|---:|---:|---:|---:|---:|")
+          "sure defects found 1903 / 1906 (d) | annotated P / R (e) | real-motion F1 (f) |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", default=["default", "sdi-p"], metavar="SPEC")
-    ap.add_argument("--parts", nargs="+", default=["all"], help="a b c d e or all (default all)")
-    ap.add_argument("--frames", type=int, default=None, help="cap on evaluated frames per sequence of parts a-c")
+    ap.add_argument("--parts", nargs="+", default=["all"], help="a b c d e f or all (default all)")
+    ap.add_argument("--frames", type=int, default=None, help="cap on evaluated frames per sequence of parts a-c and f")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")

@@ -1,4 +1,4 @@
-"""The evaluation that tells the truth about real footage (issue 11), in five parts, each runnable alone.
+"""The evaluation that tells the truth about real footage (issue 11), in six parts, each runnable alone.
 
 (a) `paper`: the paper's generator (SynthConfig.paper()) on the held-out demo frames
     (correlnet.data.HELD_OUT), with the scene-feature trap: `correlnet.evaluate.evaluate_sequences`.
@@ -8,6 +8,9 @@
 (c) `clean_video`: share of pixels flagged on the validation clips (no defects at all).
 (d) `real_film`: share flagged and one-frame share on frames 00001-00025 of the 1903/1906 clips.
 (e) `annotated`: precision / recall against hand-drawn masks of real-film frames.
+(f) `real_motion`: part (a)'s generator on the clean-video validation clips instead of the demo
+    frames: F1 where the scene really moves (camera drift, people, occlusion, blur) and the ground
+    truth is exact (the clips have no defects of their own), scaled to at most MOTION_MAX_WIDTH.
 Parts (c)-(e) are in `correlnet.real_footage`. The validation clips are
 `correlnet.data.CLEAN_VIDEO_VALIDATION` (never trained on), at full resolution; the real-film frames
 1-25 are kept out of all training. Shared data is found with `correlnet.data.shared_data_dir()`
@@ -34,12 +37,16 @@ from correlnet.prediction import predict_triplet_tiled
 from correlnet.real_footage import FilmClip, annotated_scores, clean_video_flagged, real_film_flagged
 from correlnet.tiling import TilingConfig
 
-PARTS = ("a", "b", "c", "d", "e")
-PART_NAMES = {"a": "paper", "b": "moving_trap", "c": "clean_video", "d": "real_film", "e": "annotated"}
+PARTS = ("a", "b", "c", "d", "e", "f")
+PART_NAMES = {"a": "paper", "b": "moving_trap", "c": "clean_video", "d": "real_film", "e": "annotated",
+              "f": "real_motion"}
 # Folder under shared_data_dir()/real_film -> the label reports use.
 REAL_FILM_CLIPS = {"the_great_train_robbery": "1903", "a_trip_down_market_street_before_the_fire": "1906"}
 REAL_FILM_FRAMES = 25  # frames 00001-00025 of each clip (issue 11: kept out of all training)
 _TRAP_SALT = 2  # triplet_rng salt of the moving-objects trap (evaluate.py uses 0 and 1)
+# Part (f)'s scale: the width the 1280x720 clean-video clips are trained on (the training clips'
+# `correlnet.data.CLEAN_VIDEO_MAX_WIDTH`), at the detail of the 480x368 film scans.
+MOTION_MAX_WIDTH = 640
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ def parse_parts(values: Iterable[str]) -> tuple[str, ...]:
             elif item in PARTS:
                 chosen.add(item)
             elif item:
-                raise ValueError(f"unknown evaluation part {item!r}: use a, b, c, d, e or all (e.g. --part a,c)")
+                raise ValueError(f"unknown evaluation part {item!r}: use a, b, c, d, e, f or all (e.g. --part a,c)")
     return tuple(p for p in PARTS if p in chosen)
 
 
@@ -164,7 +171,7 @@ def load_data(parts: Iterable[str], cfg: RealEvalConfig = RealEvalConfig(),
     data = EvalData(sequences=None if sequences is None else dict(sequences))
     if sequences is None and parts & {"a", "b"}:
         data.demo = demo_held_out()
-    if (sequences is None and "b" in parts) or "c" in parts:
+    if (sequences is None and "b" in parts) or parts & {"c", "f"}:
         data.validation, data.validation_skipped = validation_clips()
     if parts & {"d", "e"}:
         data.film, data.film_skipped = real_film_clips(frames=cfg.film_frames)
@@ -185,8 +192,8 @@ def run_parts(model: nn.Module, parts: Iterable[str], data: EvalData, cfg: RealE
     FlaggedReport (c, d), AnnotatedReport (e), or Skipped; every result has `to_dict()`.
 
     model: any detector with the networks' interface (a network, `correlnet.sdi.SdiDetector`), in
-    eval mode. synth_cfg: part (a)'s generator (default SynthConfig.paper()); pictures_dir: part
-    (a)'s Fig. 5 pictures (see evaluate_sequences). job: reports message="part X" before each part starts.
+    eval mode. synth_cfg: the generator of parts (a) and (f) (default SynthConfig.paper()); pictures_dir:
+    part (a)'s Fig. 5 pictures (see evaluate_sequences). job: reports message="part X" before each part starts.
     """
     from correlnet.synth import SynthConfig
 
@@ -210,12 +217,34 @@ def run_parts(model: nn.Module, parts: Iterable[str], data: EvalData, cfg: RealE
         elif part == "c":
             out[part] = _or_skip(data.validation, data.validation_skipped, lambda: clean_video_flagged(
                 model, data.validation, cfg.clean_frames, cfg.threshold, cfg.tiling, device))
+        elif part == "f":
+            out[part] = _or_skip(data.validation, data.validation_skipped, lambda: evaluate_sequences(
+                model, motion_sequences(data.validation), synth_cfg or SynthConfig.paper(),
+                EvalConfig(seed=cfg.seed, triplets_per_sequence=cfg.paper_frames, threshold=cfg.threshold,
+                           scene_trap=False, tiling=cfg.tiling), device))
         elif part == "d":
             out[part] = _or_skip(data.film, data.film_skipped, lambda: real_film_flagged(
                 model, data.film, cfg.threshold, cfg.tiling, device))
         else:
             out[part] = _or_skip(data.film, data.film_skipped, lambda: _annotated_or_skip(
                 annotated_scores(model, data.film, cfg.threshold, cfg.tiling, device)))
+    return out
+
+
+def motion_sequences(clips: Mapping[str, np.ndarray], max_width: int = MOTION_MAX_WIDTH) -> dict[str, np.ndarray]:
+    """Part (f)'s clips: each (T, H, W) clip as float32 in [0, 1], shrunk (area average) to at most
+    `max_width` px wide with its aspect kept; a narrower clip keeps its size."""
+    import cv2
+
+    out = {}
+    for name, clip in clips.items():
+        frames = np.asarray(clip)
+        frames = frames.astype(np.float32) / 255.0 if frames.dtype == np.uint8 else frames.astype(np.float32)
+        t, h, w = frames.shape
+        if w > max_width:
+            size = (max_width, max(1, round(h * max_width / w)))
+            frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        out[name] = frames
     return out
 
 

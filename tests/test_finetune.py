@@ -503,3 +503,35 @@ def test_train_only_freezes_the_other_parts():
     assert not any(p.requires_grad for name, c in model.named_children() if name != "decoder" for p in c.parameters())
     with pytest.raises(ValueError, match="encoder.*not parts of this model"):
         finetune.train_only(model, ("encoder",))
+
+
+def test_the_kept_weights_keep_the_start_recall_and_may_be_the_start_ones():
+    """The best validation pass is the best score among the passes within RULE_RECALL_SLACK of the start
+    detector's recall (pixels and defects); the start weights (under the film's rules) are a pass of
+    their own, so weights that buy precision with the film's defects are not kept."""
+    from correlnet.metrics import PixelCounts
+    from studio.publish_gate import FrameScore, pooled
+
+    def frame(tp, fp, fn):
+        return FrameScore(PixelCounts(tp, fp, fn), PixelCounts(tp // 10, fp // 10, fn // 10))
+
+    before = [frame(900, 400, 100)]  # the start detector with the start rules: recall 0.90
+    runs = {
+        # start weights under the film's rules (fewer marks, recall 0.89), then a pass that gains
+        # precision but loses 0.05 of recall, then one within the slack but below the start's score
+        "start wins": ([frame(890, 150, 110), frame(850, 10, 150), frame(885, 300, 115)], -1),
+        # a trained pass within the slack with a better score than the start weights
+        "trained wins": ([frame(890, 150, 110), frame(850, 10, 150), frame(890, 60, 110)], 1),
+        # nothing keeps the recall: the best score of all (the publish gate judges it)
+        "none keeps it": ([frame(700, 150, 300), frame(850, 10, 150), frame(600, 0, 400)], 0),
+    }
+    for name, (passes, expected) in runs.items():
+        queue = list(passes)
+        keep = finetune._KeepBest(lambda model: [queue.pop(0)], before)
+        model = torch.nn.Linear(1, 1)
+        keep.start(model)
+        for _ in passes[1:]:
+            keep(model)
+        assert keep.best_pass == expected, name
+        assert keep.scores == [passes[expected + 1]], name
+    assert pooled([frame(850, 10, 150)])[2] > pooled([frame(890, 60, 110)])[2]  # the refused pass scored best

@@ -81,9 +81,9 @@ def write_film(folder, n: int = 5) -> np.ndarray:
 def test_parse_parts_accepts_lists_repeats_and_all():
     assert parse_parts(["a"]) == ("a",)
     assert parse_parts(["c,a", "b"]) == ("a", "b", "c")
-    assert parse_parts(["all"]) == ("a", "b", "c", "d", "e")
-    with pytest.raises(ValueError, match="unknown evaluation part 'f'"):
-        parse_parts(["a,f"])
+    assert parse_parts(["all"]) == ("a", "b", "c", "d", "e", "f")
+    with pytest.raises(ValueError, match="unknown evaluation part 'g'"):
+        parse_parts(["a,g"])
 
 
 def test_one_frame_pixels_counts_components_with_enough_evidence():
@@ -310,3 +310,42 @@ def test_the_committed_annotations_load_at_the_real_frames_size():
             assert mask.shape == (h, w) and mask.dtype == bool and 0 < mask.sum() < 0.01 * mask.size
             loaded += 1
     assert loaded == 8
+
+
+def test_real_motion_clips_are_area_averaged_to_640_px_and_scored_as_part_a():
+    """Part (f): the validation clips shrunk to MOTION_MAX_WIDTH by area averaging (a 1280 px clip: the
+    mean of each 2x2 block, computed here by hand), a narrower clip unchanged; then part (a)'s scoring
+    (same generator and seeds) without the scene trap."""
+    from correlnet.evaluate import EvalConfig, evaluate_sequences
+    from correlnet.real_eval import EvalData, MOTION_MAX_WIDTH, motion_sequences
+    from correlnet.synth import SynthConfig
+
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 256, (3, 8, 2 * MOTION_MAX_WIDTH), dtype=np.uint8)
+    narrow = np.rint(np.stack([texture(H, W, seed=k) for k in range(4)]) * 255).astype(np.uint8)
+    out = motion_sequences({"wide": wide, "narrow": narrow})
+    expected = wide.astype(np.float32).reshape(3, 4, 2, MOTION_MAX_WIDTH, 2).mean(axis=(2, 4)) / 255
+    assert out["wide"].shape == (3, 4, MOTION_MAX_WIDTH) and out["wide"].dtype == np.float32
+    np.testing.assert_allclose(out["wide"], expected, atol=1e-5)
+    np.testing.assert_array_equal(out["narrow"], narrow.astype(np.float32) / 255)
+
+    cfg = RealEvalConfig(paper_frames=2)
+    report = run_parts(LeftHalf().eval(), ["f"], EvalData(validation={"narrow": narrow}), cfg, DEVICE)["f"]
+    reference = evaluate_sequences(LeftHalf().eval(), {"narrow": out["narrow"]}, SynthConfig.paper(),
+                                   EvalConfig(seed=0, triplets_per_sequence=2, scene_trap=False), DEVICE)
+    assert report.frames == 2 and report.scene is None and list(report.per_sequence) == ["narrow"]
+    assert report.total == reference.total and report.total.tp > 0 and report.total.fn > 0  # half is found
+    missing = run_parts(LeftHalf().eval(), ["f"], EvalData(validation_skipped={"x": "x not found"}), cfg, DEVICE)
+    assert isinstance(missing["f"], Skipped) and "x not found" in missing["f"].reason
+
+
+def test_cli_runs_part_f_on_the_shared_validation_clip(shared, capsys):
+    from studio.cli import main
+
+    assert main(["evaluate", "--model", "sdi-p", "--part", "f", "--frames", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    motion = out["real_motion"]
+    assert out["parts"] == ["f"] and list(motion["per_sequence"]) == ["sam2_bedroom"] and motion["frames"] == 1
+    assert motion["overall"]["tp"] > 0  # SDI-p finds the paper's blotches on a static texture
+    assert main(["evaluate", "--model", "sdi-p", "--part", "f", "--frames", "1"]) == 0
+    assert "(f) synthetic defects on real motion" in capsys.readouterr().out

@@ -2,7 +2,8 @@
 
 Parts (correlnet.real_eval): (a) precision / recall / F1 on synthetic defects, per sequence and
 overall, plus the scene-feature trap and optional Fig. 5 pictures (the default); (b) the
-moving-objects trap; (c) clean real video; (d) real 1903/1906 film; (e) annotated real-film frames.
+moving-objects trap; (c) clean real video; (d) real 1903/1906 film; (e) annotated real-film frames;
+(f) part (a)'s synthetic defects on the clean-video validation clips (real motion, exact truth).
 The parser is built without importing torch; the work happens in `run`.
 """
 
@@ -17,8 +18,9 @@ PARTS_HELP = (
     "a: synthetic defects (the paper's generator by default) on --source, or on the held-out demo "
     "frames, with the scene-feature trap; b: objects moving independently of the camera (0-20 px/frame), "
     "share of their pixels flagged; c: share of pixels flagged on clean real video; d: share flagged and "
-    "one-frame share on real 1903/1906 film; e: precision/recall on annotated real-film frames; all. "
-    "Repeat or comma-separate (default a). Parts c-e read $CORRELNET_SHARED_DATA (default ../shared/data) "
+    "one-frame share on real 1903/1906 film; e: precision/recall on annotated real-film frames; f: part a's "
+    "synthetic defects on the clean-video validation clips (real motion, at most 640 px wide); all. "
+    "Repeat or comma-separate (default a). Parts c-f read $CORRELNET_SHARED_DATA (default ../shared/data) "
     "and report 'skipped' when it is absent."
 )
 
@@ -42,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "validation clips)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic defects and objects (default 0)")
     p.add_argument("--synth", choices=("paper", "full"), default="paper",
-                   help="defect generator of part a: 'paper' (Sec. 4.1, as Table 1; default) or 'full'")
+                   help="defect generator of parts a and f: 'paper' (Sec. 4.1, as Table 1; default) or 'full'")
     p.add_argument("--frames", type=int, default=None, metavar="N",
-                   help="evaluated frames per sequence of parts a, b and c (default 12, 6 and 10)")
+                   help="evaluated frames per sequence of parts a, b, c and f (default 12, 6, 10 and 12)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="read at most N frames per --source")
     p.add_argument("--threshold", type=float, default=DEFECT_THRESHOLD, help="probability at which a pixel is flagged")
     p.add_argument("--no-scene-trap", action="store_true", help="skip the scene-blob false-positive test (part a)")
@@ -76,11 +78,13 @@ def _pct(value: float | None) -> str:
 
 
 def format_part(part: str, report: dict) -> str:
-    """Plain-text summary of one part's to_dict() (b-e); a skipped part says why."""
+    """Plain-text summary of one part's to_dict() (b-f); a skipped part says why."""
     title = {"b": "(b) moving-objects trap", "c": "(c) clean real video", "d": "(d) real film",
-             "e": "(e) annotated real film"}[part]
+             "e": "(e) annotated real film", "f": "(f) synthetic defects on real motion"}[part]
     if "skipped" in report and len(report) == 1:
         return f"{title}: skipped: {report['skipped']}"
+    if part == "f":
+        return f"{title}:\n" + format_report(report)
     lines = [f"{title}:"]
     if part == "b":
         lines.append(f"  {_pct(report['share_flagged'])} of {report['object_pixels']} object pixels flagged "
