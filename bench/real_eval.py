@@ -29,6 +29,7 @@ import torch
 
 from correlnet.checkpoint import load_detector, split_spec
 from correlnet.default_model import default_model_path
+from studio.commands.sources import synth_config
 from correlnet.device import resolve_device
 from correlnet.job_context import CallbackJob
 from correlnet.real_eval import PART_NAMES, PARTS, RealEvalConfig, load_data, parse_parts, run_parts
@@ -92,6 +93,8 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=["all"], help="a b c d e f or all (default all)")
     ap.add_argument("--frames", type=int, default=None, help="cap on evaluated frames per sequence of parts a-c and f")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--synth", choices=("paper", "full", "mixed", "real"), default="paper",
+                    help="defect generator of parts a and f (studio.commands.sources.synth_config; default paper)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
@@ -107,11 +110,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.model:
             model = load_detector(resolve_spec(spec, Path(tmp)), device)
-            out = run_parts(model, parts, data, cfg, device,
+            out = run_parts(model, parts, data, cfg, device, synth_cfg=synth_config(args.synth),
                             job=CallbackJob(lambda message, s=spec, **_: print(f"# {s}: {message}", flush=True)))
             results[spec] = {PART_NAMES[p]: r.to_dict() for p, r in out.items()}
-    print(f"Parts {', '.join(parts)}; seed {args.seed}; frames per sequence a/b/c: {cfg.paper_frames}/"
-          f"{cfg.trap_frames}/{cfg.clean_frames}; threshold {cfg.threshold}.\n")
+    print(f"Parts {', '.join(parts)}; seed {args.seed}; generator of a and f: {args.synth}; frames per sequence a/b/c/f: {cfg.paper_frames}/"
+          f"{cfg.trap_frames}/{cfg.clean_frames}/{cfg.paper_frames}; threshold {cfg.threshold}.\n")
     print(HEADER)
     for spec, r in results.items():
         print(row(spec, r))

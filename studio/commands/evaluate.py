@@ -43,8 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "held-out demo clip); default: the held-out demo clip (part b adds the clean-video "
                    "validation clips)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic defects and objects (default 0)")
-    p.add_argument("--synth", choices=("paper", "full"), default="paper",
-                   help="defect generator of parts a and f: 'paper' (Sec. 4.1, as Table 1; default) or 'full'")
+    p.add_argument("--synth", choices=("paper", "full", "mixed", "real"), default="paper",
+                   help="defect generator of parts a and f: 'paper' (Sec. 4.1, as Table 1; default), 'full', "
+                   "'mixed' or 'real' (scanned-looking dust, blur, grain and compression, moving sprites as "
+                   "scene, no line scratches)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="evaluated frames per sequence of parts a, b, c and f (default 12, 6, 10 and 12)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="read at most N frames per --source")
