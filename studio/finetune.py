@@ -402,34 +402,45 @@ class _KeepBest:
     Best: the highest gate score among the passes whose validation recall, of pixels and of defects
     alike, stays within RULE_RECALL_SLACK of the start detector's (`before`: "without losing what the
     model already found"); only when no pass does, the highest score of all (the gate then judges it).
-    `start(model)` scores the start weights (under the film's rules) as pass -1 (step 0): a fine-tune
-    whose weights lose more than they gain leaves them unchanged. Measured (docs/benchmarks.md,
-    "Session 12"): in issue 13's scenario 2 the weights of step 20 had cost 0.015 of recall on the
-    uncorrected frames for 7 % fewer false-positive pixels; the rules did the rest."""
+    `start(model)` scores the start weights (under the film's rules) before training, and `choose()`
+    after it keeps them (pass -1, step 0) when they rank strictly above every trained pass: a
+    fine-tune whose weights lose more than they gain leaves them unchanged, and a tie keeps the
+    trained weights (the publish gate refuses a tie anyway; a forced publish gets what was trained).
+    Measured (docs/benchmarks.md, "Session 12"): in issue 13's scenario 2 the weights of step 20 had
+    cost 0.015 of recall on the uncorrected frames for 7 % fewer false-positive pixels."""
 
     def __init__(self, scores: Any, before: list[FrameScore]):
         self._scores, self.scores = scores, before
         self._floors = _recalls(before) if before else None
         self.best, self.weights, self.passes, self.best_pass = (False, -math.inf), None, 0, None
+        self._start: tuple | None = None
 
     def start(self, model: nn.Module) -> None:
-        self._consider(model, -1)
+        current = self._scores(model)
+        self._start = (self._rank(current), current, self._copy(model))
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        pixel_f1 = self._consider(model, self.passes)
-        self.passes += 1
-        return {} if pixel_f1 is None else {"f1": pixel_f1}
-
-    def _consider(self, model: nn.Module, index: int) -> float | None:
         current = self._scores(model)
-        pixel_f1, _, score = pooled(current) if current else (None, None, 0.0)
+        rank = self._rank(current)
+        if rank > self.best or not current:
+            self.best, self.scores, self.best_pass, self.weights = rank, current, self.passes, self._copy(model)
+        self.passes += 1
+        return {"f1": pooled(current)[0]} if current else {}
+
+    def choose(self) -> None:
+        """After training: the start weights instead of the best trained pass when they rank above it."""
+        if self._start is not None and (self.weights is None or self._start[0] > self.best):
+            self.best, self.scores, self.weights = self._start
+            self.best_pass = -1
+
+    def _rank(self, current: list[FrameScore]) -> tuple[bool, float]:
         kept = self._floors is None or (bool(current) and all(
             r >= f - RULE_RECALL_SLACK for r, f in zip(_recalls(current), self._floors)))
-        rank = (kept, score)
-        if rank > self.best or not current:
-            self.best, self.scores, self.best_pass = rank, current, index
-            self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return pixel_f1
+        return kept, (pooled(current)[2] if current else 0.0)
+
+    @staticmethod
+    def _copy(model: nn.Module) -> dict:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: torch.device,
@@ -453,6 +464,7 @@ def _train(model: nn.Module, data: _TrainingData, cfg: FinetuneConfig, device: t
     result = train(model, loader, tcfg, device, job=job, val_fn=keep)
     if result.stopped:
         raise JobCancelled(f"cancelled at step {result.steps_done} of {result.total_steps}; nothing was published")
+    keep.choose()
     if keep.weights is not None:
         model.load_state_dict(keep.weights)
     # train() records one val_history entry per val_fn pass, in order: the best pass's step

@@ -524,6 +524,8 @@ def test_the_kept_weights_keep_the_start_recall_and_may_be_the_start_ones():
         "trained wins": ([frame(890, 150, 110), frame(850, 10, 150), frame(890, 60, 110)], 1),
         # nothing keeps the recall: the best score of all (the publish gate judges it)
         "none keeps it": ([frame(700, 150, 300), frame(850, 10, 150), frame(600, 0, 400)], 0),
+        # a tie with the start weights keeps the trained ones (a forced publish gets what was trained)
+        "tie": ([frame(890, 150, 110), frame(890, 150, 110), frame(880, 300, 120)], 0),
     }
     for name, (passes, expected) in runs.items():
         queue = list(passes)
@@ -532,6 +534,7 @@ def test_the_kept_weights_keep_the_start_recall_and_may_be_the_start_ones():
         keep.start(model)
         for _ in passes[1:]:
             keep(model)
+        keep.choose()
         assert keep.best_pass == expected, name
         assert keep.scores == [passes[expected + 1]], name
     assert pooled([frame(850, 10, 150)])[2] > pooled([frame(890, 60, 110)])[2]  # the refused pass scored best
