@@ -64,6 +64,33 @@ def test_paste_adds_alpha_times_residual_and_the_mask_marks_it():
     assert not degrade_triplet_with_base(clean, cfg, np.random.default_rng(3))[1].any()  # no bank: no marks
 
 
+def test_paste_scales_the_residual_by_the_drawn_strength_and_labels_only_what_stays_visible():
+    res = np.full((5, 5), -0.4, np.float32)
+    alpha = np.zeros((5, 5), np.float32)
+    alpha[1:4, 1:4] = 1.0
+    bank = DefectBank([BankDefect(res, alpha, "test")], ["test"])
+    full, half = np.full((32, 32), 0.6, np.float32), np.full((32, 32), 0.6, np.float32)
+    paste_defects(full, bank, 1, np.random.default_rng(0))
+    paste_defects(half, bank, 1, np.random.default_rng(0), opacity=(0.5, 0.5))  # fixed: same place, no draw
+    np.testing.assert_allclose(0.6 - half, (0.6 - full) / 2, atol=1e-6)
+    drawn = [np.full((32, 32), 0.6, np.float32) for _ in range(200)]
+    rng = np.random.default_rng(1)
+    for frame in drawn:
+        paste_defects(frame, bank, 1, rng, opacity=(0.1, 0.9))
+    strengths = np.array([(0.6 - f.min()) / 0.4 for f in drawn])
+    assert 0.1 <= strengths.min() < 0.2 and 0.8 < strengths.max() <= 0.9 and abs(strengths.mean() - 0.5) < 0.05
+    with pytest.raises(ValueError, match="bank opacity"):
+        paste_defects(full, bank, 1, rng, opacity=(0.9, 0.1))
+    # The labelling rule of the generator (min_contrast 0.05): at 0.1 of its strength the 0.4 residual
+    # moves the frame by 0.04, below it: reset to the base and unlabelled; at 0.5 by 0.2: kept, labelled.
+    clean = np.full((3, 64, 64), 0.6, np.float32)
+    for strength, labelled in ((0.1, False), (0.5, True)):
+        cfg = replace(SynthConfig.paper(), blotches=False, bank_per_256=40.0, bank_opacity=(strength, strength))
+        degraded, masks, _ = degrade_triplet_with_base(clean, cfg, np.random.default_rng(3), bank)
+        assert degraded[1].min() == pytest.approx(0.4 if labelled else 0.6, abs=1e-5)
+        assert masks[1].any() == labelled
+
+
 def test_bank_is_cut_from_the_later_frames_only(tmp_path):
     root = shared_data_dir() / "real_film"
     if not root.is_dir():

@@ -108,11 +108,16 @@ def build_bank(real_film_root: Path, cfg: BankConfig = BankConfig()) -> DefectBa
     return DefectBank(defects, sources)
 
 
-def paste_defects(frame: np.ndarray, bank: DefectBank, count: int, rng: np.random.Generator) -> None:
+def paste_defects(frame: np.ndarray, bank: DefectBank, count: int, rng: np.random.Generator,
+                  opacity: tuple[float, float] = (1.0, 1.0)) -> None:
     """Composite `count` random bank defects into `frame` ((H, W) float32 in [0, 1], in place, then
-    clipped): random place, flips and quarter turns; ``frame += alpha * residual``."""
+    clipped): random place, flips and quarter turns; ``frame += s * alpha * residual`` with the
+    strength s drawn uniformly in `opacity` per defect (a fixed s, and no draw, when both ends agree)."""
     if count <= 0 or not len(bank):
         return
+    lo, hi = (float(v) for v in opacity)
+    if not 0.0 <= lo <= hi:
+        raise ValueError(f"bank opacity must be a range 0 <= low <= high; got {opacity!r}")
     h, w = frame.shape
     for _ in range(count):
         d = bank.defects[int(rng.integers(len(bank)))]
@@ -125,5 +130,6 @@ def paste_defects(frame: np.ndarray, bank: DefectBank, count: int, rng: np.rando
         if ph > h or pw > w:
             continue
         y, x = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
-        frame[y : y + ph, x : x + pw] += alpha * res
+        strength = lo if lo == hi else float(rng.uniform(lo, hi))
+        frame[y : y + ph, x : x + pw] += (strength * alpha) * res
     np.clip(frame, 0.0, 1.0, out=frame)

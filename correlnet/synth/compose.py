@@ -170,7 +170,8 @@ def draw_defects(base: np.ndarray, cfg: SynthConfig, rng: np.random.Generator,
         if cfg.hairs:
             draw_hairs(frame, cfg, rng)
         if use_bank:
-            paste_defects(frame, bank, int(rng.poisson(cfg.bank_per_256 * frame.size / 256.0**2)), rng)
+            paste_defects(frame, bank, int(rng.poisson(cfg.bank_per_256 * frame.size / 256.0**2)), rng,
+                          cfg.bank_opacity)
     if cfg.scratches:
         draw_scratches(out, cfg, rng)
     return out

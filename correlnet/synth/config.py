@@ -66,6 +66,10 @@ class SynthConfig:
     # --- Beyond the paper: real defects from a bank (correlnet.synth.bank), pasted when a bank is
     # given to the generator: Poisson mean per 256x256 area of one frame (0 = none) ---
     bank_per_256: float = 0.0
+    # Strength a pasted defect's residual is scaled by, drawn per defect (1, 1: as cut; no draw). The
+    # bank holds only the sure, strong defects; real dust is often fainter (issue 12: most missed
+    # annotated marks never reach SDI-p 0.09).
+    bank_opacity: Range = (1.0, 1.0)
 
     # --- Beyond the paper: hairs and fibres ---
     hairs: bool = True
