@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from correlnet import DEFECT_THRESHOLD
 from correlnet.inference import prepare_for_inference
-from correlnet.job_context import JobCancelled, JobContext
+from correlnet.job_context import JobCancelled, JobContext, job_or_null
 from correlnet.metrics import PixelCounts
 from correlnet.prediction import predict_triplet_tiled
 from correlnet.tiling import TilingConfig
@@ -247,7 +247,7 @@ def pick_rule_value(scores: dict[Any, list[FrameScore]], current: Any,
 
 
 def choose_film_rules(model: nn.Module, data: _TrainingData, device: torch.device,
-                      cfg: FinetuneConfig) -> dict[str, float] | None:
+                      cfg: FinetuneConfig, job: JobContext | None = None) -> dict[str, float] | None:
     """The film's detection rules ({`RULE_CANDIDATES` field: value}), chosen on its edited training
     frames, or None to keep the model's (no edited frame, or a model without the rules).
 
@@ -271,16 +271,22 @@ def choose_film_rules(model: nn.Module, data: _TrainingData, device: torch.devic
     from correlnet.sdi import compensate_triplet
     from correlnet.temporal_gate import GateConfig, gate_config_of, gate_probs
 
+    job = job_or_null(job)
+    stop = "cancelled while choosing the film's detection rules; nothing was published"
     inference_model = prepare_for_inference(model, device)
     tiling = TilingConfig.for_tile(cfg.tile)
     triplets = [np.stack([data.frames[i] for i in f.indices]).astype(np.float32) for f in edited]
-    raw = [predict_triplet_tiled(inference_model, t, tiling, device, gate=False) for t in triplets]
-    flows = [compensate_triplet(*t, GateConfig().flow) for t in triplets]  # one flow serves every rule
+    raw, flows = [], []
+    for t in triplets:  # at 2K a few seconds a frame: a cancel is heard between frames
+        job.raise_if_cancelled(stop)
+        raw.append(predict_triplet_tiled(inference_model, t, tiling, device, gate=False))
+        flows.append(compensate_triplet(*t, GateConfig().flow))  # one flow serves every rule
     cache: dict[tuple, list[FrameScore]] = {}
 
     def frames_at(rules: dict[str, float]) -> list[FrameScore]:
         key = tuple(sorted(rules.items()))
         if key not in cache:
+            job.raise_if_cancelled(stop)
             gate = gate_config_of(SimpleNamespace(config=replace(config, **rules)))
             cache[key] = [frame_score(gate_probs(p, *t, gate, compensation=c) >= cfg.threshold, f.target)
                           for p, t, c, f in zip(raw, triplets, flows, edited)]
@@ -369,7 +375,7 @@ def run_finetune(store: Any, job_row: Any, device: torch.device, cfg: FinetuneCo
     # network finds their defects by heart, and a rule that drops faint defects would look free).
     # The training then validates, and keeps its best weights, with the rules in place.
     config = getattr(model, "config", None)
-    rules = choose_film_rules(model, data, device, cfg)
+    rules = choose_film_rules(model, data, device, cfg, job)
     start_rules = None if rules is None else {name: getattr(config, name) for name in rules}
     before = validation_scores(model, data.val_triplets, data.val_masks, device, cfg)  # the start detector
     if rules is not None and rules != start_rules:

@@ -469,6 +469,20 @@ def test_a_cancel_publishes_nothing_at_any_stage(tmp_path: Path, cancel_at: int,
     assert not (tf.store.data_dir / "models").exists()
 
 
+def test_a_cancel_while_the_film_rules_are_chosen_publishes_nothing(tmp_path: Path) -> None:
+    tf = make_tiny_film(tmp_path)
+    job = jobs.queue_training(tf.store, tf.film.id, force=True)
+    context = CancelWhen(lambda f: False)
+    context._cancelled = True  # cancelled as the job starts: the rule choice is the first long step
+    with pytest.raises(JobCancelled, match="while choosing the film's detection rules; nothing was published"):
+        run_finetune(tf.store, job, torch.device("cpu"), FinetuneConfig.cpu(steps=2, batch_size=2, crop=32),
+                     context, tf.model_path)
+    assert context.reports == []  # no training step was reported
+    with tf.store.session() as s:
+        assert s.execute(select(ModelVersion).where(ModelVersion.film_id == tf.film.id)).scalars().all() == []
+    assert not (tf.store.data_dir / "models").exists()
+
+
 def test_the_sure_marks_choice_keeps_the_recall_of_the_edited_frames(monkeypatch):
     monkeypatch.setattr(finetune, "RULE_RECALL_SLACK", 0.02)  # the figures below are written for 0.02
     from correlnet.metrics import PixelCounts
