@@ -29,7 +29,7 @@ import torch
 
 from correlnet.checkpoint import load_detector, split_spec
 from correlnet.default_model import default_model_path
-from studio.commands.sources import synth_config
+from studio.commands.sources import SYNTH_NAMES, synth_config
 from correlnet.device import resolve_device
 from correlnet.job_context import CallbackJob
 from correlnet.real_eval import PART_NAMES, PARTS, RealEvalConfig, load_data, parse_parts, run_parts
@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=["all"], help="a b c d e f or all (default all)")
     ap.add_argument("--frames", type=int, default=None, help="cap on evaluated frames per sequence of parts a-c and f")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--synth", choices=("paper", "full", "mixed", "real"), default="paper",
+    ap.add_argument("--synth", choices=SYNTH_NAMES, default="paper",
                     help="defect generator of parts a and f (studio.commands.sources.synth_config; default paper)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")

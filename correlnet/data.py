@@ -169,7 +169,7 @@ def load_clip(
     if is_davis_root(path):
         raise FrameReadError(f"{path}: a DAVIS root holds many sequences; expand it with davis_sequences()")
     images = islice(iter_frames(path, start, stop, step), max_frames)
-    frames = [_convert(_fit_width(to_gray_float(img), max_width), dtype) for img in images]
+    frames = [_convert(fit_width(to_gray_float(img), max_width), dtype) for img in images]
     if not frames:
         raise FrameReadError(f"{path}: no frame in the requested range (start={start}, stop={stop})")
     shapes = {f.shape for f in frames}
@@ -178,7 +178,9 @@ def load_clip(
     return np.stack(frames)
 
 
-def _fit_width(gray: np.ndarray, max_width: int | None) -> np.ndarray:
+def fit_width(gray: np.ndarray, max_width: int | None) -> np.ndarray:
+    """(H, W) `gray` shrunk by area averaging to at most `max_width` px wide, aspect kept; a narrower
+    frame (or max_width None) is returned as it is."""
     h, w = gray.shape
     if max_width is None or w <= max_width:
         return gray

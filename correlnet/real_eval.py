@@ -232,20 +232,13 @@ def run_parts(model: nn.Module, parts: Iterable[str], data: EvalData, cfg: RealE
 
 
 def motion_sequences(clips: Mapping[str, np.ndarray], max_width: int = MOTION_MAX_WIDTH) -> dict[str, np.ndarray]:
-    """Part (f)'s clips: each (T, H, W) clip as float32 in [0, 1], shrunk (area average) to at most
-    `max_width` px wide with its aspect kept; a narrower clip keeps its size."""
-    import cv2
+    """Part (f)'s clips: each (T, H, W) clip as float32 in [0, 1] (`correlnet.frames.to_gray_float`),
+    shrunk as the training clips are (`correlnet.data.fit_width`: area average, aspect kept) to at
+    most `max_width` px wide; a narrower clip keeps its size."""
+    from correlnet.data import fit_width
+    from correlnet.frames import to_gray_float
 
-    out = {}
-    for name, clip in clips.items():
-        frames = np.asarray(clip)
-        frames = frames.astype(np.float32) / 255.0 if frames.dtype == np.uint8 else frames.astype(np.float32)
-        t, h, w = frames.shape
-        if w > max_width:
-            size = (max_width, max(1, round(h * max_width / w)))
-            frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-        out[name] = frames
-    return out
+    return {name: np.stack([fit_width(to_gray_float(f), max_width) for f in clip]) for name, clip in clips.items()}
 
 
 def _or_skip(clips: Mapping, skipped: Mapping[str, str], run: Callable[[], Any]) -> Any:

@@ -13,6 +13,7 @@ import argparse
 import json
 
 from correlnet import DEFECT_THRESHOLD
+from studio.commands.sources import SYNTH_NAMES
 
 PARTS_HELP = (
     "a: synthetic defects (the paper's generator by default) on --source, or on the held-out demo "
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "held-out demo clip); default: the held-out demo clip (part b adds the clean-video "
                    "validation clips)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic defects and objects (default 0)")
-    p.add_argument("--synth", choices=("paper", "full", "mixed", "real"), default="paper",
+    p.add_argument("--synth", choices=SYNTH_NAMES, default="paper",
                    help="defect generator of parts a and f: 'paper' (Sec. 4.1, as Table 1; default), 'full', "
                    "'mixed' or 'real' (scanned-looking dust, blur, grain and compression, moving sprites as "
                    "scene, no line scratches)")

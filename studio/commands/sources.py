@@ -13,6 +13,9 @@ DEMO = "demo"
 CLEAN_VIDEO = "clean-video"  # ../shared/data/clean_video: its training clips, or its validation clips for evaluate
 
 
+SYNTH_NAMES = ("paper", "full", "mixed", "real")  # the generators `synth_config` knows, for --synth choices
+
+
 def synth_config(name: str) -> Any:
     """'paper' -> SynthConfig.paper() (Sec. 4.1 only); 'full' -> SynthConfig() (everything);
     'mixed' -> SynthConfig.mixed() (the full generator, 30 % of triplets the paper's alone);
