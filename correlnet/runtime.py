@@ -34,7 +34,9 @@ Which runtime. `CORRELNET_RUNTIME` = auto (default) | eager | openvino | onnxrun
 When the asked runtime is missing or fails (import, conversion or compilation), prediction falls
 back to eager and says so once in the log (logger "correlnet.runtime"); results never depend on it
 beyond float rounding (tests: probabilities within 1e-3 of eager on real frames).
-Models without the streaming API (`StreamingNet`: Tri-Net, the one-branch baselines, SDI-p) always run eager.
+Models without the streaming API (`StreamingNet`: Tri-Net, the one-branch baselines, SDI-p) always run eager,
+and so do models with the motion skip (`ModelConfig.motion_skip`, the shipped one since session 13) on
+the CPU: their head computes OpenCV's optical flow, which no converted graph holds.
 """
 
 from __future__ import annotations
@@ -172,9 +174,15 @@ def accelerate(model: nn.Module, device: torch.device | str, runtime: str | None
     """`model` (prepared: eval mode, batch norm folded, on `device`) run by the resolved runtime.
 
     Returns an `AcceleratedNet` for Correl-Net models (the streaming API with a correlation) when the
-    runtime is not eager, else `model` itself."""
+    runtime is not eager, else `model` itself. A model with the motion skip (`ModelConfig.motion_skip`:
+    OpenCV's flow inside the head, which OpenVINO and ONNX Runtime cannot convert) runs eagerly on the
+    CPU, said once in the log; half precision on CUDA runs the eager head and keeps it."""
     chosen = resolve_runtime(device, runtime)
     if chosen == "eager" or isinstance(model, AcceleratedNet) or not is_streaming(model):
+        return model
+    if chosen in _CPU_RUNTIMES and getattr(getattr(model, "config", None), "motion_skip", False):
+        _say_once(f"runtime {chosen}: this model's head computes optical flow (motion_skip), which "
+                  f"{chosen} cannot run; using eager PyTorch")
         return model
     return AcceleratedNet(model, chosen)
 

@@ -176,6 +176,29 @@ def compensated_differences(frame_prev: np.ndarray, frame_mid: np.ndarray, frame
     return comp.frame_mid - comp.warp_prev, comp.frame_mid - comp.warp_next
 
 
+# The flow of the networks' motion skip (`ModelConfig.motion_skip`): the temporal gate's preset, so
+# the network's evidence costs what the gate's does (two DIS `fast` flows per frame or tile).
+MOTION_FLOW = SdiConfig(flow_preset="fast", remove_median=True)
+
+
+def compensated_channels(frames: torch.Tensor, cfg: SdiConfig = MOTION_FLOW) -> torch.Tensor:
+    """The motion-compensated evidence of a batch of triplets, for a network's input.
+
+    frames: (B, 3, H, W) float in [0, 1], channels (prev, mid, next), any device and dtype.
+    Returns (B, 2, H, W) on the frames' device and dtype: d_prev = mid - warp(prev) and
+    d_next = mid - warp(next) (`compensated_differences`, DIS flow `cfg` from the middle frame to
+    each neighbour), each minus its median over the frame when cfg.remove_median (global flicker is
+    no evidence). Computed per item in numpy on the CPU, without gradient (the flow is data).
+    """
+    check_frames(frames, "frames")
+    x = frames.detach().to("cpu", torch.float32).clamp(0.0, 1.0).numpy()
+    out = np.empty((x.shape[0], 2, *x.shape[-2:]), np.float32)
+    for b, (prev, mid, nxt) in enumerate(x):
+        for c, d in enumerate(compensated_differences(prev, mid, nxt, cfg)):
+            out[b, c] = d - np.float32(np.median(d)) if cfg.remove_median else d
+    return torch.from_numpy(out).to(device=frames.device, dtype=frames.dtype)
+
+
 def sdi_score(d_prev: np.ndarray, d_next: np.ndarray) -> np.ndarray:
     """Same-sign minimum magnitude, (H, W) float32 >= 0: min(|d_prev|, |d_next|) where
     sign(d_prev) == sign(d_next) != 0, else 0. d_prev, d_next: (H, W) float, the same shape."""

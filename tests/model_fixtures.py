@@ -24,3 +24,25 @@ def tiny_model(arch: str, **overrides):
     encoder = kw.pop("encoder")
     kw.update(overrides)
     return build_model(arch, encoder, **kw)
+
+
+def without_motion(model):
+    """The same trained network without its motion evidence (`ModelConfig.motion_skip` and
+    `motion_fusion`): the two trailing input channels of the fusion conv and of the last decoder
+    stage dropped. A network with real weights that OpenVINO and ONNX Runtime convert (a motion
+    model runs eagerly on the CPU), for the runtimes' tests on real frames; `model` itself when it
+    has no motion skip."""
+    import dataclasses
+
+    import torch
+
+    from correlnet.models import build_model_from_config
+
+    if not getattr(model.config, "motion_skip", False):
+        return model
+    plain = build_model_from_config(dataclasses.replace(model.config, motion_skip=False, motion_fusion=False))
+    stored = model.state_dict()
+    with torch.no_grad():
+        for name, t in plain.state_dict().items():
+            t.copy_(stored[name][:, : t.shape[1]] if stored[name].shape != t.shape else stored[name])
+    return plain.to(next(model.parameters()).device).eval()

@@ -22,7 +22,7 @@ from torch import nn
 from ..correlation import Correlation
 from .base import FrameModel, branch_features, streaming_forward
 from .config import ModelConfig
-from .decoder import UNetDecoder
+from .decoder import MOTION_GAIN, UNetDecoder
 from .padding import check_padded
 
 CORRELATION_ARCHS = ("correlnet", "efficient-correlnet")
@@ -83,7 +83,7 @@ class CorrelNet(TriNet):
         return Correlation(self.config.max_displacement, 1, self.config.stride1, self.config.stride2)
 
     def _fused_channels(self) -> int:
-        return 2 * self.config.corr_channels + self.stem_channels
+        return 2 * self.config.corr_channels + self.stem_channels + (2 if self.config.motion_fusion else 0)
 
     def pair_correlation(self, feats_a: torch.Tensor, feats_b: torch.Tensor) -> torch.Tensor:
         """feats_a, feats_b: (B, C, h, w) from `stem_features` -> corr (B, (2d+1)^2, h, w).
@@ -100,6 +100,9 @@ class CorrelNet(TriNet):
         (B, (2d+1)^2, h, w) from pair_correlation -> logits (B, 1, 2h, 2w).
         frames: the padded triplet (B, 3, 2h, 2w) (prev, mid, next) when config.input_skip, else None.
 
+        With config.motion_fusion the concatenation ends with the motion skip's two compensated
+        differences of `frames`, averaged to (h, w) and scaled by MOTION_GAIN (the flow computed once,
+        the decoder's skip gets the same differences at full resolution).
         Equals fuse(concat(patch_average(corr_prev), patch_average(corr_next), feats_mid)) then
         the encoder and decoder, computed cheaply: the 1x1 fusion conv is applied to each part
         (no concatenated copy: 2 * 441 + C channels, ~1.9 GB at 1080p for efficientnet_b0),
@@ -116,11 +119,18 @@ class CorrelNet(TriNet):
                     f"{name} must be (B, {n}, h, w) matching feats_mid {tuple(feats_mid.shape)}; got "
                     f"{tuple(c.shape)}: compute it with pair_correlation(feats_mid, feats_other)")
         w, bias = self.fuse[0].weight, self.fuse[0].bias
+        c = self.stem_channels
         fused = self._patch_average(F.conv2d(corr_prev, w[:, :n]) + F.conv2d(corr_next, w[:, n : 2 * n]))
-        fused = fused + F.conv2d(feats_mid, w[:, 2 * n :])
+        fused = fused + F.conv2d(feats_mid, w[:, 2 * n : 2 * n + c])
+        motion = self.decoder.motion(frames) if self.decoder.motion is not None and frames is not None else None
+        if self.config.motion_fusion:
+            if motion is None:
+                raise ValueError("this model fuses the motion evidence: pass the padded triplet as frames")
+            half = MOTION_GAIN * F.avg_pool2d(motion, 2).to(fused.dtype)
+            fused = fused + F.conv2d(half, w[:, 2 * n + c :].to(fused.dtype))
         if bias is not None:
             fused = fused + bias.reshape(1, -1, 1, 1)
-        return self.decoder(self.body(self.fuse[1:](fused)), frames)
+        return self.decoder(self.body(self.fuse[1:](fused)), frames, motion)
 
     def _patch_average(self, x: torch.Tensor) -> torch.Tensor:
         # local_correlation's kernel k: mean over the k x k patch, zero outside the image.

@@ -54,6 +54,19 @@ class ModelConfig:
         pixels: docs/training.md); these blocks give the edge decision more capacity there. Each
         starts as the identity, so a checkpoint without them warm-starts unchanged (`--init`).
         0 (the default) keeps the layout of checkpoints written before the option existed.
+    motion_skip: the full-resolution skip also carries the motion-compensated evidence: the two
+        differences mid - warp(prev) and mid - warp(next), each minus its median, after OpenCV's DIS
+        flow from the middle frame to each neighbour (`correlnet.sdi.compensated_channels`, computed in
+        the decoder from the skip's frames, so tiles and streaming get it unchanged). The network then
+        sees what SDI-p sees (a one-frame speck differs from both aligned neighbours with one sign) and
+        keeps what it learnt about occlusion and motion: issue 12's "optical-flow-aligned input".
+        Needs input_skip; its new input weights start at zero (`init_from_checkpoint` widens the
+        stage), so a model grown from one without it computes the same until trained. Not exportable
+        (the flow is OpenCV, not a tensor op); accelerated runtimes run such a model eagerly.
+    motion_fusion: the same two differences, averaged to the stem's half resolution, also enter the
+        fusion after the correlation (Correl-Net archs), so the encoder and every decoder stage judge
+        the evidence in context (a speck against a small moving object), not only the last,
+        full-resolution stage. Needs motion_skip (one flow serves both); zero-initialised the same way.
     """
 
     arch: str = "efficient-correlnet"
@@ -71,6 +84,8 @@ class ModelConfig:
     fpn_repeats: int = 3
     input_skip: bool = False
     refine_convs: int = 0
+    motion_skip: bool = False
+    motion_fusion: bool = False
     # Inference only, no weights: the temporal gate's evidence threshold in gray levels
     # (correlnet.temporal_gate; 0 = off). A mark of the network stands only where the frame differs
     # from both motion-compensated neighbours; recorded here so a checkpoint carries its detector.
@@ -93,8 +108,18 @@ class ModelConfig:
             raise ValueError(f"input_skip must be true or false; got {self.input_skip!r}")
         if isinstance(self.refine_convs, bool) or not isinstance(self.refine_convs, int) or self.refine_convs < 0:
             raise ValueError(f"refine_convs must be a whole number >= 0; got {self.refine_convs!r}")
+        if not isinstance(self.motion_skip, bool):
+            raise ValueError(f"motion_skip must be true or false; got {self.motion_skip!r}")
+        if self.motion_skip and not self.input_skip:
+            raise ValueError("motion_skip adds the compensated differences to the full-resolution skip: "
+                             "it needs input_skip=true as well")
+        if not isinstance(self.motion_fusion, bool):
+            raise ValueError(f"motion_fusion must be true or false; got {self.motion_fusion!r}")
+        if self.motion_fusion and not (self.motion_skip and self.arch in ("correlnet", "efficient-correlnet")):
+            raise ValueError("motion_fusion feeds the motion skip's differences to Correl-Net's fusion: it needs "
+                             "motion_skip=true and arch correlnet or efficient-correlnet")
         our_decoder = self.arch == "correlnet" or self.arch.startswith("efficient-")
-        for option in ("input_skip", "refine_convs"):
+        for option in ("input_skip", "refine_convs", "motion_skip"):
             if getattr(self, option) and not our_decoder:
                 raise ValueError(f"{option} is an option of our U-Net decoder (correlnet, efficient-*); not of {self.arch}")
         if isinstance(self.temporal_gate, bool) or not 0.0 <= float(self.temporal_gate) < 1.0:

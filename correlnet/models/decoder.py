@@ -10,6 +10,23 @@ from .blocks import ConvBNReLU
 from .config import ModelConfig
 
 
+# Scale of the motion skip's differences: a faint speck (0.05-0.2 gray levels) then reaches the range
+# of the frames themselves (0-1) at the stage's input, so its zero-initialised weights need not grow
+# large before the evidence counts.
+MOTION_GAIN = 4.0
+
+
+class MotionEvidence(nn.Module):
+    """forward(frames (B, 3, Hp, Wp), the padded triplet) -> (B, 2, Hp, Wp): its
+    `correlnet.sdi.compensated_channels` (the motion skip's input; no weights). A module of its own so
+    that an exported network can take the differences as an input instead (`correlnet.model_export`)."""
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        from correlnet.sdi import compensated_channels  # here: correlnet.sdi imports correlnet.models
+
+        return compensated_channels(frames)
+
+
 class UNetDecoder(nn.Module):
     """U-Net decoder ending in one logit channel at the input resolution.
 
@@ -21,18 +38,26 @@ class UNetDecoder(nn.Module):
     input_channels: channels of an optional full-resolution skip (the input frames) concatenated
         before the last stage; 0 for none (the last stage then only sees upsampled features).
     refine: number of `ResidualRefine` blocks after the last stage (`ModelConfig.refine_convs`).
+    motion_skip: the full-resolution skip (the input frames, `input_channels` == 3) also gets
+        MOTION_GAIN times their two motion-compensated differences (`correlnet.sdi.compensated_channels`,
+        `ModelConfig.motion_skip`), appended after the frames, so the last stage's conv has
+        input_channels + 2 skip channels and a checkpoint without them widens into it
+        (`correlnet.checkpoint.init_from_checkpoint`: zero weights on the new channels).
     """
 
     def __init__(self, encoder_channels: list[int], decoder_channels: tuple[int, ...], input_channels: int = 0,
-                 refine: int = 0):
+                 refine: int = 0, motion_skip: bool = False):
         super().__init__()
+        if motion_skip and input_channels != 3:
+            raise ValueError(f"motion_skip needs the three input frames as the skip; got {input_channels} channels")
         if len(encoder_channels) != len(decoder_channels):
             raise ValueError(
                 f"one decoder width per encoder stage: {len(encoder_channels)} stages, got {decoder_channels}"
             )
         # Deepest skip first; at stride 1 the optional input skip.
-        skips = list(encoder_channels[:-1])[::-1] + [input_channels]
-        self.input_channels = input_channels
+        self.input_channels, self.motion_skip = input_channels, motion_skip
+        self.motion = MotionEvidence() if motion_skip else None
+        skips = list(encoder_channels[:-1])[::-1] + [input_channels + (2 if motion_skip else 0)]
         in_ch = encoder_channels[-1]
         stages = []
         for skip_ch, out_ch in zip(skips, decoder_channels):
@@ -46,12 +71,16 @@ class UNetDecoder(nn.Module):
     @classmethod
     def for_config(cls, encoder_channels: list[int], config: ModelConfig) -> "UNetDecoder":
         """The decoder a `ModelConfig` describes (widths, input skip, refine blocks) on these encoder channels."""
-        return cls(encoder_channels, config.decoder_channels, 3 if config.input_skip else 0, config.refine_convs)
+        return cls(encoder_channels, config.decoder_channels, 3 if config.input_skip else 0, config.refine_convs,
+                   config.motion_skip)
 
-    def forward(self, features: list[torch.Tensor], inputs: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], inputs: torch.Tensor | None = None,
+                motion: torch.Tensor | None = None) -> torch.Tensor:
         """features: [(B, C_k, Hp/2^k, Wp/2^k) for k = 1..depth] -> logits (B, 1, Hp, Wp).
 
         inputs: (B, input_channels, Hp, Wp), required when input_channels > 0, else None.
+        motion: with motion_skip, the inputs' `correlnet.sdi.compensated_channels` (B, 2, Hp, Wp) when
+            the caller has them already (Correl-Net's fusion uses them too); None computes them here.
         """
         if (inputs is None) != (self.input_channels == 0):
             raise ValueError(
@@ -63,6 +92,9 @@ class UNetDecoder(nn.Module):
             if inputs.shape[1] != self.input_channels or inputs.shape[-2:] != tuple(2 * n for n in features[0].shape[-2:]):
                 raise ValueError(f"inputs must be (B, {self.input_channels}, {2 * features[0].shape[-2]}, "
                                  f"{2 * features[0].shape[-1]}); got {tuple(inputs.shape)}")
+            if self.motion_skip:
+                motion = self.motion(inputs) if motion is None else motion
+                inputs = torch.cat([inputs, MOTION_GAIN * motion.to(inputs.dtype)], 1)
             skips.append(inputs.to(x.dtype))
         for i, stage in enumerate(self.stages):
             if i < len(skips):
