@@ -38,6 +38,10 @@ the visibility rule of the training labels (`SynthConfig.min_contrast`: a defect
 defect moved by at least 0.05). Hysteresis, as in an edge detector, bounded so that a mark never
 spreads along a scene structure that merely differs a little; a pixel without a visible same-sign
 anomaly is never added. The shipped detector grows 1 px (measured in docs/benchmarks.md, "Session 11").
+With `extent_fraction` (`ModelConfig.mark_extent_fraction`, off in the shipped detector, a film's
+choice: `studio.finetune.RULE_CANDIDATES`) a grown pixel also needs that share of its mark's own peak
+score: a soft real speck's rim carries a third to two thirds of its core's contrast (median 0.5 on the
+annotated frames), the flow's fringe around a strong hard-edged blotch much less.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class GateConfig:
     # The marks' extent (module docstring): growth steps in px (0 = off) and the score a grown pixel needs.
     extent_px: int = 0
     extent_score: float = 0.05
+    # ... and, when > 0, at least this share of the largest score of the mark pixels within extent_px
+    # of it (`ModelConfig.mark_extent_fraction`): a mark grows along its own fading edge, not into the
+    # flow's weak fringe around a strong blotch. 0 = the absolute floor alone.
+    extent_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold < 1.0:
@@ -84,6 +92,8 @@ class GateConfig:
             )
         if self.extent_px < 0 or not 0.0 < self.extent_score < 1.0:
             raise ValueError(f"need extent_px >= 0 and extent_score in (0, 1); got {self.extent_px}, {self.extent_score}")
+        if not 0.0 <= self.extent_fraction < 1.0:
+            raise ValueError(f"GateConfig.extent_fraction must lie in [0, 1) (0 = off); got {self.extent_fraction}")
 
     @property
     def enabled(self) -> bool:
@@ -103,7 +113,9 @@ def gate_config_of(model: object) -> GateConfig:
     threshold = float(getattr(config, "temporal_gate", 0.0) or 0.0)
     sure = float(getattr(config, "sure_marks", 0.0) or 0.0)
     extent = int(getattr(config, "mark_extent", 0) or 0)
-    return GateConfig(threshold=threshold, sure=sure_config(sure) if sure > 0 else None, extent_px=extent)
+    fraction = float(getattr(config, "mark_extent_fraction", 0.0) or 0.0)
+    return GateConfig(threshold=threshold, sure=sure_config(sure) if sure > 0 else None, extent_px=extent,
+                      extent_fraction=fraction)
 
 
 def temporal_evidence(frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.ndarray,
@@ -163,15 +175,21 @@ def gate_probs(probs: np.ndarray, frame_prev: np.ndarray, frame_mid: np.ndarray,
 def grow_marks(probs: np.ndarray, score: np.ndarray, cfg: GateConfig) -> np.ndarray:
     """probs (H, W) float32 with every mark (``probs >= cfg.mark_threshold``) grown by up to
     cfg.extent_px steps of one 4-connected pixel into pixels whose same-sign SDI-p `score` (H, W) is
-    >= cfg.extent_score; a grown pixel gets the probability cfg.mark_threshold (marked, least sure).
-    A new array; pixels that are not reached keep their value."""
+    >= cfg.extent_score and, with cfg.extent_fraction > 0, >= that share of the largest score of the
+    mark pixels within cfg.extent_px (chessboard) of it; a grown pixel gets the probability
+    cfg.mark_threshold (marked, least sure). A new array; pixels that are not reached keep their value."""
     if probs.shape != score.shape:
         raise ValueError(f"probs {probs.shape} and score {score.shape} must share one (H, W)")
     marks = (probs >= np.float32(cfg.mark_threshold)).astype(np.uint8)
     out = np.array(probs, np.float32, copy=True)
     if cfg.extent_px <= 0 or not marks.any():
         return out
-    allowed = (score >= np.float32(cfg.extent_score)).astype(np.uint8)
+    floor = np.float32(cfg.extent_score)
+    if cfg.extent_fraction > 0:
+        k = 2 * cfg.extent_px + 1
+        peak = cv2.dilate(np.where(marks > 0, score, 0).astype(np.float32), np.ones((k, k), np.uint8))
+        floor = np.maximum(floor, np.float32(cfg.extent_fraction) * peak)
+    allowed = (score >= floor).astype(np.uint8)
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     grown = marks
     for _ in range(cfg.extent_px):

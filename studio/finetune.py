@@ -210,8 +210,10 @@ RULE_CANDIDATES: dict[str, tuple[float, ...]] = {
     "temporal_gate": (0.03, 0.05, 0.07, 0.1),  # the shipped lenient veto, and stricter ones
     "sure_marks": (0.0, 0.09, 0.12, 0.16, 0.2, 0.25),  # off, SDI-p's validated threshold, stricter ones
     "mark_extent": (0, 1, 2),  # px
+    "mark_extent_fraction": (0.0, 0.3, 0.5),  # off, then a grown pixel needs this share of its mark's peak
 }
-RULE_NAMES = {"sure_marks": "sure one-frame marks", "temporal_gate": "temporal gate", "mark_extent": "mark extent"}
+RULE_NAMES = {"sure_marks": "sure one-frame marks", "temporal_gate": "temporal gate", "mark_extent": "mark extent",
+              "mark_extent_fraction": "mark extent's share of the mark's contrast"}
 
 
 # The film's rules may not lose more than this share of the true defects (pixels, and blobs) on the
@@ -254,7 +256,7 @@ def choose_film_rules(model: nn.Module, data: _TrainingData, device: torch.devic
     One rule at a time, in `RULE_CANDIDATES` order, the others at their values so far: the value with
     the best gate score whose recall stays within RULE_RECALL_SLACK of the start model's rules
     (`pick_rule_value`, the floor fixed at the start, so the steps cannot add up to a larger loss).
-    One rule at a time keeps the choice to 13 settings, not 72: cheaper at 2K, and less room to fit the
+    One rule at a time keeps the choice to 16 settings, not 216: cheaper at 2K, and less room to fit the
     few edited frames' noise.
 
     Why: the rules apply after the network, so fine-tuning cannot remove what they add (issue 13

@@ -3,6 +3,7 @@ gate (pixels and blobs, bootstrap, ties, too few frames) and that an erased fals
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -416,8 +417,45 @@ def test_the_film_version_chooses_the_marks_extent_from_the_edited_frames(rim_is
     chosen = finetune.choose_film_rules(model, data, torch.device("cpu"), FinetuneConfig())
     assert chosen["mark_extent"] == (2 if rim_is_dirt else 0)
     assert chosen["sure_marks"] == 0.09 and chosen["temporal_gate"] == 0.03
-    note = finetune._rules_note({"temporal_gate": 0.03, "sure_marks": 0.09, "mark_extent": 1}, chosen)
+    note = finetune._rules_note({"temporal_gate": 0.03, "sure_marks": 0.09, "mark_extent": 1, "mark_extent_fraction": 0.0}, chosen)
     assert note == f"; mark extent {'2 px' if rim_is_dirt else 'off'} (was 1 px) for this film, chosen on the edited training frames"
+
+
+def test_a_film_of_hard_edged_blotches_chooses_the_extent_share_and_keeps_its_specks_rims():
+    """Two defects the restorer marks as they are: a faint speck (core +0.2) whose soft rim (+0.08,
+    0.4 of its core) belongs to it, and a strong hard-edged blotch (+0.6) with a +0.1 fringe around it
+    that is not dirt (a sixth of the blotch: the flow's fringe). Extent 1 px covers the speck's rim but
+    also marks the fringe; no extent loses the rim (recall); growing only into pixels with at least
+    0.3 or 0.5 of the mark's own score keeps the rim and drops the fringe."""
+    torch.manual_seed(0)
+    model = tiny_model("efficient-correlnet", temporal_gate=0.03, sure_marks=0.09, mark_extent=1).eval()
+    with torch.no_grad():
+        model.decoder.logits.bias.fill_(-30.0)  # only the rules mark
+    data = _speck_training_data(keep_speck=False)
+    mid = data.frames[0].astype(np.float32).copy()
+    target = np.zeros(mid.shape, bool)
+    for (y, x), core, rim in (((30, 30), 0.2, 0.08), ((60, 90), 0.6, 0.1)):
+        ring = np.zeros(mid.shape, bool)
+        ring[y - 1 : y + 5, x - 1 : x + 5] = True
+        ring[y : y + 4, x : x + 4] = False
+        mid[y : y + 4, x : x + 4] += core
+        mid[ring] += rim
+        target[y : y + 4, x : x + 4] = True
+        if core < 0.5:
+            target[ring] = True  # the speck's rim is part of it
+    data.frames[1] = np.clip(mid, 0, 1).astype(np.float16)
+    data.train[0] = TrainFrame((0, 1, 2), target, True)
+    chosen = finetune.choose_film_rules(model, data, torch.device("cpu"), FinetuneConfig())
+    assert chosen["mark_extent"] >= 1 and chosen["mark_extent_fraction"] in (0.3, 0.5)
+    film = tiny_model("efficient-correlnet", **chosen).eval()
+    film.load_state_dict(model.state_dict())
+    triplet = np.stack([data.frames[i] for i in range(3)]).astype(np.float32)
+    marked = predict_triplet_tiled(film, triplet, TilingConfig(), torch.device("cpu")) >= 0.5
+    assert marked[target].mean() > 0.9  # both cores and the speck's rim
+    assert marked[~target].sum() <= 4  # not the blotch's fringe (20 pixels)
+    film.config = dataclasses.replace(film.config, mark_extent_fraction=0.0)  # the same rules without the share
+    plain = predict_triplet_tiled(film, triplet, TilingConfig(), torch.device("cpu")) >= 0.5
+    assert plain[~target].sum() >= 12  # it grows into the fringe
 
 
 def test_the_rules_recall_floor_is_the_start_one_for_every_step(monkeypatch):

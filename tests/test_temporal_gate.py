@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -253,6 +255,30 @@ def test_marks_grow_step_by_step_into_visible_same_sign_anomaly_only():
     assert grow_marks(probs, score, GateConfig(extent_px=5))[5, 8] == 0.5
     with pytest.raises(ValueError, match="extent_px"):
         GateConfig(extent_px=-1)
+
+
+def test_with_a_fraction_marks_grow_only_along_their_own_fading_edge():
+    """Hand-computed: a strong mark (score 0.6) with a 0.1 fringe (above 0.05 but below 0.3 x 0.6 =
+    0.18) does not grow there, while a faint mark (0.15) grows into its 0.06 rim (>= 0.05 and >= 0.045)."""
+    from correlnet.temporal_gate import grow_marks
+
+    probs = np.zeros((12, 20), np.float32)
+    score = np.zeros((12, 20), np.float32)
+    probs[5, 4] = probs[5, 14] = 0.9
+    score[5, 4], score[5, 5] = 0.6, 0.1  # strong blotch, the flow's fringe beside it
+    score[5, 14], score[5, 15] = 0.15, 0.06  # faint speck, its soft rim
+    score[5, 6] = 0.25  # two steps from the blotch: 0.25 >= 0.18, but only reachable through (5, 5)
+    plain = grow_marks(probs, score, GateConfig(extent_px=2))
+    assert plain[5, 5] == 0.5 and plain[5, 6] == 0.5 and plain[5, 15] == 0.5
+    out = grow_marks(probs, score, GateConfig(extent_px=2, extent_fraction=0.3))
+    expected = probs.copy()
+    expected[5, 15] = 0.5
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match="extent_fraction"):
+        GateConfig(extent_fraction=1.0)
+    assert gate_config_of(SimpleNamespace(config=ModelConfig(mark_extent=1, mark_extent_fraction=0.3))).extent_fraction == 0.3
+    with pytest.raises(ValueError, match="mark_extent_fraction"):
+        ModelConfig(mark_extent_fraction=-0.1)
 
 
 def test_a_blurred_speck_is_marked_to_its_rim_and_not_into_the_static_line_beside_it():

@@ -98,6 +98,11 @@ class ModelConfig:
     # (`GateConfig.extent_score`, 0.05): the soft edge of a speck that the network's or the sure rule's
     # core leaves out.
     mark_extent: int = 0
+    # Inference only: the share of its mark's own score a grown pixel needs besides the 0.05
+    # (`GateConfig.extent_fraction`; 0 = off, the shipped value). A film's job may choose it: on a film
+    # whose defects have hard edges the restorer's masks end where the mark's contrast drops, not at
+    # the flow's 0.05 fringe around a strong blotch.
+    mark_extent_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -132,6 +137,10 @@ class ModelConfig:
         if isinstance(extent, bool) or not isinstance(extent, (int, float)) or extent != int(extent) or not 0 <= extent <= 8:
             raise ValueError(f"mark_extent must be a whole number of px in 0-8 (0 = off); got {extent!r}")
         object.__setattr__(self, "mark_extent", int(extent))
+        fraction = self.mark_extent_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= float(fraction) < 1.0:
+            raise ValueError(f"mark_extent_fraction must be a share in [0, 1) (0 = off); got {fraction!r}")
+        object.__setattr__(self, "mark_extent_fraction", float(fraction))
         if not 3 <= self.encoder_depth <= 5:
             raise ValueError(f"encoder_depth must be 3, 4 or 5; got {self.encoder_depth}")
         if len(self.decoder_channels) != self.encoder_depth or min(self.decoder_channels) < 1:
