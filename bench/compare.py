@@ -51,6 +51,13 @@ ROWS: dict[str, tuple[str, dict]] = {
     "Correl-Net, d=6 stride2=2, input skip": (
         "efficient-correlnet", {"max_displacement": 6, "stride2": 2, "input_skip": True}),
     "Tri-Net, input skip": ("efficient-trinet", {"input_skip": True}),
+    # Session 13: the motion-compensated evidence (ModelConfig.motion_skip / motion_fusion), the shipped
+    # model's input; the fusion exists only where there is a correlation to fuse it with.
+    "Correl-Net, d=6 stride2=2, input skip, motion skip + fusion": (
+        "efficient-correlnet", {"max_displacement": 6, "stride2": 2, "input_skip": True, "motion_skip": True,
+                                "motion_fusion": True}),
+    "Tri-Net, input skip, motion skip": ("efficient-trinet", {"input_skip": True, "motion_skip": True}),
+    "stacked U-Net, input skip, motion skip": ("efficient-unet", {"input_skip": True, "motion_skip": True}),
 }
 SDI_ROW = "SDI-p (classical, motion-compensated)"
 PAPER_ROWS = ["Correl-Net (efficient)", "Tri-Net (no correlation)", "stacked U-Net", "DeepLab v3+", "NAS-FPN"]
