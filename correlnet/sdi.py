@@ -149,12 +149,17 @@ class Compensation:
     warp_prev: np.ndarray
     warp_next: np.ndarray
 
-    def score(self, remove_median: bool = True) -> np.ndarray:
-        """The SDI-p score (H, W) float32 of the middle frame, as `triplet_score`."""
+    def differences(self, remove_median: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(mid - warp(prev), mid - warp(next)), each (H, W) float32, each minus its median over the
+        frame when remove_median (global flicker moves every pixel alike: no evidence)."""
         d_prev, d_next = self.frame_mid - self.warp_prev, self.frame_mid - self.warp_next
         if remove_median:
             d_prev, d_next = d_prev - np.float32(np.median(d_prev)), d_next - np.float32(np.median(d_next))
-        return sdi_score(d_prev, d_next)
+        return d_prev, d_next
+
+    def score(self, remove_median: bool = True) -> np.ndarray:
+        """The SDI-p score (H, W) float32 of the middle frame, as `triplet_score`."""
+        return sdi_score(*self.differences(remove_median))
 
 
 def compensate_triplet(frame_prev: np.ndarray, frame_mid: np.ndarray, frame_next: np.ndarray,
@@ -186,7 +191,7 @@ def compensated_channels(frames: torch.Tensor, cfg: SdiConfig = MOTION_FLOW) -> 
 
     frames: (B, 3, H, W) float in [0, 1], channels (prev, mid, next), any device and dtype.
     Returns (B, 2, H, W) on the frames' device and dtype: d_prev = mid - warp(prev) and
-    d_next = mid - warp(next) (`compensated_differences`, DIS flow `cfg` from the middle frame to
+    d_next = mid - warp(next) (`Compensation.differences`, DIS flow `cfg` from the middle frame to
     each neighbour), each minus its median over the frame when cfg.remove_median (global flicker is
     no evidence). Computed per item in numpy on the CPU, without gradient (the flow is data).
     """
@@ -194,8 +199,7 @@ def compensated_channels(frames: torch.Tensor, cfg: SdiConfig = MOTION_FLOW) -> 
     x = frames.detach().to("cpu", torch.float32).clamp(0.0, 1.0).numpy()
     out = np.empty((x.shape[0], 2, *x.shape[-2:]), np.float32)
     for b, (prev, mid, nxt) in enumerate(x):
-        for c, d in enumerate(compensated_differences(prev, mid, nxt, cfg)):
-            out[b, c] = d - np.float32(np.median(d)) if cfg.remove_median else d
+        out[b] = compensate_triplet(prev, mid, nxt, cfg).differences(cfg.remove_median)
     return torch.from_numpy(out).to(device=frames.device, dtype=frames.dtype)
 
 

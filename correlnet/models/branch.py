@@ -21,11 +21,10 @@ from torch import nn
 
 from ..correlation import Correlation
 from .base import FrameModel, branch_features, streaming_forward
-from .config import ModelConfig
+from .config import CORRELATION_ARCHS, ModelConfig
 from .decoder import MOTION_GAIN, UNetDecoder
 from .padding import check_padded
 
-CORRELATION_ARCHS = ("correlnet", "efficient-correlnet")
 
 
 class TriNet(FrameModel):

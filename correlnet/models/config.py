@@ -30,6 +30,10 @@ DEFAULT_ENCODERS: dict[str, str] = {
 }
 
 
+# The archs built as `models.branch.CorrelNet` (a correlation after the stem).
+CORRELATION_ARCHS = ("correlnet", "efficient-correlnet")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture hyper-parameters (defaults = the paper's where it gives one).
@@ -120,7 +124,7 @@ class ModelConfig:
                              "it needs input_skip=true as well")
         if not isinstance(self.motion_fusion, bool):
             raise ValueError(f"motion_fusion must be true or false; got {self.motion_fusion!r}")
-        if self.motion_fusion and not (self.motion_skip and self.arch in ("correlnet", "efficient-correlnet")):
+        if self.motion_fusion and not (self.motion_skip and self.arch in CORRELATION_ARCHS):
             raise ValueError("motion_fusion feeds the motion skip's differences to Correl-Net's fusion: it needs "
                              "motion_skip=true and arch correlnet or efficient-correlnet")
         our_decoder = self.arch == "correlnet" or self.arch.startswith("efficient-")

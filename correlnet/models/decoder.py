@@ -55,8 +55,8 @@ class UNetDecoder(nn.Module):
                 f"one decoder width per encoder stage: {len(encoder_channels)} stages, got {decoder_channels}"
             )
         # Deepest skip first; at stride 1 the optional input skip.
-        self.input_channels, self.motion_skip = input_channels, motion_skip
-        self.motion = MotionEvidence() if motion_skip else None
+        self.input_channels = input_channels
+        self.motion = MotionEvidence() if motion_skip else None  # None: no motion skip
         skips = list(encoder_channels[:-1])[::-1] + [input_channels + (2 if motion_skip else 0)]
         in_ch = encoder_channels[-1]
         stages = []
@@ -92,7 +92,7 @@ class UNetDecoder(nn.Module):
             if inputs.shape[1] != self.input_channels or inputs.shape[-2:] != tuple(2 * n for n in features[0].shape[-2:]):
                 raise ValueError(f"inputs must be (B, {self.input_channels}, {2 * features[0].shape[-2]}, "
                                  f"{2 * features[0].shape[-1]}); got {tuple(inputs.shape)}")
-            if self.motion_skip:
+            if self.motion is not None:
                 motion = self.motion(inputs) if motion is None else motion
                 inputs = torch.cat([inputs, MOTION_GAIN * motion.to(inputs.dtype)], 1)
             skips.append(inputs.to(x.dtype))
