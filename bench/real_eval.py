@@ -76,6 +76,8 @@ def row(spec: str, r: dict) -> str:
     sure = " / ".join(_pct(film[k].get("sure_recall")) if k in film else "n/a" for k in
                       ("the_great_train_robbery", "a_trip_down_market_street_before_the_fire"))
     pr = f"{e['overall']['precision']:.3f} / {e['overall']['recall']:.3f}" if e else "n/a"
+    if e.get("marks"):
+        pr += f" (marks {e['marks']['overall']['precision']:.3f} / {e['marks']['overall']['recall']:.3f})"
     return (f"| {spec} | {a['overall']['f1']:.3f} |" if a else f"| {spec} | n/a |") + (
         f" {_pct(b.get('share_flagged')) if b else 'n/a'} | {_pct(c['overall']['share_flagged']) if c else 'n/a'} |"
         f" {shares} | {one} | {sure} | {pr} |" + (f" {f['overall']['f1']:.3f} |" if f else " n/a |"))
@@ -83,7 +85,7 @@ def row(spec: str, r: dict) -> str:
 
 HEADER = ("| model | paper F1 (a) | moving objects flagged (b) | clean video flagged (c) | "
           "real film flagged 1903 / 1906 (d) | one-frame share 1903 / 1906 (d) | "
-          "sure defects found 1903 / 1906 (d) | annotated P / R (e) | real-motion F1 (f) |\n"
+          "sure defects found 1903 / 1906 (d) | annotated P / R, pixels (marks) (e) | real-motion F1 (f) |\n"
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 

@@ -14,6 +14,7 @@ from torch import nn
 import correlnet.annotations
 from correlnet.annotations import annotated_numbers, annotation_path, load_annotation
 from correlnet.checkpoint import save_checkpoint
+from correlnet.metrics import PixelCounts
 from correlnet.evaluate import centre_frames, clean_triplet, triplet_rng
 from correlnet.moving_trap import MovingObject, MovingTrapConfig, MovingTrapCounts, SPEED_BINS, add_moving_objects
 from correlnet.real_eval import RealEvalConfig, Skipped, load_data, moving_trap, parse_parts, run_parts
@@ -26,6 +27,7 @@ from correlnet.real_footage import (
 )
 from correlnet.synth.sprites import Sprite
 from correlnet.tiling import TilingConfig
+from studio.commands.evaluate import format_part
 
 DEVICE = torch.device("cpu")
 TILING = TilingConfig()
@@ -218,6 +220,11 @@ def test_annotated_scores_against_hand_counts_and_skip_without_masks(tmp_path):
     c = report.per_clip["film"]
     assert (c.tp, c.fp, c.fn) == (16, 16, 4) and report.frames == {"film": [3]}
     assert "bare" in report.skipped and report.to_dict()["overall"]["precision"] == pytest.approx(0.5)
+    # by marks: the speck found, the static box a false mark, the corner missed
+    assert report.marks["film"] == PixelCounts(1, 1, 1)
+    assert report.to_dict()["marks"]["overall"] == PixelCounts(1, 1, 1).as_dict()
+    assert "by marks" in format_part("e", report.to_dict()) and "1 found, 1 false, 1 missed" in format_part(
+        "e", report.to_dict())
     cv2.imwrite(str(root / "film" / "00009.png"), truth)
     with pytest.raises(ValueError, match=r"00009\.png.*not among the evaluated frames"):
         annotated_scores(BoxDetector().eval(), {"film": clip}, 0.5, TILING, DEVICE, root)

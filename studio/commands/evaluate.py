@@ -102,6 +102,10 @@ def format_part(part: str, report: dict) -> str:
     else:
         for name, r in list(report["per_clip"].items()) + [("overall", report["overall"])]:
             lines.append(f"  {name:<44} precision {r['precision']:.4f} recall {r['recall']:.4f} F1 {r['f1']:.4f}")
+        marks = report.get("marks", {}).get("overall")
+        if marks:
+            lines.append(f"  {'by marks':<44} precision {marks['precision']:.4f} recall {marks['recall']:.4f} "
+                         f"({marks['tp']} found, {marks['fp']} false, {marks['fn']} missed)")
     lines += [f"  skipped {name}: {why}" for name, why in report.get("skipped", {}).items()]
     return "\n".join(lines)
 
